@@ -1,0 +1,15 @@
+"""Rule evaluate: per-image PSNR and SSIM of one estimate."""
+
+from temdenoise.benchmark import evaluate_split
+from temdenoise.runtime import job
+
+with job(snakemake):
+    evaluate_split(
+        snakemake.input.clean,
+        snakemake.input.estimate,
+        snakemake.wildcards.dataset,
+        snakemake.params.domain,
+        snakemake.wildcards.noise,
+        snakemake.wildcards.model,
+        snakemake.output[0],
+    )

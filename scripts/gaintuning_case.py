@@ -1,0 +1,24 @@
+"""Rule gaintuning_case: GainTuning on the test images of one case, against the compared models."""
+
+from temdenoise.adapt.experiments import case_job
+from temdenoise.runtime import job
+
+with job(snakemake) as run:
+    entry = snakemake.params.entry
+    methods = run.config["methods"]
+    case_job(
+        case=snakemake.wildcards.case,
+        section=snakemake.params.section,
+        pretrained=(snakemake.input.model, methods[entry["model"]]),
+        compared={m: (path, methods[m]) for m, path in zip(entry.get("compare", []), snakemake.input.compared)},
+        noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
+        clean_path=snakemake.input.clean,
+        metadata_path=snakemake.input.metadata,
+        domain=run.config["datasets"][entry["test"]]["domain"],
+        table_path=snakemake.output.table,
+        gains_path=snakemake.output.gains,
+        figure_path=snakemake.output.figure,
+        device=run.device,
+        seed=run.seed,
+        log=run.log,
+    )

@@ -1,0 +1,19 @@
+"""Rule gaintuning_net_bias: net bias of a network with biases before and after GainTuning."""
+
+from temdenoise.adapt.experiments import net_bias_job
+from temdenoise.runtime import job
+
+with job(snakemake) as run:
+    section = snakemake.params.section
+    entry = section["cases"][section["net_bias"]["case"]]
+    net_bias_job(
+        section=section,
+        model=(snakemake.input.model, run.config["methods"][entry["model"]]),
+        noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
+        clean_path=snakemake.input.clean,
+        metadata_path=snakemake.input.metadata,
+        table_stem=snakemake.output[0][: -len(".csv")],
+        figure_path=snakemake.output.figure,
+        device=run.device,
+        seed=run.seed,
+    )

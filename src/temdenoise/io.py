@@ -1,0 +1,85 @@
+"""Array, table and image I/O with atomic writes.
+
+Every file is written to a temporary name in the destination folder and renamed into place, so an
+interrupted job never leaves a half-written output that Snakemake would take as finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import tifffile
+from skimage import io as skio
+from skimage.util import img_as_float32
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def save_stack(path: str | os.PathLike, arrays: Sequence[np.ndarray]) -> None:
+    """Save a (possibly ragged) sequence of float32 arrays as one ``.npz`` stack."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{f"{i:04d}": np.asarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
+
+
+def load_stack(path: str | os.PathLike) -> list[np.ndarray]:
+    """Load a stack written by :func:`save_stack`, in order."""
+    with np.load(path) as data:
+        return [data[key] for key in sorted(data.files)]
+
+
+def save_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a CSV table atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+def save_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def export_tiff(path: str | os.PathLike, arrays: Sequence[np.ndarray]) -> None:
+    """Export a stack of equally shaped arrays as one float32 TIFF (for Fiji / napari)."""
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.stack([np.asarray(a, dtype=np.float32) for a in arrays]))
+
+
+def read_image_folder(folder: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
+    """Read every image of ``folder`` (sorted by name) as grayscale float32 in [0, 1].
+
+    Raises FileNotFoundError naming the folder when it does not exist or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in folder: {folder}")
+    images = []
+    for file in files[:limit]:
+        image = skio.imread(file, as_gray=True)
+        images.append(img_as_float32(image))
+    return images

@@ -1,0 +1,39 @@
+"""DnCNN (Zhang, Zuo, Chen, Meng & Zhang, IEEE TIP 2017) and its bias-free version BF-DnCNN
+(Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, ICLR 2020).
+
+``depth`` 3x3 convolutions of ``channels`` channels: conv + ReLU, ``depth - 2`` x [conv, BatchNorm,
+ReLU], conv. Residual: the network predicts the noise and the output is ``y - net(y)``. The
+bias-free version drops every conv bias and uses :class:`BiasFreeBatchNorm2d`.
+20 x 64 gives 668,225 parameters (DnCNN) and 667,008 (BF-DnCNN).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from temdenoise.models.layers import conv3x3, conv_norm_relu
+from temdenoise.registry import register
+
+
+@register("dncnn")
+class DnCNN(nn.Module):
+    """DnCNN with ``depth`` layers of ``channels`` channels; ``bias_free`` removes every additive constant."""
+
+    kind = "network"
+
+    def __init__(self, depth: int = 20, channels: int = 64, bias_free: bool = False, in_channels: int = 1) -> None:
+        super().__init__()
+        if depth < 2:
+            raise ValueError(f"dncnn: depth must be >= 2, got {depth}")
+        bias = not bias_free
+        layers: list[nn.Module] = [conv3x3(in_channels, channels, bias), nn.ReLU(inplace=True)]
+        layers += [conv_norm_relu(channels, channels, bias_free) for _ in range(depth - 2)]
+        layers.append(conv3x3(channels, in_channels, bias))
+        self.body = nn.Sequential(*layers)
+        self.bias_free = bias_free
+        # Inputs of any size work: no pooling.
+        self.size_multiple = 1
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        return noisy - self.body(noisy)

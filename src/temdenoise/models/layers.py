@@ -1,0 +1,65 @@
+"""Building blocks shared by the CNN families, including the bias-free batch normalisation.
+
+Bias-free networks (Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, ICLR 2020) remove every
+additive constant so that the network is homogeneous of degree one: f(a*y) = a*f(y) for a > 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BiasFreeBatchNorm2d(nn.Module):
+    """Batch normalisation without mean subtraction and without the additive beta.
+
+    Train mode divides each channel by ``sqrt(batch variance) + eps`` and updates the running
+    variance; eval mode divides by ``sqrt(running variance) + eps``; both then multiply by a
+    learned per-channel ``weight`` (the gain). Dividing by a standard deviation keeps the map
+    homogeneous, unlike subtracting a mean or adding a bias.
+
+    As in the authors' code, the running variance is a parameter that is never trained
+    (``requires_grad=False``) rather than a buffer, so parameter counts match the paper's
+    (BF-DnCNN 20x64: 667,008).
+    """
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.running_var = nn.Parameter(torch.ones(channels), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            var = x.var(dim=(0, 2, 3), unbiased=True)
+            with torch.no_grad():
+                self.running_var.mul_(1 - self.momentum).add_(self.momentum * var.detach().to(self.running_var.dtype))
+        else:
+            var = self.running_var
+        scale = self.weight / (var.sqrt() + self.eps)
+        return x * scale.view(1, -1, 1, 1).to(x.dtype)
+
+
+def norm_layer(channels: int, bias_free: bool) -> nn.Module:
+    """BatchNorm2d, or its bias-free version."""
+    return BiasFreeBatchNorm2d(channels) if bias_free else nn.BatchNorm2d(channels)
+
+
+def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
+    """A 3x3 convolution with zero padding 1 (keeps the size; zero padding keeps homogeneity)."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+
+
+def conv_norm_relu(in_channels: int, out_channels: int, bias_free: bool) -> nn.Sequential:
+    """[3x3 conv, (bias-free) BatchNorm, ReLU]; the conv has a bias unless the block is bias-free."""
+    return nn.Sequential(
+        conv3x3(in_channels, out_channels, bias=not bias_free),
+        norm_layer(out_channels, bias_free),
+        nn.ReLU(inplace=True),
+    )
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of parameters, the paper's way (bias-free running variances included)."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,182 @@
+"""UDVD: unsupervised deep video denoising with blind-spot networks.
+
+Implements the blind-spot video denoiser of Sheth, Mohan, Vincent, Manzorro, Crozier, Khapra,
+Simoncelli and Fernandez-Granda, "Unsupervised Deep Video Denoising", ICCV 2021, built on the
+rotation blind-spot construction of Laine, Karras, Lehtinen and Aila, "High-Quality Self-Supervised
+Deep Image Denoising", NeurIPS 2019.
+
+Construction (see docs/ARCHITECTURE.md and the reference notes, section 3):
+
+* every convolution sees only the *upper half-plane including its own row*: the input is shifted
+  down one row (zero row on top), padded, convolved 3x3 and the extra last row cropped; pooling is
+  shifted the same way, so every feature at row ``r`` depends on input rows ``<= r`` only;
+* the input is processed in 4 rotations stacked on the batch axis; after the core network each
+  branch is shifted down one more row (now rows ``< r`` only: the pixel itself is excluded),
+  rotated back, the 4 branches concatenated on the channel axis and fused by 1x1 convolutions with
+  LeakyReLU(0.1). The output pixel therefore never depends on its own value in any input frame;
+* single-frame net: one blind UNet core; multi-frame net (3 or 5 frames): a first-stage blind UNet
+  shared over the overlapping 3-frame windows, and a second-stage blind UNet fusing them.
+
+Input convention: ``(B, T, H, W)`` frames (T = ``frames``) -> ``(B, 1, H, W)`` denoised centre
+frame. Bias-free by default (every map is then homogeneous of degree 1).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from temdenoise.registry import register
+
+_NEGATIVE_SLOPE = 0.1
+_POOLINGS = 2  # the UNet core pools twice: inputs are padded to a multiple of 2**_POOLINGS
+
+
+def shift_down(x: torch.Tensor, rows: int = 1) -> torch.Tensor:
+    """Shift a (B, C, H, W) map down by ``rows`` (zeros enter on top, bottom rows drop out)."""
+    return F.pad(x, (0, 0, rows, 0))[:, :, : x.shape[2], :]
+
+
+class ShiftedConv(nn.Module):
+    """3x3 convolution + LeakyReLU whose output at row r sees input rows <= r only."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # shift down one row, replicate-pad by 1, 3x3 valid conv: rows r-2..r of the input
+        x = F.pad(x, (0, 0, 1, 0))
+        x = F.pad(x, (1, 1, 1, 1), mode="replicate")
+        x = F.leaky_relu(self.conv(x), _NEGATIVE_SLOPE)
+        return x[:, :, :-1, :]
+
+
+class ShiftedPool(nn.Module):
+    """2x2 max-pooling shifted down one row, so pooled row k sees input rows <= 2k only."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(shift_down(x), 2)
+
+
+class BlindUNet(nn.Module):
+    """Two-scale UNet core of shifted convolutions (upper half-plane receptive field).
+
+    Widths follow the authors' code: encoder ``channels`` (48), decoder ``2 * channels`` (96).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, bias: bool) -> None:
+        super().__init__()
+        c, d = channels, 2 * channels
+        self.enc0 = nn.Sequential(ShiftedConv(in_channels, c, bias), ShiftedConv(c, c, bias), ShiftedPool())
+        self.enc1 = nn.Sequential(ShiftedConv(c, c, bias), ShiftedPool())
+        self.bottom = ShiftedConv(c, c, bias)
+        self.dec1 = nn.Sequential(ShiftedConv(2 * c, d, bias), ShiftedConv(d, d, bias))
+        self.dec0 = nn.Sequential(
+            ShiftedConv(d + in_channels, d, bias), ShiftedConv(d, d // 2, bias), ShiftedConv(d // 2, out_channels, bias)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip1 = self.enc0(x)
+        y = self.bottom(self.enc1(skip1))
+        y = self.dec1(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), skip1], dim=1))
+        return self.dec0(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), x], dim=1))
+
+
+def rotations(x: torch.Tensor) -> torch.Tensor:
+    """Stack the 0/90/180/270 degree rotations of a square (B, C, S, S) map on the batch axis."""
+    return torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)], dim=0)
+
+
+def unrotate(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`rotations`: rotate each branch back and concatenate them on channels."""
+    branches = torch.chunk(x, 4, dim=0)
+    return torch.cat([torch.rot90(b, -k, dims=(2, 3)) for k, b in enumerate(branches)], dim=1)
+
+
+@register("udvd")
+class UDVD(nn.Module):
+    """Blind-spot denoiser of the centre frame of ``frames`` consecutive frames (1, 3 or 5).
+
+    ``frames = 1``: one blind UNet core. ``frames >= 3``: a first-stage core shared by the
+    ``frames - 2`` overlapping 3-frame windows (``window_channels`` outputs each), then a
+    second-stage core fusing their concatenation. ``channels`` is the encoder width (decoder:
+    twice); the head fuses the 4 rotated branches with 1x1 convolutions (8c -> 8c -> 2c -> 1).
+    """
+
+    kind = "network"
+
+    def __init__(
+        self, frames: int = 5, channels: int = 48, window_channels: int = 32, bias_free: bool = True
+    ) -> None:
+        super().__init__()
+        if frames < 1 or frames % 2 == 0:
+            raise ValueError(f"udvd: frames must be a positive odd number, got {frames}")
+        self.frames = frames
+        bias = not bias_free
+        branch = 2 * channels
+        if frames == 1:
+            self.first_stage = None
+            self.core = BlindUNet(1, branch, channels, bias)
+        else:
+            self.first_stage = BlindUNet(3, window_channels, channels, bias)
+            self.core = BlindUNet((frames - 2) * window_channels, branch, channels, bias)
+        self.fuse_a = nn.Conv2d(4 * branch, 4 * branch, 1, bias=bias)
+        self.fuse_b = nn.Conv2d(4 * branch, branch, 1, bias=bias)
+        self.fuse_out = nn.Conv2d(branch, 1, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.frames:
+            raise ValueError(f"udvd: expected input (B, {self.frames}, H, W), got {tuple(x.shape)}")
+        height, width = x.shape[2:]
+        # zero padding (never replicate/reflect, which would copy a pixel into its own blind spot)
+        # to a square whose side the two poolings divide, so the 4 rotations share one batch
+        side = -(-max(height, width) // 2**_POOLINGS) * 2**_POOLINGS
+        x = rotations(F.pad(x, (0, side - width, 0, side - height)))
+        if self.first_stage is None:
+            y = self.core(x)
+        else:
+            windows = [self.first_stage(x[:, t : t + 3]) for t in range(self.frames - 2)]
+            y = self.core(torch.cat(windows, dim=1))
+        # the final one-row shift removes the pixel's own row: the blind spot
+        y = unrotate(shift_down(y))
+        y = F.leaky_relu(self.fuse_a(y), _NEGATIVE_SLOPE)
+        y = F.leaky_relu(self.fuse_b(y), _NEGATIVE_SLOPE)
+        return self.fuse_out(y)[:, :, :height, :width]
+
+
+def frame_windows(video: np.ndarray, frames: int, indices: Sequence[int] | None = None) -> np.ndarray:
+    """The ``frames``-long windows centred on the frames ``indices`` (default: all) of a
+    (T, H, W) video: (len(indices), frames, H, W).
+
+    Edge frames are completed by reflection in time (frame -1 is frame 1), so every frame of the
+    video gets a full window.
+    """
+    half = frames // 2
+    if video.shape[0] <= half:
+        raise ValueError(f"video of {video.shape[0]} frames is too short for {frames}-frame windows")
+    padded = np.pad(np.asarray(video, dtype=np.float32), ((half, half), (0, 0), (0, 0)), mode="reflect")
+    centres = range(video.shape[0]) if indices is None else indices
+    return np.stack([padded[t : t + frames] for t in centres])
+
+
+@torch.no_grad()
+def denoise_video(
+    model: UDVD,
+    video: np.ndarray,
+    device: str | torch.device = "cpu",
+    batch: int = 4,
+    indices: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Denoise the frames ``indices`` (default: all) of a (T, H, W) video: (len, H, W) float32."""
+    model.eval()
+    centres = list(range(video.shape[0]) if indices is None else indices)
+    out = []
+    for start in range(0, len(centres), batch):
+        windows = torch.from_numpy(frame_windows(video, model.frames, centres[start : start + batch]))
+        out.append(model(windows.to(device))[:, 0].cpu().numpy())
+    return np.concatenate(out).astype(np.float32)

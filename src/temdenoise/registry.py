@@ -1,0 +1,72 @@
+"""One registry of denoising methods, classical and learned.
+
+A config entry under ``methods:`` names a ``family`` and its ``params``; the family is a class
+registered here with :func:`register`. Adding a variant is one config entry; adding a family is
+one module that decorates its class with ``@register("name")`` plus one import in
+:func:`_load_families`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T", bound=type)
+
+_FAMILIES: dict[str, type] = {}
+
+# Modules that define families; imported lazily so that `import temdenoise` stays light.
+_FAMILY_MODULES = (
+    "temdenoise.classical.wiener",
+    "temdenoise.classical.wavelet",
+    "temdenoise.models.dncnn",
+    "temdenoise.models.unet",
+    "temdenoise.models.udvd",
+)
+
+
+def register(name: str) -> Callable[[T], T]:
+    """Class decorator: register a method family under ``name``.
+
+    The class must define ``kind = "classical"`` or ``kind = "network"``.
+    """
+
+    def decorate(cls: T) -> T:
+        if getattr(cls, "kind", None) not in ("classical", "network"):
+            raise TypeError(f"family {name!r}: class {cls.__name__} must set kind = 'classical' or 'network'")
+        if name in _FAMILIES and _FAMILIES[name] is not cls:
+            raise ValueError(f"method family {name!r} registered twice")
+        cls.family = name
+        _FAMILIES[name] = cls
+        return cls
+
+    return decorate
+
+
+def _load_families() -> None:
+    for module in _FAMILY_MODULES:
+        importlib.import_module(module)
+
+
+def families() -> dict[str, type]:
+    """All registered families by name."""
+    _load_families()
+    return dict(_FAMILIES)
+
+
+def family(name: str) -> type:
+    """The class of family ``name``; a KeyError lists the known families."""
+    known = families()
+    if name not in known:
+        raise KeyError(f"unknown method family {name!r}; registered: {', '.join(sorted(known))}")
+    return known[name]
+
+
+def method_kind(entry: dict[str, Any]) -> str:
+    """``classical`` or ``network`` for a ``methods:`` config entry."""
+    return family(entry["family"]).kind
+
+
+def build(entry: dict[str, Any]) -> Any:
+    """Instantiate the family of a ``methods:`` entry with its ``params``."""
+    return family(entry["family"])(**entry.get("params", {}))

@@ -1,0 +1,210 @@
+"""Per-job runtime set-up shared by every workflow script: log redirection, threads, seeds, device.
+
+Each Snakemake job must use exactly the threads its rule declares, so that ``--cores N`` is
+honoured: torch, numba, BLAS/OpenMP pools and dask are all limited here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMBA_NUM_THREADS",
+)
+
+
+def limit_threads(threads: int) -> None:
+    """Limit every thread pool of this process to ``threads``."""
+    threads = max(1, int(threads))
+    for variable in THREAD_VARIABLES:
+        os.environ[variable] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    with contextlib.suppress(ImportError, ValueError):
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    with contextlib.suppress(ImportError):
+        import dask
+
+        dask.config.set(scheduler="threads", num_workers=threads)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) and make torch deterministic."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` picks CUDA when present, else CPU; anything else is returned as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+GPU_LOCK_DIR_VARIABLE = "TEMDENOISE_GPU_LOCK_DIR"
+
+
+def _local_gpu_ids() -> list[str]:
+    """GPU ids this process may use, found without initialising CUDA (which would freeze them)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [gpu for gpu in visible.split(",") if gpu.strip()]
+    devices = [name for name in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", name)]
+    return sorted((name.removeprefix("nvidia") for name in devices), key=int)
+
+
+@contextlib.contextmanager
+def gpu_slots(count: int, poll_seconds: float = 5.0) -> Iterator[list[str]]:
+    """Give a local GPU job its own ``count`` GPUs, held until the job ends.
+
+    Snakemake's ``--resources gpu=N`` caps how many GPU jobs run at once but assigns no device, so
+    each job claims free GPUs through one lock file per GPU (``fcntl.flock``; the kernel releases it
+    when the process dies) in ``$TEMDENOISE_GPU_LOCK_DIR`` (default: a folder in the system temp
+    dir, shared by every workflow on the machine) and restricts ``CUDA_VISIBLE_DEVICES`` to them.
+    Under SLURM (``SLURM_JOB_ID`` set) the scheduler already did this, so nothing is claimed.
+    Waits while every GPU is taken. Yields the claimed ids (empty when nothing was claimed).
+    """
+    gpu_ids = _local_gpu_ids()
+    if count <= 0 or "SLURM_JOB_ID" in os.environ or not gpu_ids:
+        yield []
+        return
+    if count > len(gpu_ids):
+        raise RuntimeError(f"job asks for gpu={count} but this machine has {len(gpu_ids)} GPUs")
+    default_dir = Path(tempfile.gettempdir()) / "temdenoise-gpu-locks"
+    lock_dir = Path(os.environ.get(GPU_LOCK_DIR_VARIABLE, default_dir))
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        claimed: list[str] = []
+        while True:
+            for gpu in gpu_ids:
+                if len(claimed) == count:
+                    break
+                if gpu in claimed:
+                    continue
+                lock = open(lock_dir / f"gpu{gpu}.lock", "w")
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    lock.close()
+                    continue
+                held.callback(lock.close)
+                claimed.append(gpu)
+            if len(claimed) == count:
+                break
+            logging.getLogger("temdenoise").info(
+                "all GPUs busy; waiting for %d", count - len(claimed)
+            )
+            time.sleep(poll_seconds)
+        previous = os.environ.get("CUDA_VISIBLE_DEVICES")
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claimed)
+        try:
+            yield claimed
+        finally:
+            if previous is None:
+                del os.environ["CUDA_VISIBLE_DEVICES"]
+            else:
+                os.environ["CUDA_VISIBLE_DEVICES"] = previous
+
+
+FAIL_ONCE_VARIABLE = "TEMDENOISE_FAIL_ONCE"
+
+
+def fail_once_for_testing(rule: str, wildcards: dict[str, str]) -> None:
+    """Fault injection for the retry tests: fail the first attempt of each job of the rules named
+    in ``$TEMDENOISE_FAIL_ONCE`` (comma-separated). A marker file under ``.snakemake/`` of the
+    working directory (shared by local and cluster jobs) records that the job already failed once.
+    """
+    if rule not in os.environ.get(FAIL_ONCE_VARIABLE, "").split(","):
+        return
+    job_key = hashlib.sha256(repr(sorted(wildcards.items())).encode()).hexdigest()[:12]
+    marker = Path(".snakemake", "temdenoise-fail-once", f"{rule}-{job_key}")
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    raise RuntimeError(f"{FAIL_ONCE_VARIABLE}={rule}: injected failure of the first attempt")
+
+
+@dataclass
+class Job:
+    """What a workflow script needs from its Snakemake job."""
+
+    threads: int
+    seed: int
+    device: str
+    config: dict[str, Any]
+    log: logging.Logger
+
+
+@contextlib.contextmanager
+def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
+    """Set up a Snakemake ``script:`` job: output to ``snakemake.log[0]``, threads, seeds, device."""
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = stream
+    logger = logging.getLogger("temdenoise")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    held_gpus = contextlib.ExitStack()
+    try:
+        fail_once_for_testing(snakemake.rule, dict(snakemake.wildcards.items()))
+        # Claimed before anything initialises CUDA, which freezes the visible devices.
+        gpus = held_gpus.enter_context(gpu_slots(int(snakemake.resources.get("gpu", 0) or 0)))
+        if gpus:
+            logger.info("using GPU(s) %s", ",".join(gpus))
+        limit_threads(snakemake.threads)
+        config = snakemake.config
+        job_seed = int(config.get("seed", 0) if seed is None else seed)
+        seed_everything(job_seed)
+        yield Job(
+            threads=snakemake.threads,
+            seed=job_seed,
+            device=resolve_device(config.get("device", "auto")),
+            config=config,
+            log=logger,
+        )
+    finally:
+        held_gpus.close()
+        logger.removeHandler(handler)
+        sys.stdout, sys.stderr = old_out, old_err
+        if log_path:
+            stream.close()
+
+
+def derive_seed(master: int, *names: object) -> int:
+    """A seed for one piece of work, stable across runs and machines (no Python ``hash``)."""
+    digest = hashlib.sha256(repr((int(master), *map(str, names))).encode()).digest()
+    return int.from_bytes(digest[:4], "little")

@@ -1,0 +1,1 @@
+"""abTEM data factory: supported nanoparticle structures, HRTEM imaging, videos, sharded datasets."""

@@ -1,0 +1,117 @@
+"""Plane-wave HRTEM imaging of a specimen with abTEM 1.0.
+
+One multislice run gives the exit wave; every defocus of a series is then one cheap CTF
+application on that same exit wave. The intensity is Fourier-interpolated to the detector pixel
+size, optionally blurred by a Gaussian detector MTF, flipped to image convention (row 0 at the
+top, the support at the bottom) and cropped around the particle. A normalised plane wave makes the
+vacuum intensity 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import abtem
+import numpy as np
+from scipy import ndimage
+
+from temdenoise.simulate.structures import Specimen
+
+CONTRAST_CLASSES = ("black", "intermediate", "white")
+
+
+def configure_abtem() -> None:
+    """CPU with numpy FFTs: no FFTW planning cost, results independent of the FFT planner."""
+    abtem.config.set({"device": "cpu", "fft": "numpy"})
+
+
+@dataclass(frozen=True)
+class Microscope:
+    """Imaging conditions (lengths in A, angles in mrad, energy in eV)."""
+
+    energy: float = 300e3
+    potential_sampling: float = 0.05
+    slice_thickness: float = 2.0
+    pixel_size: float = 0.25
+    Cs: float = -1.3e5
+    focal_spread: float = 40.0
+    semiangle_cutoff: float = 30.0
+    mtf_sigma: float = 0.0          # Gaussian detector blur, in detector pixels
+
+    def __post_init__(self) -> None:
+        if not 0 < self.potential_sampling <= 0.06:
+            raise ValueError(f"potential_sampling must be in (0, 0.06] A, got {self.potential_sampling}")
+        if self.pixel_size < self.potential_sampling:
+            raise ValueError(f"pixel_size ({self.pixel_size} A) finer than potential_sampling ({self.potential_sampling} A)")
+
+
+def exit_wave(specimen: Specimen, microscope: Microscope) -> abtem.Waves:
+    """Exit wave of a 300 kV (or ``microscope.energy``) plane wave through ``specimen`` (computed)."""
+    atoms = specimen.atoms
+    gpts = tuple(int(np.ceil(length / microscope.potential_sampling)) for length in np.diag(atoms.cell.array)[:2])
+    potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=microscope.slice_thickness,
+                                projection="infinite", parametrization="lobato")
+    wave = abtem.PlaneWave(energy=microscope.energy, normalize=False)
+    return wave.multislice(potential).compute(progress_bar=False)
+
+
+def detector_image(wave: abtem.Waves, defocus: float, microscope: Microscope) -> np.ndarray:
+    """Intensity after the CTF at ``defocus`` (A, positive = underfocus), at the detector pixel
+    size, as a float64 (H, W) array with row 0 at the top (largest y)."""
+    ctf = abtem.CTF(semiangle_cutoff=microscope.semiangle_cutoff, focal_spread=microscope.focal_spread,
+                    energy=microscope.energy, defocus=defocus, Cs=microscope.Cs)
+    extent = np.asarray(wave.extent)
+    pixels = tuple(int(round(e / microscope.pixel_size)) for e in extent)
+    images = wave.apply_ctf(ctf).intensity().interpolate(gpts=pixels).compute(progress_bar=False)
+    image = np.flipud(np.asarray(images.array, dtype=np.float64).T)
+    if microscope.mtf_sigma > 0:
+        image = ndimage.gaussian_filter(image, microscope.mtf_sigma, mode="wrap")
+    return image
+
+
+def defocus_series(wave: abtem.Waves, defoci: list[float], microscope: Microscope) -> list[np.ndarray]:
+    """Images of one exit wave at each of ``defoci`` (the multislice is not repeated)."""
+    return [detector_image(wave, float(defocus), microscope) for defocus in defoci]
+
+
+def to_pixels(xy: np.ndarray, image_height: int, pixel_size: float) -> np.ndarray:
+    """(x, y) positions in A -> (row, column) of an image made by :func:`detector_image`.
+
+    Pixel ``i`` of the interpolated grid samples position ``i * pixel_size``; rows are flipped.
+    """
+    xy = np.atleast_2d(xy)
+    return np.stack([image_height - 1 - xy[:, 1] / pixel_size, xy[:, 0] / pixel_size], axis=1)
+
+
+def crop_window(centre_rc: np.ndarray, shape: tuple[int, int], size: tuple[int, int]) -> tuple[slice, slice]:
+    """Slices of a ``size`` window whose centre is closest to ``centre_rc`` and inside ``shape``."""
+    slices = []
+    for c, total, n in zip(centre_rc, shape, size):
+        start = int(np.clip(int(round(c)) - n // 2, 0, total - n))
+        slices.append(slice(start, start + n))
+    return slices[0], slices[1]
+
+
+def contrast_score(image: np.ndarray, columns_rc: np.ndarray) -> float:
+    """How atom columns stand out: (mean intensity at the columns - mean of the particle region) /
+    std of the region; the region is the columns' pixels dilated by 3 px. Negative = dark atoms."""
+    inside = (columns_rc[:, 0] >= 0) & (columns_rc[:, 0] <= image.shape[0] - 1) & \
+             (columns_rc[:, 1] >= 0) & (columns_rc[:, 1] <= image.shape[1] - 1)
+    columns_rc = columns_rc[inside]
+    if len(columns_rc) == 0:
+        return 0.0
+    at_columns = ndimage.map_coordinates(image, columns_rc.T, order=1)
+    mask = np.zeros(image.shape, dtype=bool)
+    rc = np.round(columns_rc).astype(int)
+    mask[rc[:, 0], rc[:, 1]] = True
+    region = image[ndimage.binary_dilation(mask, iterations=3)]
+    return float((at_columns.mean() - region.mean()) / max(region.std(), 1e-12))
+
+
+def contrast_class(score: float, threshold: float) -> str:
+    """``black`` (dark columns), ``white`` (bright columns) or ``intermediate``."""
+    if score < -threshold:
+        return "black"
+    if score > threshold:
+        return "white"
+    return "intermediate"

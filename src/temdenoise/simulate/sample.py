@@ -1,0 +1,98 @@
+"""Random draws of one structure (shape, size, support thickness, tilt, defects) and its specimen.
+
+Every random choice of a structure comes from one ``numpy`` generator seeded by
+:func:`structure_seed`, so a structure is a pure function of (master seed, dataset, split, index).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from ase import Atoms
+
+from temdenoise.runtime import derive_seed
+from temdenoise.simulate.imaging import Microscope
+from temdenoise.simulate.settings import SimulationSettings, field_of_view
+from temdenoise.simulate.structures import (
+    ZONE_AXIS_LABEL, Specimen, add_surface_defects, assemble_specimen, build_particle, equivalent_diameter_nm,
+    FCC_LATTICE_CONSTANTS,
+)
+
+# Vacuum (A) kept around the cropped field of view: hides the cell-edge seam of the periodic
+# potential and the CTF delocalisation, and leaves room for video drift.
+EDGE_MARGIN = 6.0
+
+
+def structure_seed(master_seed: int, dataset: str, split: str, index: int) -> int:
+    """The seed of structure ``index`` of ``split``: unique per (master seed, dataset, split, index)."""
+    return derive_seed(master_seed, "simulate", dataset, split, index)
+
+
+@dataclass
+class StructureDraw:
+    """The random choices that define one structure."""
+
+    structure_id: str
+    seed: int
+    shape: str
+    size_nm: float
+    thickness: float
+    tilt: tuple[float, float]
+
+
+def draw_structure(settings: SimulationSettings, structure_id: str, seed: int, rng: np.random.Generator) -> StructureDraw:
+    low, high = settings.support_thickness
+    return StructureDraw(
+        structure_id=structure_id,
+        seed=seed,
+        shape=str(rng.choice(settings.shapes)),
+        size_nm=float(rng.choice(settings.sizes_nm)),
+        thickness=float(rng.uniform(low, high)),
+        tilt=(float(rng.uniform(-settings.tilt_max, settings.tilt_max)),
+              float(rng.uniform(-settings.tilt_max, settings.tilt_max))),
+    )
+
+
+def microscope(settings: SimulationSettings) -> Microscope:
+    return Microscope(energy=settings.energy, potential_sampling=settings.potential_sampling,
+                      slice_thickness=settings.slice_thickness, pixel_size=settings.pixel_size, Cs=settings.Cs,
+                      focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
+                      mtf_sigma=settings.mtf_sigma)
+
+
+def particle_with_defects(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """The drawn particle (centred at the origin) with its surface defects, and metadata."""
+    particle = build_particle(draw.shape, settings.element, draw.size_nm, tuple(settings.surface_energies))
+    bottom = particle.positions[:, 1].min() + 1.0
+    particle, vacancies, adatoms = add_surface_defects(particle, settings.element, rng, settings.vacancy_fraction,
+                                                       settings.adatom_fraction, keep_below=bottom)
+    info = {
+        "structure_id": draw.structure_id, "shape": draw.shape, "size_nm": draw.size_nm,
+        "diameter_nm": round(equivalent_diameter_nm(len(particle), FCC_LATTICE_CONSTANTS[settings.element]), 3),
+        "n_atoms": len(particle), "element": settings.element, "support": settings.support,
+        "zone_axis": ZONE_AXIS_LABEL[draw.shape], "tilt_x": draw.tilt[0], "tilt_y": draw.tilt[1],
+        "thickness": draw.thickness, "vacancies": vacancies, "adatoms": adatoms, "seed": draw.seed,
+    }
+    return particle, info
+
+
+def cell_geometry(settings: SimulationSettings) -> tuple[tuple[float, float], float]:
+    """Cell size (A, a whole number of detector pixels) and the y of the support surface."""
+    margin_px = int(np.ceil(EDGE_MARGIN / settings.pixel_size))
+    side = (settings.image_size + 2 * margin_px) * settings.pixel_size
+    interface_y = margin_px * settings.pixel_size + settings.support_fraction * field_of_view(settings)
+    return (side, side), interface_y
+
+
+def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms) -> Specimen:
+    cell, interface_y = cell_geometry(settings)
+    return assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt)
+
+
+def crop_centre(settings: SimulationSettings, spec: Specimen) -> np.ndarray:
+    """Centre of the crop in A: the particle's x; y such that the support fills the configured
+    fraction of the image."""
+    cell, interface_y = cell_geometry(settings)
+    fov = field_of_view(settings)
+    return np.array([spec.centre[0], interface_y - settings.support_fraction * fov + fov / 2])

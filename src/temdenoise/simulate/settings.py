@@ -1,0 +1,127 @@
+"""The ``simulation`` section of a TEM dataset, as typed settings with the schema's defaults.
+
+``workflow/schemas/config.schema.yaml`` documents every key; the defaults here must equal the
+schema's (a test checks it). Physical checks that JSON schema cannot express (a particle larger
+than the field of view) are made by :func:`check_settings` with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from temdenoise.simulate.structures import FCC_LATTICE_CONSTANTS, SHAPES, SUPPORTS
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """Video options; ``frames: 0`` makes an image dataset."""
+
+    frames: int = 0
+    drift_px: float = 0.4            # std of the per-frame drift step, detector pixels
+    rotation_deg: float = 0.3        # std of the per-frame rotation step about the beam, degrees
+    surface_moves: int = 2           # surface atoms hopping to a new site between frames
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    element: str = "Pt"
+    support: str = "CeO2"
+    shapes: tuple[str, ...] = SHAPES
+    sizes_nm: tuple[float, ...] = (2.0, 3.0)
+    support_thickness: tuple[float, float] = (30.0, 60.0)
+    support_fraction: float = 0.25
+    tilt_max: float = 1.0
+    vacancy_fraction: float = 0.05
+    adatom_fraction: float = 0.03
+    surface_energies: tuple[float, float] = (1.0, 1.15)
+    image_size: int = 256
+    pixel_size: float = 0.2
+    potential_sampling: float = 0.05
+    slice_thickness: float = 2.0
+    energy: float = 300e3
+    Cs: float = -1.3e5
+    focal_spread: float = 40.0
+    semiangle_cutoff: float = 30.0
+    mtf_sigma: float = 0.5
+    defocus: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
+        "black": (0.0, 120.0), "intermediate": (-24.0, -16.0), "white": (-100.0, -40.0)})
+    contrast_threshold: float = 0.75
+    defoci_per_structure: int = 3
+    structures: Mapping[str, int] = field(default_factory=lambda: {"train": 6, "validation": 2, "test": 2})
+    structures_per_shard: int = 4
+    export_tiff: bool = False
+    video: VideoSettings = field(default_factory=VideoSettings)
+
+    @property
+    def is_video(self) -> bool:
+        return self.video.frames > 0
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any] | None, key: str = "simulation") -> "SimulationSettings":
+        """Settings from a config mapping (missing keys take defaults); ``key`` names the section
+        in error messages, e.g. ``datasets.tem.simulation``."""
+        section = dict(section or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known)
+        if unknown:
+            raise ValueError(f"{key}: unknown key(s) {unknown}")
+        video = dict(section.pop("video", None) or {})
+        video_known = {f.name for f in dataclasses.fields(VideoSettings)}
+        if set(video) - video_known:
+            raise ValueError(f"{key}.video: unknown key(s) {sorted(set(video) - video_known)}")
+        values: dict[str, Any] = {}
+        for name, value in section.items():
+            values[name] = tuple(value) if isinstance(value, list) else value
+        if "defocus" in values:
+            values["defocus"] = {k: tuple(v) for k, v in values["defocus"].items()}
+        settings = cls(**values, video=VideoSettings(**video))
+        check_settings(settings, key)
+        return settings
+
+
+def field_of_view(settings: SimulationSettings) -> float:
+    """Side of the (square) image in A."""
+    return settings.image_size * settings.pixel_size
+
+
+def check_settings(settings: SimulationSettings, key: str = "simulation") -> None:
+    """Reject impossible physics with a ValueError naming the offending key."""
+    def fail(name: str, why: str) -> None:
+        raise ValueError(f"{key}.{name}: {why}")
+
+    if settings.element not in FCC_LATTICE_CONSTANTS:
+        fail("element", f"unknown element {settings.element!r}; known: {sorted(FCC_LATTICE_CONSTANTS)}")
+    if settings.support not in SUPPORTS:
+        fail("support", f"unknown support {settings.support!r}; known: {sorted(SUPPORTS)}")
+    for shape in settings.shapes:
+        if shape not in SHAPES:
+            fail("shapes", f"unknown shape {shape!r}; known: {list(SHAPES)}")
+    if not settings.shapes:
+        fail("shapes", "at least one shape is needed")
+    if not settings.sizes_nm or min(settings.sizes_nm) <= 0:
+        fail("sizes_nm", "particle sizes must be positive")
+    low, high = settings.support_thickness
+    if not 0 < low <= high:
+        fail("support_thickness", f"need 0 < min <= max, got {[low, high]}")
+    if not 0 < settings.potential_sampling <= 0.06:
+        fail("potential_sampling", f"must be in (0, 0.06] A for an accurate potential, got {settings.potential_sampling}")
+    if settings.pixel_size < settings.potential_sampling:
+        fail("pixel_size", f"{settings.pixel_size} A is finer than potential_sampling {settings.potential_sampling} A")
+    # The volume-equivalent diameter must fit between the support surface and the image top.
+    room = (1 - settings.support_fraction) * field_of_view(settings) - 2.0
+    if 10 * max(settings.sizes_nm) > room:
+        fail("sizes_nm", f"a {max(settings.sizes_nm)} nm particle does not fit in the field of view above the support "
+                         f"({field_of_view(settings):.1f} A image, {room:.1f} A free above the support): "
+                         "lower sizes_nm or raise image_size / pixel_size")
+    for name in ("black", "intermediate", "white"):
+        if name not in settings.defocus:
+            fail("defocus", f"needs a range for the contrast class {name!r}")
+    missing = [s for s in SPLITS if s not in settings.structures]
+    if missing:
+        fail("structures", f"needs a count for split(s) {missing}")
+    if settings.structures_per_shard < 1:
+        fail("structures_per_shard", "must be >= 1")

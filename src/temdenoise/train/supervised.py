@@ -1,0 +1,81 @@
+"""Supervised training of a network family on one dataset: the body of the workflow's ``train`` rule."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from temdenoise.io import load_stack, save_text
+from temdenoise.models import build_model, count_parameters
+from temdenoise.models.fov import measure_fov
+from temdenoise.noise import item_pixel_sizes
+from temdenoise.runtime import resolve_device
+from temdenoise.train.data import NoiseRange, PatchSampler
+from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
+from temdenoise.train.validation import psnr_validation
+
+log = logging.getLogger("temdenoise")
+
+
+def model_info(entry: dict[str, Any]) -> dict[str, Any]:
+    """Parameter count and measured field of view (pixels, side) of a method entry's network."""
+    model = build_model(entry)
+    return {"family": entry["family"], "params": entry.get("params", {}),
+            "parameters": count_parameters(model), "fov": measure_fov(model)}
+
+
+def _split(stack_path: str, metadata_path: str | None) -> tuple[list, list[float] | None]:
+    images = load_stack(stack_path)
+    sizes = None if metadata_path is None else list(item_pixel_sizes(pd.read_csv(metadata_path), len(images)))
+    return images, sizes
+
+
+OUTPUTS = ("model.pt", "metrics.csv", "training_curve.png", "info.json")
+"""Files :func:`train_supervised` writes in its output folder (``last.pt`` is the resumable checkpoint)."""
+
+
+def train_supervised(
+    entry: dict[str, Any],
+    recipe: dict[str, Any],
+    train_noise: dict[str, Any],
+    domain: str,
+    train_path: str,
+    validation_path: str,
+    out_dir: str,
+    train_metadata: str | None = None,
+    validation_metadata: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+) -> TrainResult:
+    """Train ``entry``'s network on clean ``train_path`` images with noise drawn from ``train_noise``.
+
+    Writes in ``out_dir``: ``model.pt`` (weights of the best validation PSNR), ``metrics.csv``
+    (per epoch), ``training_curve.png`` and ``info.json`` (parameters, measured FoV, best epoch),
+    plus the checkpoint ``last.pt`` after every epoch; a restarted job resumes from it.
+    Pixel sizes (Poisson dose per pixel) come from the metadata tables when given, else 1 A.
+    """
+    out = Path(out_dir)
+    device = resolve_device(device)
+    settings = TrainSettings.from_config(recipe)
+    noise = NoiseRange.from_config(train_noise)
+    train_images, train_sizes = _split(train_path, train_metadata)
+    val_images, val_sizes = _split(validation_path, validation_metadata)
+    count = min(settings.validation_images, len(val_images))
+    validate = psnr_validation(
+        val_images[:count], noise, domain, device, seed + 1, None if val_sizes is None else val_sizes[:count]
+    )
+    sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes)
+    trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed)
+    info = model_info(entry)
+    log.info("training %s (%d parameters, FoV %d px) on %s", entry, info["parameters"], info["fov"], device)
+    result = trainer.fit()
+    info.update(best_epoch=result.best_epoch, best_val_psnr=result.best_score, epochs=len(result.history),
+                stopped_early=result.stopped_early, train_noise=train_noise)
+    plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
+    save_text(out / "info.json", json.dumps(info, indent=2))
+    trainer.export(out / "model.pt")
+    return result

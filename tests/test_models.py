@@ -1,0 +1,140 @@
+"""Models: parameter counts, bias-free homogeneity, measured field of view, inference on any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from temdenoise.models import build_model, count_parameters, load_trained
+from temdenoise.models.dncnn import DnCNN
+from temdenoise.models.fov import measure_fov
+from temdenoise.models.inference import denoise_image, denoise_stack
+from temdenoise.models.layers import BiasFreeBatchNorm2d
+from temdenoise.models.unet import UNet
+
+
+def randomise_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Random gains and running statistics, so eval mode is not the identity normalisation."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (BiasFreeBatchNorm2d, torch.nn.BatchNorm2d)):
+                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=generator))
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
+                    module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator))
+    return model
+
+
+def homogeneity_error(model: torch.nn.Module, size: int = 32) -> float:
+    """Largest relative error of f(a y) = a f(y) over a few a > 0, in eval mode, float64."""
+    model = model.double().eval()
+    y = torch.rand(2, 1, size, size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        reference = model(y)
+        errors = [
+            ((model(a * y) - a * reference).norm() / (a * reference).norm()).item() for a in (0.05, 0.7, 3.0, 40.0)
+        ]
+    return max(errors)
+
+
+def test_dncnn_parameter_counts_match_the_paper():
+    assert count_parameters(DnCNN(depth=20, channels=64, bias_free=False)) == 668_225
+    assert count_parameters(DnCNN(depth=20, channels=64, bias_free=True)) == 667_008
+
+
+def test_unet_parameters_grow_with_width_and_depth():
+    small, wide, deep = UNet(2, 8), UNet(2, 16), UNet(3, 8)
+    assert count_parameters(small) < count_parameters(wide) and count_parameters(small) < count_parameters(deep)
+    # Doubling every width roughly quadruples the conv weights.
+    assert 3.5 < count_parameters(wide) / count_parameters(small) < 4.1
+    assert count_parameters(UNet(3, 8, max_channels=16)) < count_parameters(deep)
+
+
+@pytest.mark.parametrize(
+    "model", [DnCNN(depth=6, channels=16, bias_free=True), UNet(scales=2, base_channels=8, bias_free=True)],
+    ids=["bf_dncnn", "bf_unet"],
+)
+def test_bias_free_models_are_homogeneous(model):
+    assert homogeneity_error(randomise_norms(model)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "model", [DnCNN(depth=6, channels=16), UNet(scales=2, base_channels=8)], ids=["dncnn", "unet"]
+)
+def test_models_with_biases_are_not_homogeneous(model):
+    assert homogeneity_error(randomise_norms(model)) > 1e-3
+
+
+def test_bias_free_batchnorm_divides_by_std_without_centring():
+    norm = BiasFreeBatchNorm2d(3)
+    x = 2.0 + 3.0 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    out = norm.train()(x)
+    std = x.var(dim=(0, 2, 3)).sqrt().view(1, -1, 1, 1)
+    torch.testing.assert_close(out, x / (std + norm.eps))
+    assert out.mean() > 0.3  # the mean is kept: no centring
+    # The running variance moved towards the batch variance, and eval mode uses it.
+    assert torch.all(norm.running_var > 1.0)
+    torch.testing.assert_close(norm.eval()(x), x / (norm.running_var.sqrt().view(1, -1, 1, 1) + norm.eps))
+    assert not norm.running_var.requires_grad
+
+
+def test_dncnn_fov_is_its_receptive_field():
+    for depth in (3, 7):
+        assert measure_fov(DnCNN(depth=depth, channels=8)) == 2 * depth + 1
+
+
+def test_unet_fov_grows_with_scales_and_matches_the_reference():
+    fovs = [measure_fov(UNet(scales=s, base_channels=8)) for s in (1, 2, 3)]
+    assert fovs[0] < fovs[1] < fovs[2]
+    # REFERENCE.md: scales 2 measured about 52 px; each added scale roughly doubles it.
+    assert 45 <= fovs[1] <= 60
+    assert 1.7 < fovs[2] / fovs[1] < 2.5
+
+
+def test_build_and_load_trained_roundtrip(tmp_path):
+    entry = {"family": "unet", "params": {"scales": 2, "base_channels": 4, "bias_free": True}}
+    model = randomise_norms(build_model(entry))
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    loaded = load_trained(tmp_path / "model.pt", entry)
+    assert not loaded.training
+    x = torch.rand(1, 1, 16, 16)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    with pytest.raises(ValueError, match="do not fit"):
+        load_trained(tmp_path / "model.pt", {"family": "unet", "params": {"scales": 3, "base_channels": 4}})
+    with pytest.raises(ValueError, match="not a network"):
+        build_model({"family": "wiener", "params": {}})
+
+
+def test_unet_rejects_sizes_not_divisible_and_inference_pads_them():
+    model = randomise_norms(UNet(scales=2, base_channels=4)).eval()
+    with pytest.raises(ValueError, match="divisible"):
+        model(torch.rand(1, 1, 30, 32))
+    image = np.random.default_rng(0).random((37, 45)).astype(np.float32)
+    assert denoise_image(model, image).shape == (37, 45)
+    video = np.stack([image, image[::-1]])
+    out = denoise_stack(model, [video], progress=False)[0]
+    assert out.shape == video.shape
+    np.testing.assert_allclose(out[0], denoise_image(model, image), rtol=1e-5, atol=1e-6)
+
+
+def test_tiled_inference_blends_exactly_for_a_pointwise_model():
+    model = torch.nn.Conv2d(1, 1, kernel_size=1)
+    image = np.random.default_rng(0).random((101, 77)).astype(np.float32)
+    whole = denoise_image(model, image)
+    np.testing.assert_allclose(denoise_image(model, image, tile=32, overlap=8), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_tiled_inference_matches_whole_image_inference():
+    model = randomise_norms(UNet(scales=2, base_channels=4, residual=True)).eval()
+    image = np.random.default_rng(1).random((131, 97)).astype(np.float32)
+    whole = denoise_image(model, image)
+    tiled = denoise_image(model, image, tile=64, overlap=48)
+    scale = np.abs(whole).mean()
+    # Blending error: tiles overlap by about the field of view, so the few differences are small.
+    assert np.abs(tiled - whole).mean() / scale < 0.02
+    # Without overlap the tile seams show: the blended result is clearly closer.
+    seams = denoise_image(model, image, tile=64, overlap=0)
+    assert np.abs(tiled - whole).mean() < 0.5 * np.abs(seams - whole).mean()

@@ -1,0 +1,81 @@
+"""GPU slot claiming for local GPU jobs and the fault injection used by the retry tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import pytest
+
+from temdenoise.runtime import (
+    FAIL_ONCE_VARIABLE,
+    GPU_LOCK_DIR_VARIABLE,
+    fail_once_for_testing,
+    gpu_slots,
+)
+
+
+@pytest.fixture
+def two_gpus(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    monkeypatch.setenv(GPU_LOCK_DIR_VARIABLE, str(tmp_path / "locks"))
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
+def test_concurrent_gpu_jobs_get_distinct_devices(two_gpus):
+    with gpu_slots(1) as first:
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == first[0]
+        os.environ["CUDA_VISIBLE_DEVICES"] = "3,5"  # what a second job process would see
+        with gpu_slots(1) as second:
+            assert os.environ["CUDA_VISIBLE_DEVICES"] == second[0]
+        assert {first[0], second[0]} == {"3", "5"}
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+
+
+def test_gpu_is_free_again_after_the_job(two_gpus):
+    with gpu_slots(2) as both:
+        assert sorted(both) == ["3", "5"]
+    with gpu_slots(2) as again:
+        assert sorted(again) == ["3", "5"]
+
+
+def test_waits_while_every_gpu_is_taken(two_gpus, monkeypatch):
+    other_job = contextlib.ExitStack()
+    other_job.enter_context(gpu_slots(2))
+    os.environ["CUDA_VISIBLE_DEVICES"] = "3,5"
+    waits = []
+
+    def other_job_ends_while_waiting(seconds: float) -> None:
+        waits.append(seconds)
+        other_job.close()
+
+    monkeypatch.setattr("temdenoise.runtime.time.sleep", other_job_ends_while_waiting)
+    with gpu_slots(1) as claimed:
+        assert len(claimed) == 1
+    assert len(waits) == 1
+
+
+def test_asking_for_more_gpus_than_exist_is_an_error(two_gpus):
+    with pytest.raises(RuntimeError, match="gpu=3"), gpu_slots(3):
+        pass
+
+
+def test_cpu_jobs_and_slurm_jobs_claim_nothing(two_gpus, monkeypatch):
+    with gpu_slots(0) as claimed:
+        assert claimed == []
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    with gpu_slots(1) as claimed:
+        assert claimed == []
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "3,5"
+
+
+def test_fail_once_fails_each_job_of_the_named_rule_exactly_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(FAIL_ONCE_VARIABLE, "train,evaluate")
+    fail_once_for_testing("denoise", {"model": "a"})  # not named: never fails
+    for model in ("a", "b"):
+        with pytest.raises(RuntimeError, match="injected failure"):
+            fail_once_for_testing("train", {"model": model})
+        fail_once_for_testing("train", {"model": model})  # the retry succeeds
+    monkeypatch.delenv(FAIL_ONCE_VARIABLE)
+    fail_once_for_testing("evaluate", {"model": "a"})  # injection off

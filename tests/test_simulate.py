@@ -1,0 +1,266 @@
+"""Physics and bookkeeping of the abTEM data factory (temdenoise.simulate)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from temdenoise.io import load_stack
+from temdenoise.simulate import dataset, imaging, sample
+from temdenoise.simulate.settings import SimulationSettings, VideoSettings
+from temdenoise.simulate.structures import FCC_LATTICE_CONSTANTS, build_particle, oriented_support_cell
+
+SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+
+# Bulk spacings (A) visible along the zone axes used: fcc metal {111} and {200}; CeO2 along [1-10]
+# {111}, {200}, {220}; rutile TiO2 along [001] {110}, {200}.
+CEO2_SPACINGS = (5.411 / np.sqrt(3), 5.411 / 2, 5.411 / np.sqrt(8))
+
+
+def fcc_spacings(element: str) -> tuple[float, float]:
+    a = FCC_LATTICE_CONSTANTS[element]
+    return a / np.sqrt(3), a / 2
+
+
+def strongest_spacing(region: np.ndarray, pixel_size: float, k_min: float = 0.25, k_max: float = 0.75) -> float:
+    """Spacing (A) of the strongest Fourier peak of ``region`` with k_min < |k| < k_max (1/A);
+    Hann window, zero-padded FFT for sub-bin precision."""
+    window = np.outer(np.hanning(region.shape[0]), np.hanning(region.shape[1]))
+    padded = 1024
+    spectrum = np.abs(np.fft.fftshift(np.fft.fft2((region - region.mean()) * window, s=(padded, padded)))) ** 2
+    k = np.fft.fftshift(np.fft.fftfreq(padded, d=pixel_size))
+    kk = np.hypot(*np.meshgrid(k, k, indexing="ij"))
+    spectrum[(kk < k_min) | (kk > k_max)] = 0
+    peak = np.unravel_index(np.argmax(spectrum), spectrum.shape)
+    return 1.0 / kk[peak]
+
+
+def matches(spacing: float, references: tuple[float, ...], tolerance: float = 0.03) -> bool:
+    return any(abs(spacing - r) / r < tolerance for r in references)
+
+
+def physics_settings(**overrides) -> SimulationSettings:
+    """A clean, untilted particle: lattice fringes must come out at the bulk spacings."""
+    base = dict(shapes=["octahedron"], sizes_nm=[1.8], support_thickness=[30, 30], tilt_max=0.0,
+                vacancy_fraction=0.0, adatom_fraction=0.0, image_size=192, pixel_size=0.2,
+                potential_sampling=0.05, mtf_sigma=0.0,
+                defocus={"black": [50, 50], "intermediate": [-20, -20], "white": [-60, -60]},
+                structures={"train": 1, "validation": 0, "test": 0})
+    base.update(overrides)
+    return SimulationSettings.from_config(base, key="test.simulation")
+
+
+def simulate_one(settings: SimulationSettings, classes=("black", "white")):
+    rng = np.random.default_rng(1)
+    draw = sample.draw_structure(settings, "s", 1, rng)
+    return imaging_regions(settings, *dataset.simulate_images(settings, draw, rng, list(classes)))
+
+
+def imaging_regions(settings, images, rows):
+    """Particle, support and vacuum regions of the cropped images (support at the bottom)."""
+    n = settings.image_size
+    surface_row = int(round((1 - settings.support_fraction) * n))
+    d_px = 10 * settings.sizes_nm[0] / settings.pixel_size
+    half = int(0.3 * d_px)
+    centre_row = surface_row - int(0.5 * d_px) - 8
+    particle = (slice(centre_row - half, centre_row + half), slice(n // 2 - half, n // 2 + half))
+    support = (slice(surface_row + 6, n - 2), slice(4, n - 4))
+    vacuum = (slice(2, max(4, surface_row - int(d_px) - 20)), slice(4, n - 4))
+    return images, rows, particle, support, vacuum
+
+
+@pytest.fixture(scope="module")
+def pt_on_ceo2():
+    imaging.configure_abtem()
+    return simulate_one(physics_settings())
+
+
+def test_pt_particle_shows_pt_lattice(pt_on_ceo2):
+    images, rows, particle, _, _ = pt_on_ceo2
+    for image in images:
+        spacing = strongest_spacing(image[particle], 0.2)
+        assert matches(spacing, fcc_spacings("Pt")), spacing
+
+
+def test_support_shows_ceo2_lattice(pt_on_ceo2):
+    images, _, _, support, _ = pt_on_ceo2
+    for image in images:
+        spacing = strongest_spacing(image[support], 0.2)
+        assert matches(spacing, CEO2_SPACINGS), spacing
+
+
+def test_vacuum_intensity_is_one(pt_on_ceo2):
+    images, _, _, _, vacuum = pt_on_ceo2
+    for image in images:
+        assert image.dtype == np.float32 and image.shape == (192, 192)
+        assert abs(float(image[vacuum].mean()) - 1.0) < 0.02
+        assert float(image[vacuum].std()) < 0.05
+
+
+def test_contrast_class_follows_configured_defocus(pt_on_ceo2):
+    _, rows, _, _, _ = pt_on_ceo2
+    assert [r["contrast_class"] for r in rows] == ["black", "white"]
+    assert rows[0]["defocus"] == 50 and rows[1]["defocus"] == -60
+
+
+def test_expected_counts_follow_dose_and_pixel_area(pt_on_ceo2):
+    from temdenoise.noise import expected_counts, poisson_noise
+
+    image = pt_on_ceo2[0][0]
+    dose, pixel = 200.0, 0.2
+    np.testing.assert_allclose(expected_counts(image, dose, pixel), image * dose * pixel**2, rtol=1e-6)
+    rng = np.random.default_rng(0)
+    draws = np.stack([poisson_noise(image, dose, pixel, rng) for _ in range(200)])
+    # the noisy copies are unbiased for the clean intensity: 200 draws, 144^2 pixels
+    assert abs(float(draws.mean() - image.mean())) < 5 * np.sqrt(image.mean() / (dose * pixel**2) / draws.size)
+
+
+def test_au_on_tio2_works_and_shows_au_lattice():
+    settings = physics_settings(element="Au", support="TiO2", defocus={"black": [40, 40], "intermediate": [-20, -20],
+                                                                      "white": [-60, -60]})
+    images, rows, particle, support, vacuum = simulate_one(settings, classes=("black",))
+    assert rows[0]["element"] == "Au" and rows[0]["support"] == "TiO2"
+    spacing = strongest_spacing(images[0][particle], 0.2)
+    assert matches(spacing, fcc_spacings("Au")) and not matches(spacing, fcc_spacings("Pt"), 0.01), spacing
+    assert abs(float(images[0][vacuum].mean()) - 1.0) < 0.02
+    tio2 = oriented_support_cell("TiO2")
+    assert sorted(set(tio2.get_chemical_symbols())) == ["O", "Ti"]
+    assert np.allclose(tio2.cell.angles(), 90)
+
+
+@pytest.mark.parametrize("shape", ["wulff", "octahedron", "cuboctahedron", "decahedron", "icosahedron"])
+def test_particle_size_follows_config(shape):
+    for size in (1.5, 3.0):
+        particle = build_particle(shape, "Pt", size)
+        from temdenoise.simulate.structures import equivalent_diameter_nm
+
+        assert abs(equivalent_diameter_nm(len(particle), 3.924) - size) / size < 0.25
+        assert np.allclose(particle.positions.mean(axis=0), 0, atol=1e-6)
+
+
+def test_different_seeds_give_different_structures():
+    settings = SimulationSettings.from_config({"image_size": 128, "pixel_size": 0.25, "sizes_nm": [1.5, 2.0]})
+    positions = []
+    for seed in (sample.structure_seed(0, "tem", "train", 0), sample.structure_seed(0, "tem", "train", 1),
+                 sample.structure_seed(1, "tem", "train", 0)):
+        rng = np.random.default_rng(seed)
+        draw = sample.draw_structure(settings, "s", seed, rng)
+        particle, info = sample.particle_with_defects(settings, draw, rng)
+        positions.append(sample.specimen(settings, draw, particle).atoms.positions)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert positions[i].shape != positions[j].shape or not np.allclose(positions[i], positions[j])
+    assert len({sample.structure_seed(0, "tem", split, 0) for split in ("train", "validation", "test")}) == 3
+
+
+def tiny_settings(**overrides) -> SimulationSettings:
+    base = dict(shapes=["cuboctahedron"], sizes_nm=[1.2], support_thickness=[12, 14], image_size=64,
+                pixel_size=0.3, potential_sampling=0.06, defoci_per_structure=2,
+                structures={"train": 2, "validation": 1, "test": 0}, structures_per_shard=1)
+    base.update(overrides)
+    return SimulationSettings.from_config(base, key="test.simulation")
+
+
+def test_same_seed_gives_byte_identical_shards(tmp_path):
+    settings = tiny_settings()
+    for run in ("a", "b"):
+        dataset.write_shard(settings, "tem", "train", 1, 7, tmp_path / f"{run}.npz", tmp_path / f"{run}.csv")
+    a, b = load_stack(tmp_path / "a.npz"), load_stack(tmp_path / "b.npz")
+    assert len(a) == 2 and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    table = pd.read_csv(tmp_path / "a.csv")
+    for column in ("structure_id", "shape", "size_nm", "n_atoms", "zone_axis", "tilt_x", "tilt_y", "thickness",
+                   "defocus", "Cs", "focal_spread", "pixel_size", "contrast_class", "seed", "abtem_version", "split"):
+        assert column in table.columns, column
+    assert (table["pixel_size"] == 0.3).all() and (table["split"] == "train").all()
+
+
+def test_crashed_shard_leaves_no_file(tmp_path, monkeypatch):
+    settings = tiny_settings(structures={"train": 2, "validation": 0, "test": 0}, structures_per_shard=2)
+    calls = []
+
+    def exit_wave_then_crash(spec, scope):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return original(spec, scope)
+
+    original = imaging.exit_wave
+    monkeypatch.setattr(imaging, "exit_wave", exit_wave_then_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        dataset.write_shard(settings, "tem", "train", 0, 0, tmp_path / "s.npz", tmp_path / "s.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_merge_keeps_splits_apart_and_renumbers_items(tmp_path):
+    settings = tiny_settings(defoci_per_structure=1)
+    paths = {}
+    for split in ("train", "validation"):
+        npz, csv = [], []
+        for shard in range(dataset.shard_count(settings, split)):
+            npz.append(tmp_path / f"{split}-{shard}.npz")
+            csv.append(tmp_path / f"{split}-{shard}.csv")
+            dataset.write_shard(settings, "tem", split, shard, 0, npz[-1], csv[-1])
+        dataset.merge_shards(npz, csv, tmp_path / f"{split}.npz", tmp_path / f"{split}.csv", tmp_path / f"{split}.tif")
+        paths[split] = pd.read_csv(tmp_path / f"{split}.csv")
+        assert len(load_stack(tmp_path / f"{split}.npz")) == len(paths[split])
+        assert list(paths[split]["item"]) == list(range(len(paths[split])))
+    assert not set(paths["train"]["structure_id"]) & set(paths["validation"]["structure_id"])
+    import tifffile
+
+    assert tifffile.imread(tmp_path / "train.tif").shape == (2, 64, 64)
+
+
+def test_video_frames_move_by_the_stored_displacement():
+    settings = tiny_settings(image_size=64, sizes_nm=[1.2], video={"frames": 3, "drift_px": 1.5, "rotation_deg": 0.0,
+                                                                   "surface_moves": 0},
+                             mtf_sigma=0.0, tilt_max=0.0)
+    rng = np.random.default_rng(3)
+    draw = sample.draw_structure(settings, "v", 3, rng)
+    from temdenoise.simulate.video import simulate_video
+
+    frames, rows = simulate_video(settings, draw, 50.0, rng)
+    assert frames.shape == (3, 64, 64) and frames.dtype == np.float32
+    assert [r["frame"] for r in rows] == [0, 1, 2]
+    from skimage.registration import phase_cross_correlation
+
+    for t in (1, 2):
+        shift, _, _ = phase_cross_correlation(frames[t], frames[0], upsample_factor=20)
+        expected = np.array([rows[t]["displacement_row_px"], rows[t]["displacement_col_px"]])
+        assert np.abs(np.asarray(shift) - expected).max() < 0.25, (shift, expected)
+
+
+def test_schema_defaults_match_library_defaults():
+    schema = yaml.safe_load(SCHEMA.read_text())
+    section = schema["properties"]["datasets"]["additionalProperties"]["properties"]["simulation"]["properties"]
+    defaults = SimulationSettings()
+    for field in dataclasses.fields(SimulationSettings):
+        assert field.name in section, field.name
+        if field.name == "video":
+            for video_field in dataclasses.fields(VideoSettings):
+                assert section["video"]["properties"][video_field.name]["default"] == getattr(defaults.video, video_field.name)
+            continue
+        value = getattr(defaults, field.name)
+        expected = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else (
+            list(value) if isinstance(value, tuple) else value)
+        if field.name == "structures":
+            expected = dict(value)
+        assert section[field.name]["default"] == expected, field.name
+    assert set(section) == {f.name for f in dataclasses.fields(SimulationSettings)}
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"sizes_nm": [8.0]}, "sizes_nm"),
+    ({"potential_sampling": 0.09}, "potential_sampling"),
+    ({"support_thickness": [-5, 30]}, "support_thickness"),
+    ({"element": "Xx"}, "element"),
+    ({"bogus": 1}, "bogus"),
+])
+def test_impossible_physics_is_rejected_naming_the_key(override, key):
+    with pytest.raises(ValueError, match=key):
+        SimulationSettings.from_config(override, key="datasets.tem.simulation")

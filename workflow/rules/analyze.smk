@@ -1,0 +1,1 @@
+# analyze stage (rules added by its owner)

@@ -1,0 +1,191 @@
+# Helpers shared by every stage: config look-ups, cross-reference checks, resources, targets.
+import os
+import re
+
+import yaml
+from pathlib import Path
+
+from temdenoise.noise import condition_name
+from temdenoise.registry import families
+
+SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+RESOURCE_DEFAULTS = {
+    key: spec["default"] for key, spec in SCHEMA["$defs"]["resources"]["properties"].items()
+}
+
+# Targets of `rule all`; every stage file appends what it produces.
+ALL_TARGETS = []
+
+
+class ConfigError(ValueError):
+    """A config value that the schema cannot check (a cross-reference, a missing folder)."""
+
+
+def check_config(config):
+    """Cross-reference checks, run before any job; each message names the offending key."""
+    known = families()
+    for name, entry in config["methods"].items():
+        if entry["family"] not in known:
+            raise ConfigError(
+                f"methods.{name}.family: unknown family {entry['family']!r}; registered: {', '.join(sorted(known))}"
+            )
+        recipe = entry.get("training", "quick")
+        if known[entry["family"]].kind == "network" and recipe not in config["training"]:
+            raise ConfigError(f"methods.{name}.training: no recipe {recipe!r} under training")
+    for dataset, methods in config["benchmark"].items():
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"benchmark.{dataset}: no such dataset under datasets")
+        for method in methods:
+            if method not in config["methods"]:
+                raise ConfigError(f"benchmark.{dataset}: method {method!r} is not a key of methods")
+    for name, entry in config["datasets"].items():
+        if entry["source"] == "folder":
+            for key in ("train_folder", "test_folder"):
+                if not entry.get(key) or not Path(entry[key]).is_dir():
+                    raise ConfigError(f"datasets.{name}.{key}: folder not found: {entry.get(key)!r}")
+        noise = entry.get("train_noise")
+        if noise and noise["range"][0] > noise["range"][1]:
+            raise ConfigError(f"datasets.{name}.train_noise.range: low bound above high bound")
+
+
+check_config(config)
+
+
+def datasets_with_source(*sources):
+    return [name for name, entry in config["datasets"].items() if entry["source"] in sources]
+
+
+def alternatives(names):
+    """A wildcard regex accepting exactly ``names`` (never matches when empty)."""
+    return "|".join(map(re.escape, names)) if names else "(?!x)x"
+
+
+def conditions(dataset):
+    """Names of the stored noise conditions of ``dataset``."""
+    noise = config["datasets"][dataset].get("noise", {})
+    return [condition_name(kind, level) for kind in ("poisson", "gaussian") for level in noise.get(kind, [])]
+
+
+def method_entry(model):
+    return config["methods"][model]
+
+
+def is_network(model):
+    return families()[method_entry(model)["family"]].kind == "network"
+
+
+def network_methods():
+    return [m for m in config["methods"] if is_network(m)]
+
+
+def classical_methods():
+    return [m for m in config["methods"] if not is_network(m)]
+
+
+def stage_resources(stage, model=None):
+    """Resources of a job: schema defaults < config resources.<stage> < the method's own resources."""
+    merged = dict(RESOURCE_DEFAULTS)
+    merged.update(config["resources"].get(stage, {}))
+    if model is not None:
+        merged.update(method_entry(model).get("resources", {}))
+    return merged
+
+
+def resource(stage, key):
+    """A resource value for a rule's threads/resources, per method when the rule has a {model}."""
+
+    def lookup(wildcards, attempt):
+        model = getattr(wildcards, "model", None)
+        value = stage_resources(stage, model if model in config["methods"] else None)[key]
+        # A retried job (--retries, profiles/) most often ran out of memory or time: grow both.
+        return value * attempt if key in ("mem_mb", "runtime") else value
+
+    return lookup
+
+
+def clean_split(dataset, split):
+    return f"results/data/{dataset}/{split}.npz"
+
+
+def clean_metadata(dataset, split):
+    return f"results/data/{dataset}/{split}.csv"
+
+
+def noisy_split(dataset, noise, split):
+    return f"results/noisy/{dataset}/{noise}/{split}.npz"
+
+
+def model_artifact(dataset, model, noise):
+    """What `denoise` loads: a trained network, or a classical state fitted on this condition."""
+    if is_network(model):
+        return f"results/models/{dataset}/{model}/model.pt"
+    return f"results/models/{dataset}/{model}/fit-{noise}.npz"
+
+
+def metrics_file(dataset, noise, model):
+    return f"results/metrics/{dataset}/{noise}/{model}.csv"
+
+
+# -- GainTuning (experiments.gaintuning; rules in adapt.smk) --
+GAINTUNING = config["experiments"].get("gaintuning", {})
+GAINTUNING_CASES = GAINTUNING.get("cases", {})
+
+
+def check_gaintuning():
+    """Cross-references of experiments.gaintuning, each message naming the bad key."""
+    for name, case in GAINTUNING_CASES.items():
+        for key in ("train", "test"):
+            if case[key] not in config["datasets"]:
+                raise ConfigError(f"experiments.gaintuning.cases.{name}.{key}: no dataset {case[key]!r}")
+        for method in [case["model"], *case.get("compare", [])]:
+            if method not in config["methods"] or not is_network(method):
+                raise ConfigError(f"experiments.gaintuning.cases.{name}: {method!r} is not a network method")
+    for part in ("curve", "net_bias"):
+        chosen = GAINTUNING.get(part, {}).get("case")
+        if chosen is not None and chosen not in GAINTUNING_CASES:
+            raise ConfigError(f"experiments.gaintuning.{part}.case: no case {chosen!r} under cases")
+    curve = GAINTUNING.get("curve", {})
+    if curve and curve["steps"] % curve["every"]:
+        raise ConfigError("experiments.gaintuning.curve.every must divide curve.steps")
+
+
+def gaintuning_case_inputs(case, noises=None, compared=True):
+    """Input files of a case: its model, the compared models, noisy (``noises`` only) and clean test data."""
+    entry = GAINTUNING_CASES[case]
+    return {
+        "model": f"results/models/{entry['train']}/{entry['model']}/model.pt",
+        "compared": [f"results/models/{entry['test']}/{m}/model.pt" for m in entry.get("compare", [])] if compared else [],
+        "noisy": [noisy_split(entry["test"], noise, "test") for noise in (noises or entry["noise"])],
+        "clean": clean_split(entry["test"], "test"),
+        "metadata": clean_metadata(entry["test"], "test"),
+    }
+
+
+def benchmark_metrics():
+    """Per-image metrics of every benchmark method (and the noisy input) on every condition."""
+    return [
+        metrics_file(dataset, noise, model)
+        for dataset, methods in config["benchmark"].items()
+        for noise in conditions(dataset)
+        for model in ["noisy", *methods]
+    ]
+
+
+wildcard_constraints:
+    dataset=alternatives(list(config["datasets"])),
+    model=alternatives(["noisy", *config["methods"]]),
+    noise=r"(poisson|gaussian)-[0-9]+(\.[0-9]+)?",
+    split="train|validation|test",
+
+
+# Jobs run with a conda environment (--software-deployment-method conda) import the package from
+# the source tree; without conda it is installed, and this changes nothing.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(Path(workflow.basedir, "src")), os.environ.get("PYTHONPATH")])
+)
+
+
+def noise_seed(wildcards):
+    from temdenoise.runtime import derive_seed
+
+    return derive_seed(config["seed"], "noise", wildcards.dataset, wildcards.noise, wildcards.split)

@@ -1,0 +1,79 @@
+# Fit classical methods per noise condition, denoise the test split, score every estimate.
+
+
+rule fit_classical:
+    input:
+        noisy="results/noisy/{dataset}/{noise}/train.npz",
+        clean="results/data/{dataset}/train.npz",
+    output:
+        "results/models/{dataset}/{model}/fit-{noise}.npz",
+    wildcard_constraints:
+        model=alternatives(classical_methods()),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+    log:
+        "results/logs/fit_classical/{dataset}-{model}-{noise}.log",
+    benchmark:
+        "results/benchmarks/fit_classical/{dataset}-{model}-{noise}.tsv"
+    threads: resource("fit", "threads")
+    resources:
+        mem_mb=resource("fit", "mem_mb"),
+        runtime=resource("fit", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/fit_classical.py"
+
+
+rule denoise:
+    input:
+        artifact=lambda wildcards: model_artifact(wildcards.dataset, wildcards.model, wildcards.noise),
+        noisy="results/noisy/{dataset}/{noise}/test.npz",
+        metadata="results/data/{dataset}/test.csv",
+    output:
+        "results/denoised/{dataset}/{noise}/{model}.npz",
+    wildcard_constraints:
+        model=alternatives(list(config["methods"])),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+    log:
+        "results/logs/denoise/{dataset}-{noise}-{model}.log",
+    benchmark:
+        "results/benchmarks/denoise/{dataset}-{noise}-{model}.tsv"
+    threads: resource("denoise", "threads")
+    resources:
+        mem_mb=resource("denoise", "mem_mb"),
+        runtime=resource("denoise", "runtime"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/denoise.py"
+
+
+def estimate_file(wildcards):
+    """The noisy input itself for the `noisy` row, else the method's denoised stack."""
+    if wildcards.model == "noisy":
+        return noisy_split(wildcards.dataset, wildcards.noise, "test")
+    return f"results/denoised/{wildcards.dataset}/{wildcards.noise}/{wildcards.model}.npz"
+
+
+rule evaluate:
+    input:
+        clean="results/data/{dataset}/test.npz",
+        estimate=estimate_file,
+    output:
+        "results/metrics/{dataset}/{noise}/{model}.csv",
+    params:
+        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+    log:
+        "results/logs/evaluate/{dataset}-{noise}-{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}-{noise}-{model}.tsv"
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/evaluate.py"

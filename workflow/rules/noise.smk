@@ -1,0 +1,45 @@
+# Image datasets read from scikit-image or a folder, and the stored noisy copies of every split.
+
+
+rule prepare_images:
+    output:
+        stack="results/data/{dataset}/{split}.npz",
+        metadata="results/data/{dataset}/{split}.csv",
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("skimage", "folder")),
+    params:
+        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+    log:
+        "results/logs/prepare_images/{dataset}-{split}.log",
+    benchmark:
+        "results/benchmarks/prepare_images/{dataset}-{split}.tsv"
+    threads: resource("noise", "threads")
+    resources:
+        mem_mb=resource("noise", "mem_mb"),
+        runtime=resource("noise", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/prepare_images.py"
+
+
+rule add_noise:
+    input:
+        clean=lambda wildcards: clean_split(wildcards.dataset, wildcards.split),
+        metadata=lambda wildcards: clean_metadata(wildcards.dataset, wildcards.split),
+    output:
+        "results/noisy/{dataset}/{noise}/{split}.npz",
+    params:
+        seed=noise_seed,
+    log:
+        "results/logs/add_noise/{dataset}-{noise}-{split}.log",
+    benchmark:
+        "results/benchmarks/add_noise/{dataset}-{noise}-{split}.tsv"
+    threads: resource("noise", "threads")
+    resources:
+        mem_mb=resource("noise", "mem_mb"),
+        runtime=resource("noise", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/add_noise.py"

@@ -1,0 +1,79 @@
+# Aggregate tables and figures of the main benchmark.
+
+
+rule aggregate:
+    input:
+        benchmark_metrics(),
+    output:
+        csv=report("results/tables/psnr.csv", caption="../report/psnr_table.rst", category="Tables"),
+        summary="results/tables/psnr_summary.csv",
+        markdown=report("results/tables/psnr_summary.md", caption="../report/psnr_table.rst", category="Tables"),
+        latex="results/tables/psnr_summary.tex",
+    log:
+        "results/logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/aggregate.py"
+
+
+rule plot_psnr:
+    input:
+        "results/tables/psnr.csv",
+    output:
+        png=report("results/plots/psnr_vs_noise.png", caption="../report/psnr_vs_noise.rst", category="Figures"),
+        svg="results/plots/psnr_vs_noise.svg",
+    log:
+        "results/logs/plot_psnr.log",
+    benchmark:
+        "results/benchmarks/plot_psnr.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot_psnr.py"
+
+
+rule plot_example:
+    input:
+        clean="results/data/{dataset}/test.npz",
+        noisy="results/noisy/{dataset}/{noise}/test.npz",
+        denoised=lambda wildcards: [
+            f"results/denoised/{wildcards.dataset}/{wildcards.noise}/{m}.npz"
+            for m in config["benchmark"][wildcards.dataset]
+        ],
+    output:
+        png=report(
+            "results/plots/example_{dataset}_{noise}.png",
+            caption="../report/example.rst",
+            category="Figures",
+            labels={"dataset": "{dataset}", "noise": "{noise}"},
+        ),
+        svg="results/plots/example_{dataset}_{noise}.svg",
+    params:
+        methods=lambda wildcards: config["benchmark"][wildcards.dataset],
+        index=config["plots"]["example_index"],
+        inset_fraction=config["plots"]["inset_fraction"],
+    log:
+        "results/logs/plot_example/{dataset}-{noise}.log",
+    benchmark:
+        "results/benchmarks/plot_example/{dataset}-{noise}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/plot_example.py"
+
+
+ALL_TARGETS.extend(
+    [
+        "results/tables/psnr_summary.md",
+        "results/tables/psnr_summary.tex",
+        "results/plots/psnr_vs_noise.png",
+        *[
+            f"results/plots/example_{dataset}_{noise}.png"
+            for dataset in config["benchmark"]
+            for noise in conditions(dataset)
+        ],
+    ]
+)

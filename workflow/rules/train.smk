@@ -1,0 +1,1 @@
+# train stage (rules added by its owner)
