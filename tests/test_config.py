@@ -1,0 +1,45 @@
+"""Config validation: malformed configs fail before any job runs, naming the bad key."""
+
+import copy
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+VALID = yaml.safe_load((REPO / "tests/configs/natural_only.yaml").read_text())
+
+
+def mutated(change):
+    config = copy.deepcopy(VALID)
+    change(config)
+    return config
+
+
+CASES = {
+    "wrong type": (lambda c: c.update(seed="zero"), "seed"),
+    "unknown key": (lambda c: c.update(colour="blue"), "colour"),
+    "negative dose": (lambda c: c["datasets"]["natural"]["noise"].update(poisson=[-5]), "poisson"),
+    "empty method list": (lambda c: c["benchmark"].update(natural=[]), "natural"),
+    "unknown method": (lambda c: c["benchmark"].update(natural=["wiener", "bm3d"]), "benchmark.natural"),
+    "unknown family": (lambda c: c["methods"].update(nlm={"family": "nlmeans"}), "methods.nlm.family"),
+    "missing folder": (
+        lambda c: c["datasets"]["natural"].update(source="folder", train_folder="/nonexistent", test_folder="/x"),
+        "datasets.natural.train_folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_malformed_config_fails_before_any_job(case, workflow_runner, tmp_path):
+    change, key = CASES[case]
+    result = workflow_runner(mutated(change), "--dry-run", check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert key in output, output[-3000:]
+    assert not (tmp_path / "results").exists()
+
+
+def test_valid_config_passes_dry_run(workflow_runner):
+    result = workflow_runner(VALID, "--dry-run")
+    assert "aggregate" in result.stdout
