@@ -24,3 +24,4 @@ rule all:
     default_target: True
     input:
         ALL_TARGETS,
+        "results/report.html",

@@ -118,3 +118,15 @@ def test_registered_networks_net_bias(family_params: dict) -> None:
         torch.testing.assert_close(jac_mod.jacobian(model, image, chunk_size=20), jac_mod.jacobian_looped(model, image))
     assert norms[True] < 1e-5
     assert norms[False] > 1e-2
+
+
+def test_selected_rows_match_full_jacobian() -> None:
+    model = small_cnn(bias=True)
+    image = torch.rand(10, 9)
+    full = jac_mod.jacobian(model, image)
+    pixels = [(0, 0), (5, 4), (9, 8)]
+    np.testing.assert_allclose(
+        jac_mod.filters_at(model, image, pixels), jac_mod.equivalent_filters(full, (10, 9), pixels), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="outside"):
+        jac_mod.filters_at(model, image, [(10, 0)])

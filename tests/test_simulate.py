@@ -13,7 +13,9 @@ import yaml
 from temdenoise.io import load_stack
 from temdenoise.simulate import dataset, imaging, sample
 from temdenoise.simulate.settings import SimulationSettings, VideoSettings
-from temdenoise.simulate.structures import FCC_LATTICE_CONSTANTS, build_particle, oriented_support_cell
+from temdenoise.simulate.structures import (
+    FCC_LATTICE_CONSTANTS, build_particle, equivalent_diameter_nm, oriented_support_cell,
+)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
 
@@ -49,13 +51,13 @@ def physics_settings(**overrides) -> SimulationSettings:
     base = dict(shapes=["octahedron"], sizes_nm=[1.8], support_thickness=[30, 30], tilt_max=0.0,
                 vacancy_fraction=0.0, adatom_fraction=0.0, image_size=192, pixel_size=0.2,
                 potential_sampling=0.05, mtf_sigma=0.0,
-                defocus={"black": [50, 50], "intermediate": [-20, -20], "white": [-60, -60]},
+                defocus={"black": [10, 10], "intermediate": [-45, -15], "white": [-70, -70]},
                 structures={"train": 1, "validation": 0, "test": 0})
     base.update(overrides)
     return SimulationSettings.from_config(base, key="test.simulation")
 
 
-def simulate_one(settings: SimulationSettings, classes=("black", "white")):
+def simulate_one(settings: SimulationSettings, classes=("black", "intermediate", "white")):
     rng = np.random.default_rng(1)
     draw = sample.draw_structure(settings, "s", 1, rng)
     return imaging_regions(settings, *dataset.simulate_images(settings, draw, rng, list(classes)))
@@ -82,14 +84,15 @@ def pt_on_ceo2():
 
 def test_pt_particle_shows_pt_lattice(pt_on_ceo2):
     images, rows, particle, _, _ = pt_on_ceo2
-    for image in images:
+    # black and white images; at the contrast reversal (intermediate) the fringes nearly vanish
+    for image in (images[0], images[2]):
         spacing = strongest_spacing(image[particle], 0.2)
         assert matches(spacing, fcc_spacings("Pt")), spacing
 
 
 def test_support_shows_ceo2_lattice(pt_on_ceo2):
     images, _, _, support, _ = pt_on_ceo2
-    for image in images:
+    for image in (images[0], images[2]):
         spacing = strongest_spacing(image[support], 0.2)
         assert matches(spacing, CEO2_SPACINGS), spacing
 
@@ -104,8 +107,9 @@ def test_vacuum_intensity_is_one(pt_on_ceo2):
 
 def test_contrast_class_follows_configured_defocus(pt_on_ceo2):
     _, rows, _, _, _ = pt_on_ceo2
-    assert [r["contrast_class"] for r in rows] == ["black", "white"]
-    assert rows[0]["defocus"] == 50 and rows[1]["defocus"] == -60
+    assert [r["contrast_class"] for r in rows] == ["black", "intermediate", "white"]
+    assert rows[0]["defocus"] == 10 and rows[2]["defocus"] == -70 and -45 <= rows[1]["defocus"] <= -15
+    assert rows[0]["contrast_score"] < rows[1]["contrast_score"] < rows[2]["contrast_score"]
 
 
 def test_expected_counts_follow_dose_and_pixel_area(pt_on_ceo2):
@@ -121,8 +125,8 @@ def test_expected_counts_follow_dose_and_pixel_area(pt_on_ceo2):
 
 
 def test_au_on_tio2_works_and_shows_au_lattice():
-    settings = physics_settings(element="Au", support="TiO2", defocus={"black": [40, 40], "intermediate": [-20, -20],
-                                                                      "white": [-60, -60]})
+    settings = physics_settings(element="Au", support="TiO2", defocus={"black": [10, 10], "intermediate": [-30, -30],
+                                                                      "white": [-70, -70]})
     images, rows, particle, support, vacuum = simulate_one(settings, classes=("black",))
     assert rows[0]["element"] == "Au" and rows[0]["support"] == "TiO2"
     spacing = strongest_spacing(images[0][particle], 0.2)
@@ -137,8 +141,6 @@ def test_au_on_tio2_works_and_shows_au_lattice():
 def test_particle_size_follows_config(shape):
     for size in (1.5, 3.0):
         particle = build_particle(shape, "Pt", size)
-        from temdenoise.simulate.structures import equivalent_diameter_nm
-
         assert abs(equivalent_diameter_nm(len(particle), 3.924) - size) / size < 0.25
         assert np.allclose(particle.positions.mean(axis=0), 0, atol=1e-6)
 
@@ -206,13 +208,14 @@ def test_merge_keeps_splits_apart_and_renumbers_items(tmp_path):
             npz.append(tmp_path / f"{split}-{shard}.npz")
             csv.append(tmp_path / f"{split}-{shard}.csv")
             dataset.write_shard(settings, "tem", split, shard, 0, npz[-1], csv[-1])
-        dataset.merge_shards(npz, csv, tmp_path / f"{split}.npz", tmp_path / f"{split}.csv", tmp_path / f"{split}.tif")
+        dataset.merge_shards(npz, csv, tmp_path / f"{split}.npz", tmp_path / f"{split}.csv")
         paths[split] = pd.read_csv(tmp_path / f"{split}.csv")
         assert len(load_stack(tmp_path / f"{split}.npz")) == len(paths[split])
         assert list(paths[split]["item"]) == list(range(len(paths[split])))
     assert not set(paths["train"]["structure_id"]) & set(paths["validation"]["structure_id"])
     import tifffile
 
+    dataset.export_split_tiff(tmp_path / "train.npz", tmp_path / "train.tif")
     assert tifffile.imread(tmp_path / "train.tif").shape == (2, 64, 64)
 
 
@@ -224,15 +227,20 @@ def test_video_frames_move_by_the_stored_displacement():
     draw = sample.draw_structure(settings, "v", 3, rng)
     from temdenoise.simulate.video import simulate_video
 
-    frames, rows = simulate_video(settings, draw, 50.0, rng)
+    frames, rows = simulate_video(settings, draw, "black", rng)
     assert frames.shape == (3, 64, 64) and frames.dtype == np.float32
     assert [r["frame"] for r in rows] == [0, 1, 2]
-    from skimage.registration import phase_cross_correlation
+    from scipy import ndimage
 
+    inner = (slice(8, -8), slice(8, -8))   # away from the edges that the shift fills in
     for t in (1, 2):
-        shift, _, _ = phase_cross_correlation(frames[t], frames[0], upsample_factor=20)
-        expected = np.array([rows[t]["displacement_row_px"], rows[t]["displacement_col_px"]])
-        assert np.abs(np.asarray(shift) - expected).max() < 0.25, (shift, expected)
+        stored = np.array([rows[t]["displacement_row_px"], rows[t]["displacement_col_px"]])
+        assert np.abs(stored).max() > 0.3
+        moved = ndimage.shift(frames[0].astype(float), stored, order=3, mode="nearest")
+        residual = np.mean((moved[inner] - frames[t][inner]) ** 2)
+        unmoved = np.mean((frames[0][inner] - frames[t][inner]) ** 2)
+        # frame 0 shifted by the stored displacement reproduces frame t (sub-pixel interpolation error only)
+        assert residual < 0.02 * unmoved, (residual, unmoved)
 
 
 def test_schema_defaults_match_library_defaults():
@@ -246,11 +254,11 @@ def test_schema_defaults_match_library_defaults():
                 assert section["video"]["properties"][video_field.name]["default"] == getattr(defaults.video, video_field.name)
             continue
         value = getattr(defaults, field.name)
-        expected = {k: list(v) for k, v in value.items()} if isinstance(value, dict) else (
-            list(value) if isinstance(value, tuple) else value)
-        if field.name == "structures":
-            expected = dict(value)
-        assert section[field.name]["default"] == expected, field.name
+        if isinstance(value, dict):
+            value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+        elif isinstance(value, tuple):
+            value = list(value)
+        assert section[field.name]["default"] == value, field.name
     assert set(section) == {f.name for f in dataclasses.fields(SimulationSettings)}
 
 

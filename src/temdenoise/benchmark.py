@@ -57,6 +57,11 @@ def denoise_split(
         from temdenoise.models.inference import denoise_stack
 
         model = load_trained(artifact, entry).to(device).eval()
+        if entry["family"] == "udvd":  # a video denoiser: frame windows, not single frames
+            from temdenoise.models.udvd import denoise_video
+
+            save_stack(out, [denoise_video(model, item, device) for item in noisy])
+            return
         denoised = [
             np.stack(denoise_stack(model, list(item), device)) if item.ndim == 3 else denoise_stack(model, [item], device)[0]
             for item in noisy

@@ -31,35 +31,37 @@ THREAD_VARIABLES = (
 
 
 def limit_threads(threads: int) -> None:
-    """Limit every thread pool of this process to ``threads``."""
+    """Limit every thread pool of this process to ``threads``.
+
+    The environment variables cover pools created later (a lazily imported torch or numba reads
+    them at start-up); pools that already exist are limited directly. Nothing heavy is imported
+    here, so light jobs (noise, metrics, tables) do not pay for torch.
+    """
     threads = max(1, int(threads))
     for variable in THREAD_VARIABLES:
         os.environ[variable] = str(threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)
-    import torch
-
-    torch.set_num_threads(threads)
-    with contextlib.suppress(ImportError, ValueError):
-        import numba
-
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    with contextlib.suppress(ImportError):
-        import dask
-
-        dask.config.set(scheduler="threads", num_workers=threads)
+    if "dask" in sys.modules:
+        sys.modules["dask"].config.set(scheduler="threads", num_workers=threads)
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) and make torch deterministic."""
+    """Seed Python, NumPy and (when loaded) torch, and make torch deterministic."""
     import numpy as np
-    import torch
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -161,9 +163,13 @@ class Job:
 
     threads: int
     seed: int
-    device: str
     config: dict[str, Any]
     log: logging.Logger
+
+    @property
+    def device(self) -> str:
+        """The torch device of the config's ``device`` setting (imports torch on first use)."""
+        return resolve_device(self.config.get("device", "auto"))
 
 
 @contextlib.contextmanager
@@ -192,7 +198,6 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
         yield Job(
             threads=snakemake.threads,
             seed=job_seed,
-            device=resolve_device(config.get("device", "auto")),
             config=config,
             log=logger,
         )

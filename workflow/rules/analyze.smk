@@ -1,1 +1,302 @@
-# analyze stage (rules added by its owner)
+# Robustness and interpretability (Mohan et al., ICLR 2020) on natural and TEM images: noise-level
+# generalisation, net bias and effective dimensionality of the Jacobian, equivalent filters.
+# Config: experiments.generalization / net_bias / equivalent_filters, each by dataset.
+
+check_analyses()
+
+
+rule generalization:
+    input:
+        lambda wildcards: [
+            metrics_file(wildcards.dataset, noise, model)
+            for noise in GENERALIZATION[wildcards.dataset]["noise"]
+            for model in ["noisy", *GENERALIZATION[wildcards.dataset]["models"]]
+        ],
+    output:
+        csv="results/tables/generalization_{dataset}.csv",
+        markdown=report(
+            "results/tables/generalization_{dataset}.md",
+            caption="../report/generalization.rst",
+            category="Robustness",
+            labels={"dataset": "{dataset}", "figure": "table"},
+        ),
+        latex="results/tables/generalization_{dataset}.tex",
+        png=report(
+            "results/plots/generalization_{dataset}.png",
+            caption="../report/generalization.rst",
+            category="Robustness",
+            labels={"dataset": "{dataset}", "figure": "PSNR vs noise"},
+        ),
+        svg="results/plots/generalization_{dataset}.svg",
+    wildcard_constraints:
+        dataset=alternatives(list(GENERALIZATION)),
+    params:
+        models=lambda wildcards: GENERALIZATION[wildcards.dataset]["models"],
+        train_noise=lambda wildcards: analysis_train_noise(
+            wildcards.dataset, GENERALIZATION[wildcards.dataset]["models"]
+        ),
+    log:
+        "results/logs/generalization/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generalization/{dataset}.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/analyze_generalization.py"
+
+
+rule jacobian_statistics:
+    input:
+        weights="results/models/{dataset}/{model}/model.pt",
+        clean="results/data/{dataset}/test.npz",
+        metadata="results/data/{dataset}/test.csv",
+    output:
+        "results/analysis/net_bias/{dataset}/{model}.csv",
+    wildcard_constraints:
+        dataset=alternatives(list(NET_BIAS_DATASETS)),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+        noise=lambda wildcards: NET_BIAS_DATASETS[wildcards.dataset]["noise"],
+        settings={key: NET_BIAS[key] for key in ("patch", "images", "chunk_size") if key in NET_BIAS},
+        seed=lambda wildcards: analysis_seed("net_bias", wildcards.dataset),
+    log:
+        "results/logs/jacobian_statistics/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/jacobian_statistics/{dataset}-{model}.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+        gpu=resource("analyze", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/analyze_jacobian.py"
+
+
+rule net_bias:
+    input:
+        lambda wildcards: expand(
+            "results/analysis/net_bias/{dataset}/{model}.csv",
+            dataset=wildcards.dataset,
+            model=NET_BIAS_DATASETS[wildcards.dataset]["models"],
+        ),
+    output:
+        csv="results/tables/net_bias_{dataset}.csv",
+        net_bias_png=report(
+            "results/plots/net_bias_{dataset}.png",
+            caption="../report/net_bias.rst",
+            category="Robustness",
+            labels={"dataset": "{dataset}", "figure": "net bias"},
+        ),
+        net_bias_svg="results/plots/net_bias_{dataset}.svg",
+        dim_png=report(
+            "results/plots/effective_dim_{dataset}.png",
+            caption="../report/effective_dim.rst",
+            category="Robustness",
+            labels={"dataset": "{dataset}", "figure": "effective dimensionality"},
+        ),
+        dim_svg="results/plots/effective_dim_{dataset}.svg",
+    wildcard_constraints:
+        dataset=alternatives(list(NET_BIAS_DATASETS)),
+    params:
+        train_noise=lambda wildcards: analysis_train_noise(
+            wildcards.dataset, NET_BIAS_DATASETS[wildcards.dataset]["models"]
+        ),
+    log:
+        "results/logs/net_bias/{dataset}.log",
+    benchmark:
+        "results/benchmarks/net_bias/{dataset}.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/analyze_net_bias.py"
+
+
+rule equivalent_filters:
+    input:
+        weights="results/models/{dataset}/{model}/model.pt",
+        clean="results/data/{dataset}/test.npz",
+        metadata="results/data/{dataset}/test.csv",
+    output:
+        png=report(
+            "results/plots/equivalent_filters_{dataset}_{model}.png",
+            caption="../report/equivalent_filters.rst",
+            category="Robustness",
+            labels={"dataset": "{dataset}", "figure": "filters {model}"},
+        ),
+        svg="results/plots/equivalent_filters_{dataset}_{model}.svg",
+    wildcard_constraints:
+        dataset=alternatives(list(FILTERS)),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+        settings=lambda wildcards: FILTERS[wildcards.dataset],
+        seed=lambda wildcards: analysis_seed("equivalent_filters", wildcards.dataset),
+    log:
+        "results/logs/equivalent_filters/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/equivalent_filters/{dataset}-{model}.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+        gpu=resource("analyze", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/analyze_filters.py"
+
+
+ALL_TARGETS.extend(
+    [
+        *[f"results/tables/generalization_{dataset}.md" for dataset in GENERALIZATION],
+        *[f"results/plots/generalization_{dataset}.png" for dataset in GENERALIZATION],
+        *[f"results/tables/net_bias_{dataset}.csv" for dataset in NET_BIAS_DATASETS],
+        *[f"results/plots/{kind}_{dataset}.png" for kind in ("net_bias", "effective_dim") for dataset in NET_BIAS_DATASETS],
+        *[
+            f"results/plots/equivalent_filters_{dataset}_{model}.png"
+            for dataset, study in FILTERS.items()
+            for model in study["models"]
+        ],
+    ]
+)
+
+
+# -- UDVD (issue 7; Sheth, Mohan et al., ICCV 2021): config experiments.udvd ------------------------
+# udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset;
+# udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
+# udvd_motion: equivalent filters of a multi-frame UDVD vs the true simulated drift.
+UDVD = config["experiments"].get("udvd", {})
+UDVD_AUGMENTATION = UDVD.get("augmentation", {})
+UDVD_MOTION = UDVD.get("motion", {})
+
+
+def check_udvd():
+    """Cross-references of experiments.udvd, each message naming the bad key."""
+    if not UDVD:
+        return
+    dataset = UDVD["dataset"]
+    if dataset not in config["datasets"]:
+        raise ConfigError(f"experiments.udvd.dataset: no dataset {dataset!r} under datasets")
+    for key in ("poisson_methods", "gaussian_methods"):
+        for method in UDVD.get(key, []):
+            if method not in config["methods"]:
+                raise ConfigError(f"experiments.udvd.{key}: {method!r} is not a key of methods")
+    for key, section in (("augmentation", UDVD_AUGMENTATION), ("motion", UDVD_MOTION)):
+        if not section:
+            continue
+        model = section["model"]
+        if model not in config["methods"] or method_entry(model)["family"] != "udvd":
+            raise ConfigError(f"experiments.udvd.{key}.model: {section['model']!r} is not a udvd method")
+        if section["noise"] not in conditions(dataset):
+            raise ConfigError(f"experiments.udvd.{key}.noise: {section['noise']!r} is not a stored condition of {dataset}")
+    recipe = UDVD_AUGMENTATION.get("training")
+    if recipe is not None and recipe not in config["training"]:
+        raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
+
+
+check_udvd()
+
+
+def udvd_table_metrics():
+    dataset = UDVD["dataset"]
+    return [
+        metrics_file(dataset, noise, model)
+        for noise in conditions(dataset)
+        for model in ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]
+    ]
+
+
+rule udvd_table:
+    input:
+        lambda wildcards: udvd_table_metrics(),
+    output:
+        csv="results/tables/udvd_table.csv",
+        summary="results/tables/udvd_table_summary.csv",
+        markdown=report("results/tables/udvd_table.md", caption="../report/udvd_table.rst", category="UDVD"),
+        latex="results/tables/udvd_table.tex",
+    log:
+        "results/logs/udvd_table.log",
+    benchmark:
+        "results/benchmarks/udvd_table.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/udvd_table.py"
+
+
+rule udvd_augmentation:
+    input:
+        clean=lambda wildcards: clean_split(UDVD["dataset"], "test"),
+        noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_AUGMENTATION["noise"], "test"),
+    output:
+        csv="results/tables/udvd_augmentation.csv",
+        markdown=report(
+            "results/tables/udvd_augmentation.md", caption="../report/udvd_augmentation.rst", category="UDVD"
+        ),
+    params:
+        entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"]),
+        recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
+        section=UDVD_AUGMENTATION,
+        domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
+        seed=lambda wildcards: analysis_seed("udvd_augmentation"),
+    log:
+        "results/logs/udvd_augmentation.log",
+    benchmark:
+        "results/benchmarks/udvd_augmentation.tsv"
+    threads: resource("train", "threads")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/udvd_augmentation.py"
+
+
+rule udvd_motion:
+    input:
+        weights=lambda wildcards: f"results/models/{UDVD['dataset']}/{UDVD_MOTION['model']}/model.pt",
+        noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_MOTION["noise"], "test"),
+        metadata=lambda wildcards: clean_metadata(UDVD["dataset"], "test"),
+    output:
+        csv="results/tables/udvd_motion.csv",
+        markdown="results/tables/udvd_motion.md",
+        png=report("results/plots/udvd_motion.png", caption="../report/udvd_motion.rst", category="UDVD"),
+    params:
+        entry=lambda wildcards: method_entry(UDVD_MOTION["model"]),
+        section=UDVD_MOTION,
+    log:
+        "results/logs/udvd_motion.log",
+    benchmark:
+        "results/benchmarks/udvd_motion.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+        gpu=resource("analyze", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/udvd_motion.py"
+
+
+if UDVD:
+    ALL_TARGETS.append("results/tables/udvd_table.md")
+if UDVD_AUGMENTATION:
+    ALL_TARGETS.append("results/tables/udvd_augmentation.md")
+if UDVD_MOTION:
+    ALL_TARGETS.append("results/plots/udvd_motion.png")

@@ -82,6 +82,58 @@ def classical_methods():
     return [m for m in config["methods"] if not is_network(m)]
 
 
+# --- training helpers (train.smk: supervised CNNs and the TEM table) ---
+SUPERVISED_FAMILIES = ("dncnn", "unet")
+
+
+def supervised_methods():
+    """Methods trained by the `train` rule (other network families have their own rules)."""
+    return [m for m in config["methods"] if method_entry(m)["family"] in SUPERVISED_FAMILIES]
+
+
+def training_recipe(model):
+    return config["training"][method_entry(model).get("training", "quick")]
+
+
+def training_noise(dataset, model):
+    """The method's own train_noise, else the dataset's (a clear error when neither is set)."""
+    noise = method_entry(model).get("train_noise") or config["datasets"][dataset].get("train_noise")
+    if not noise:
+        raise ConfigError(f"methods.{model}.train_noise or datasets.{dataset}.train_noise must be set to train {model}")
+    return noise
+
+
+def train_seed(wildcards):
+    from temdenoise.runtime import derive_seed
+
+    return derive_seed(config["seed"], "train", wildcards.dataset, wildcards.model)
+
+
+def tem_table_settings():
+    return config["experiments"].get("tem_table", {})
+
+
+def tem_table_dataset():
+    return tem_table_settings().get("dataset", "tem")
+
+
+def tem_table_methods():
+    """The configured methods, else the dataset's benchmark methods."""
+    return tem_table_settings().get("methods") or config["benchmark"].get(tem_table_dataset(), [])
+
+
+def tem_table_networks():
+    return [m for m in tem_table_methods() if m in supervised_methods()]
+
+
+def tem_table_conditions():
+    """The configured conditions, else every Poisson condition of the dataset."""
+    return tem_table_settings().get("noise") or [c for c in conditions(tem_table_dataset()) if c.startswith("poisson-")]
+
+
+# --- end of training helpers ---
+
+
 def stage_resources(stage, model=None):
     """Resources of a job: schema defaults < config resources.<stage> < the method's own resources."""
     merged = dict(RESOURCE_DEFAULTS)
@@ -161,6 +213,44 @@ def gaintuning_case_inputs(case, noises=None, compared=True):
     }
 
 
+# Robustness analyses (analyze.smk): experiments.generalization / net_bias / equivalent_filters.
+GENERALIZATION = config["experiments"].get("generalization", {}).get("datasets", {})
+NET_BIAS = config["experiments"].get("net_bias", {})
+NET_BIAS_DATASETS = NET_BIAS.get("datasets", {})
+FILTERS = config["experiments"].get("equivalent_filters", {}).get("datasets", {})
+
+
+def check_analyses():
+    """Cross-references of the analysis sections, each message naming the bad key."""
+    trained = supervised_methods()
+    for section, studies in (
+        ("generalization", GENERALIZATION),
+        ("net_bias", NET_BIAS_DATASETS),
+        ("equivalent_filters", FILTERS),
+    ):
+        for dataset, study in studies.items():
+            where = f"experiments.{section}.datasets.{dataset}"
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"{where}: no dataset {dataset!r} under datasets")
+            for model in study["models"]:
+                if model not in trained:
+                    raise ConfigError(f"{where}.models: {model!r} is not a network trained by the train rule")
+            kinds = {name.split("-")[0] for name in study["noise"]}
+            if len(kinds) != 1:
+                raise ConfigError(f"{where}.noise: mixes noise kinds {sorted(kinds)}")
+
+
+def analysis_train_noise(dataset, models):
+    """Training range of each model on ``dataset`` (shaded in the analysis plots)."""
+    return {model: training_noise(dataset, model) for model in models}
+
+
+def analysis_seed(*names):
+    from temdenoise.runtime import derive_seed
+
+    return derive_seed(config["seed"], *names)
+
+
 def benchmark_metrics():
     """Per-image metrics of every benchmark method (and the noisy input) on every condition."""
     return [
@@ -179,9 +269,9 @@ wildcard_constraints:
 
 
 # Jobs run with a conda environment (--software-deployment-method conda) import the package from
-# the source tree; without conda it is installed, and this changes nothing.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [str(Path(workflow.basedir, "src")), os.environ.get("PYTHONPATH")])
+# the source tree, prepended to whatever Python path the user set; an installed package is unaffected.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir, "src")), os.getenv("PYTHONPATH")]))
 )
 
 
@@ -189,3 +279,10 @@ def noise_seed(wildcards):
     from temdenoise.runtime import derive_seed
 
     return derive_seed(config["seed"], "noise", wildcards.dataset, wildcards.noise, wildcards.split)
+
+
+def estimate_file(wildcards):
+    """The noisy input itself for the `noisy` row, else the method's denoised stack."""
+    if wildcards.model == "noisy":
+        return noisy_split(wildcards.dataset, wildcards.noise, "test")
+    return f"results/denoised/{wildcards.dataset}/{wildcards.noise}/{wildcards.model}.npz"

@@ -50,13 +50,6 @@ rule denoise:
         "../../scripts/denoise.py"
 
 
-def estimate_file(wildcards):
-    """The noisy input itself for the `noisy` row, else the method's denoised stack."""
-    if wildcards.model == "noisy":
-        return noisy_split(wildcards.dataset, wildcards.noise, "test")
-    return f"results/denoised/{wildcards.dataset}/{wildcards.noise}/{wildcards.model}.npz"
-
-
 rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",

@@ -67,6 +67,7 @@ rule plot_example:
 
 ALL_TARGETS.extend(
     [
+        "results/tables/psnr.csv",
         "results/tables/psnr_summary.md",
         "results/tables/psnr_summary.tex",
         "results/plots/psnr_vs_noise.png",
@@ -77,3 +78,19 @@ ALL_TARGETS.extend(
         ],
     ]
 )
+
+
+rule html_report:
+    input:
+        tables=lambda wildcards: [t for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".csv")],
+        figures=lambda wildcards: [t for t in ALL_TARGETS if t.startswith("results/plots/") and t.endswith(".png")],
+    output:
+        "results/report.html",
+    params:
+        title="TEM denoising benchmark: tables and figures",
+    log:
+        "results/logs/html_report.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/html_report.py"

@@ -1,1 +1,111 @@
-# simulate stage (rules added by its owner)
+# Simulated TEM datasets (abTEM): shards of structures -> one clean split + metadata -> figures.
+from temdenoise.simulate.dataset import shard_paths
+from temdenoise.simulate.settings import SPLITS, SimulationSettings
+
+# Parsed (and physically checked) before any job runs; errors name the offending key.
+SIMULATION = {
+    name: SimulationSettings.from_config(entry.get("simulation"), key=f"datasets.{name}.simulation")
+    for name, entry in config["datasets"].items()
+    if entry["source"] == "simulate"
+}
+
+
+rule simulate:
+    output:
+        stack="results/data/{dataset}/shards/{split}-{shard}.npz",
+        metadata="results/data/{dataset}/shards/{split}-{shard}.csv",
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+        shard=r"\d+",
+    params:
+        settings=lambda wildcards: SIMULATION[wildcards.dataset],
+    log:
+        "results/logs/simulate/{dataset}-{split}-{shard}.log",
+    benchmark:
+        "results/benchmarks/simulate/{dataset}-{split}-{shard}.tsv"
+    threads: resource("simulate", "threads")
+    resources:
+        mem_mb=resource("simulate", "mem_mb"),
+        runtime=resource("simulate", "runtime"),
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../../scripts/simulate.py"
+
+
+rule merge_shards:
+    input:
+        unpack(lambda wildcards: shard_paths(SIMULATION[wildcards.dataset], wildcards.dataset, wildcards.split)),
+    output:
+        stack="results/data/{dataset}/{split}.npz",
+        metadata="results/data/{dataset}/{split}.csv",
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    log:
+        "results/logs/merge_shards/{dataset}-{split}.log",
+    benchmark:
+        "results/benchmarks/merge_shards/{dataset}-{split}.tsv"
+    threads: resource("simulate", "threads")
+    resources:
+        mem_mb=resource("simulate", "mem_mb"),
+        runtime=resource("simulate", "runtime"),
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../../scripts/merge_shards.py"
+
+
+rule export_tiff:
+    input:
+        "results/data/{dataset}/{split}.npz",
+    output:
+        "results/data/{dataset}/{split}.tif",
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    log:
+        "results/logs/export_tiff/{dataset}-{split}.log",
+    benchmark:
+        "results/benchmarks/export_tiff/{dataset}-{split}.tsv"
+    threads: resource("simulate", "threads")
+    resources:
+        mem_mb=resource("simulate", "mem_mb"),
+        runtime=resource("simulate", "runtime"),
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../../scripts/export_tiff.py"
+
+
+rule plot_dataset:
+    input:
+        stack="results/data/{dataset}/train.npz",
+        metadata="results/data/{dataset}/train.csv",
+    output:
+        png=report(
+            "results/plots/dataset_{dataset}.png",
+            caption="../report/dataset.rst",
+            category="Data",
+            labels={"dataset": "{dataset}"},
+        ),
+        svg="results/plots/dataset_{dataset}.svg",
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    log:
+        "results/logs/plot_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_dataset/{dataset}.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    conda:
+        "../../envs/simulate.yaml"
+    script:
+        "../../scripts/plot_dataset.py"
+
+
+for _name, _settings in SIMULATION.items():
+    ALL_TARGETS.extend(expand("results/data/{dataset}/{split}.csv", dataset=_name, split=SPLITS))
+    ALL_TARGETS.extend(expand("results/plots/dataset_{dataset}.{ext}", dataset=_name, ext=("png", "svg")))
+    if _settings.export_tiff:
+        ALL_TARGETS.extend(expand("results/data/{dataset}/{split}.tif", dataset=_name, split=SPLITS))

@@ -1,1 +1,117 @@
-# train stage (rules added by its owner)
+# Supervised training of the CNN families (DnCNN, UNet and their bias-free versions) and the TEM
+# table (parameters, measured field of view, PSNR, SSIM of every model on the Poisson test set).
+
+rule train:
+    input:
+        train="results/data/{dataset}/train.npz",
+        validation="results/data/{dataset}/validation.npz",
+        train_metadata="results/data/{dataset}/train.csv",
+        validation_metadata="results/data/{dataset}/validation.csv",
+    output:
+        model="results/models/{dataset}/{model}/model.pt",
+        metrics="results/models/{dataset}/{model}/metrics.csv",
+        curve=report(
+            "results/models/{dataset}/{model}/training_curve.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "model": "{model}"},
+        ),
+        info="results/models/{dataset}/{model}/info.json",
+    wildcard_constraints:
+        model=alternatives(supervised_methods()),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+        recipe=lambda wildcards: training_recipe(wildcards.model),
+        train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
+        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+        seed=train_seed,
+    log:
+        "results/logs/train/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}-{model}.tsv"
+    threads: resource("train", "threads")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/train.py"
+
+
+rule tem_table:
+    input:
+        metrics=lambda wildcards: [
+            metrics_file(tem_table_dataset(), noise, model)
+            for noise in tem_table_conditions()
+            for model in tem_table_methods()
+        ],
+        info=lambda wildcards: [f"results/models/{tem_table_dataset()}/{m}/info.json" for m in tem_table_networks()],
+    output:
+        csv="results/tables/tem_table.csv",
+        markdown=report("results/tables/tem_table.md", caption="../report/tem_table.rst", category="Tables"),
+        latex="results/tables/tem_table.tex",
+    params:
+        networks=tem_table_networks(),
+        entries={m: method_entry(m) for m in tem_table_methods()},
+    log:
+        "results/logs/tem_table.log",
+    benchmark:
+        "results/benchmarks/tem_table.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/tem_table.py"
+
+
+if tem_table_settings().get("enabled"):
+    ALL_TARGETS.append("results/tables/tem_table.md")
+
+
+# -- UDVD (issue 7): self-supervised training of the blind-spot video denoisers --------------------
+# Same inputs and outputs as `train`, but the loss targets the noisy centre frame and model
+# selection uses held-out noisy frames only (temdenoise.train.self_supervised.train_udvd).
+
+
+def udvd_methods():
+    return [m for m in config["methods"] if method_entry(m)["family"] == "udvd"]
+
+
+rule train_udvd:
+    input:
+        train="results/data/{dataset}/train.npz",
+        validation="results/data/{dataset}/validation.npz",
+        train_metadata="results/data/{dataset}/train.csv",
+        validation_metadata="results/data/{dataset}/validation.csv",
+    output:
+        model="results/models/{dataset}/{model}/model.pt",
+        metrics="results/models/{dataset}/{model}/metrics.csv",
+        curve=report(
+            "results/models/{dataset}/{model}/training_curve.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "model": "{model}"},
+        ),
+        info="results/models/{dataset}/{model}/info.json",
+    wildcard_constraints:
+        model=alternatives(udvd_methods()),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model),
+        recipe=lambda wildcards: training_recipe(wildcards.model),
+        train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
+        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+        seed=train_seed,
+    log:
+        "results/logs/train_udvd/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/train_udvd/{dataset}-{model}.tsv"
+    threads: resource("train", "threads")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/train_udvd.py"

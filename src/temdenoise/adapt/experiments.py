@@ -228,7 +228,7 @@ def summarise_case(case: str, per_image: pd.DataFrame) -> pd.DataFrame:
     summary = per_image.groupby("noise", sort=False)[columns].mean().reset_index()
     summary = summary.rename(columns={c: c.removeprefix("psnr_") for c in columns})
     summary.insert(0, "case", case)
-    summary["adapted_fraction"] = per_image["adapted_fraction"].iloc[0]
+    summary["adapted_params_percent"] = 100 * per_image["adapted_fraction"].iloc[0]
     return summary
 
 

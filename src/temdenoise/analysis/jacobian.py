@@ -9,7 +9,7 @@ The singular values of ``A_y`` describe the subspace the denoiser projects onto;
 dimensionality (sum of squared singular values) falls as the noise grows.
 
 The Jacobian is built from vector-Jacobian products with the one-hot output images as cotangents,
-batched with ``torch.func.vmap`` over chunks of pixels (one forward pass in all);
+batched over chunks of pixels (``is_grads_batched``: vmap over one backward graph, one forward pass);
 :func:`jacobian_looped` is the one-backward-pass-per-pixel reference of the authors' code.
 """
 
@@ -20,7 +20,6 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.func import vjp, vmap
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 """A map from a ``(1, 1, H, W)`` image to a ``(1, 1, H, W)`` image."""
@@ -41,29 +40,39 @@ def _device_of(denoiser: Denoiser) -> torch.device | None:
     return None
 
 
-def jacobian(denoiser: Denoiser, image: torch.Tensor | np.ndarray, chunk_size: int = 256) -> torch.Tensor:
+def jacobian(
+    denoiser: Denoiser,
+    image: torch.Tensor | np.ndarray,
+    chunk_size: int = 64,
+    pixels: Sequence[int] | None = None,
+) -> torch.Tensor:
     """The Jacobian ``A_y`` of ``denoiser`` at ``image`` (``(H, W)``), as an ``(H*W, H*W)`` tensor.
 
-    Row ``i`` is the gradient of output pixel ``i`` (row-major) with respect to the input. One
-    forward pass, then batched vector-Jacobian products with ``chunk_size`` one-hot cotangents at
-    a time (memory grows with ``chunk_size`` times the activations of one image). A module is
-    used in eval mode (batch statistics would couple the batched products).
+    Row ``i`` is the gradient of output pixel ``i`` (row-major) with respect to the input; with
+    ``pixels`` (row-major indices) only those rows are computed, in that order. One
+    forward pass, then batched vector-Jacobian products (``torch.autograd.grad`` with
+    ``is_grads_batched``, i.e. vmap over the backward pass) with ``chunk_size`` one-hot cotangents
+    at a time; memory grows with ``chunk_size`` times the activations of one image. A module must
+    be in eval mode (batch statistics would couple the products).
     """
     if isinstance(denoiser, nn.Module) and denoiser.training:
         raise ValueError("jacobian: put the network in eval mode first (model.eval())")
-    y = _as_batch(image, _device_of(denoiser))
-    size = y.numel()
-    output, pullback = vjp(denoiser, y)
+    y = _as_batch(image, _device_of(denoiser)).requires_grad_(True)
+    output = denoiser(y)
     if output.shape != y.shape:
         raise ValueError(f"jacobian: the denoiser maps {tuple(y.shape)} to {tuple(output.shape)}; expected the same shape")
-    batched_pullback = vmap(pullback)
+    size = y.numel()
+    wanted = torch.arange(size) if pixels is None else torch.as_tensor(list(pixels), dtype=torch.long)
+    if len(wanted) == 0 or wanted.min() < 0 or wanted.max() >= size:
+        raise ValueError(f"jacobian: pixel indices must lie in [0, {size}), got {list(pixels or [])}")
     rows = []
-    for start in range(0, size, chunk_size):
-        pixels = torch.arange(start, min(start + chunk_size, size), device=y.device)
-        cotangents = torch.zeros(len(pixels), size, device=y.device, dtype=output.dtype)
-        cotangents[torch.arange(len(pixels)), pixels] = 1.0
-        (grads,) = batched_pullback(cotangents.view(len(pixels), *y.shape))
-        rows.append(grads.detach().reshape(len(pixels), size))
+    for chunk in torch.split(wanted.to(y.device), chunk_size):
+        cotangents = torch.zeros(len(chunk), size, device=y.device, dtype=output.dtype)
+        cotangents[torch.arange(len(chunk), device=y.device), chunk] = 1.0
+        (grads,) = torch.autograd.grad(
+            output, y, cotangents.view(len(chunk), *y.shape), retain_graph=True, is_grads_batched=True
+        )
+        rows.append(grads.detach().reshape(len(chunk), size))
     return torch.cat(rows)
 
 
@@ -84,14 +93,28 @@ def net_bias(denoiser: Denoiser, image: torch.Tensor | np.ndarray, jac: torch.Te
         return (output - jac.to(output) @ y.reshape(-1)).reshape(y.shape[-2:])
 
 
-def equivalent_filters(jac: torch.Tensor, shape: tuple[int, int], pixels: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Rows of ``jac`` for the ``(row, col)`` output ``pixels``, each reshaped to the image ``shape``."""
+def flat_indices(shape: tuple[int, int], pixels: Sequence[tuple[int, int]]) -> list[int]:
+    """Row-major indices of ``(row, col)`` pixels of an image of ``shape``."""
     height, width = shape
     for row, col in pixels:
         if not (0 <= row < height and 0 <= col < width):
             raise ValueError(f"pixel {(row, col)} outside the {shape} image")
-    indices = [row * width + col for row, col in pixels]
-    return jac[indices].reshape(len(indices), height, width).detach().cpu().numpy()
+    return [row * width + col for row, col in pixels]
+
+
+def equivalent_filters(jac: torch.Tensor, shape: tuple[int, int], pixels: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Rows of a full ``jac`` for the ``(row, col)`` output ``pixels``, each reshaped to the image ``shape``."""
+    indices = flat_indices(shape, pixels)
+    return jac[indices].reshape(len(indices), *shape).detach().cpu().numpy()
+
+
+def filters_at(
+    denoiser: Denoiser, image: torch.Tensor | np.ndarray, pixels: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """Equivalent filters of ``pixels`` computed directly (only those rows: cheap on large images)."""
+    shape = tuple(np.shape(image))
+    rows = jacobian(denoiser, image, pixels=flat_indices(shape, pixels))
+    return rows.reshape(len(pixels), *shape).cpu().numpy()
 
 
 def singular_values(jac: torch.Tensor) -> np.ndarray:

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from temdenoise.metrics import psnr
+from temdenoise.metrics import CONVENTION, psnr
 from temdenoise.models.udvd import denoise_video, frame_windows
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import fit_single_video
@@ -44,15 +44,18 @@ def equivalent_filters(
 
 def filter_centroids(filters: np.ndarray, pixels: Sequence[tuple[int, int]], radius: int) -> np.ndarray:
     """Centroid of the positive part of each frame's filter within ``radius`` of its pixel,
-    relative to the pixel: (P, frames, 2) as (rows down, columns right)."""
+    relative to the pixel: (P, frames, 2) as (rows down, columns right); NaN for a frame whose
+    filter has no positive weight there."""
     out = np.zeros((len(pixels), filters.shape[1], 2))
     for p, (row, col) in enumerate(pixels):
         top, left = max(row - radius, 0), max(col - radius, 0)
         crop = np.clip(filters[p, :, top : row + radius + 1, left : col + radius + 1], 0, None)
         rr, cc = np.mgrid[top : top + crop.shape[1], left : left + crop.shape[2]]
-        mass = crop.sum(axis=(1, 2)) + 1e-12
-        out[p, :, 0] = (crop * rr).sum(axis=(1, 2)) / mass - row
-        out[p, :, 1] = (crop * cc).sum(axis=(1, 2)) / mass - col
+        mass = crop.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[p, :, 0] = (crop * rr).sum(axis=(1, 2)) / mass - row
+            out[p, :, 1] = (crop * cc).sum(axis=(1, 2)) / mass - col
+        out[p, mass <= 0] = np.nan
     return out
 
 
@@ -131,3 +134,151 @@ def augmentation_study(
                             "epochs": len(result.history), "best_epoch": result.best_epoch, "psnr": score,
                             "noisy_psnr": psnr(clean, noisy, domain)})
     return pd.DataFrame(records)
+
+
+# -- workflow entry points (one per rule of the UDVD section of workflow/rules/analyze.smk) ----
+
+AUGMENTATION_VARIANTS = tuple(
+    {"name": f"{aug}{' + ES' if es else ''}", "flips": flips, "time_reversal": reverse, "early_stopping": es}
+    for es in (False, True)
+    for aug, flips, reverse in (("no aug", False, False), ("F", True, False), ("F + TR", True, True))
+)
+"""The seed's six single-video settings: no augmentation / flips / flips + time reversal, x early stopping."""
+
+
+def write_udvd_table(metric_paths: Sequence[str], csv: str, summary_csv: str, markdown: str, latex: str) -> None:
+    """The UDVD table: PSNR mean +- std of every method on every condition of the video dataset."""
+    from temdenoise.benchmark import collect_metrics, write_tables
+
+    write_tables(collect_metrics(metric_paths), csv, summary_csv, markdown, latex)
+
+
+def _short_videos(stack: Sequence[np.ndarray], videos: int, frames: int, crop: int) -> list[np.ndarray]:
+    """The first ``videos`` videos, their first ``frames`` frames (0 = all), central ``crop`` (0 = all)."""
+    out = []
+    for video in stack[: videos or len(stack)]:
+        video = video[: frames or len(video)]
+        if crop:
+            top, left = (video.shape[1] - crop) // 2, (video.shape[2] - crop) // 2
+            video = video[:, top : top + crop, left : left + crop]
+        out.append(np.ascontiguousarray(video))
+    return out
+
+
+def run_augmentation_study(
+    entry: dict[str, Any],
+    recipe: dict[str, Any],
+    clean_path: str,
+    noisy_path: str,
+    section: dict[str, Any],
+    domain: str,
+    device: str,
+    seed: int,
+    csv: str,
+    markdown: str,
+) -> None:
+    """Single-video UDVD with/without augmentation and early stopping (``section``: experiments.udvd.augmentation)."""
+    from temdenoise.io import load_stack, save_table, save_text
+
+    videos, frames, crop = section.get("videos", 1), section.get("frames", 0), section.get("crop", 0)
+    clean = _short_videos(load_stack(clean_path), videos, frames, crop)
+    noisy = _short_videos(load_stack(noisy_path), videos, frames, crop)
+    settings = TrainSettings.from_config(recipe)
+    table = augmentation_study(entry, clean, noisy, settings, AUGMENTATION_VARIANTS, domain,
+                               section.get("validation_frames", 2), device, seed)
+    save_table(csv, table)
+    order = [v["name"] for v in AUGMENTATION_VARIANTS]
+    summary = (table.groupby("variant")["psnr"].agg(["mean", "std"]).reindex(order).fillna(0.0)
+               .rename(columns={"mean": "PSNR mean (dB)", "std": "PSNR std (dB)"}))
+    noisy_psnr = table.drop_duplicates("video")["noisy_psnr"].mean()
+    save_text(markdown, "# UDVD trained on a single noisy video\n\n"
+              f"{len(clean)} video(s) of {clean[0].shape[0]} frames of {clean[0].shape[1]} x {clean[0].shape[2]} px, "
+              f"noisy input {noisy_psnr:.2f} dB. F = spatial flips, TR = time reversal, ES = early stopping on "
+              f"held-out noisy frames (no clean data). PSNR convention: {CONVENTION['unit']}.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n")
+
+
+def video_displacement(metadata: pd.DataFrame, item: int) -> np.ndarray:
+    """(T, 2) true displacement (rows down, columns right, px) of video ``item`` from its metadata."""
+    columns = ["displacement_row_px", "displacement_col_px"]
+    missing = [c for c in ["item", "frame", *columns] if c not in metadata]
+    if missing:
+        raise KeyError(f"video metadata lacks the column(s) {missing}")
+    rows = metadata[metadata["item"] == item].sort_values("frame")
+    if rows.empty:
+        raise ValueError(f"no metadata rows for video {item}")
+    return rows[columns].to_numpy(dtype=float)
+
+
+def run_motion_study(
+    entry: dict[str, Any],
+    weights: str,
+    noisy_path: str,
+    metadata_path: str,
+    section: dict[str, Any],
+    device: str,
+    csv: str,
+    markdown: str,
+    figure_path: str,
+) -> None:
+    """Equivalent filters of a trained multi-frame UDVD on one noisy test video vs the true drift."""
+    from temdenoise.io import load_stack, save_table, save_text
+    from temdenoise.models import load_trained
+
+    model = load_trained(weights, entry, device)
+    if model.frames < 3:
+        raise ValueError(f"experiments.udvd.motion.model must be a multi-frame UDVD, got {model.frames} frame(s)")
+    item = section.get("video", 0)
+    video = load_stack(noisy_path)[item]
+    displacement = video_displacement(pd.read_csv(metadata_path), item)
+    half = model.frames // 2
+    pixels = grid_pixels(video.shape[1], video.shape[2], section.get("margin", 16), section.get("pixels", 3))
+    table, example = motion_compensation(model, video, displacement, range(half, len(video) - half), pixels,
+                                         section.get("radius", 6), device)
+    save_table(csv, table)
+    moving = table[table["offset"] != 0]
+    moving = moving.assign(true_shift_px=np.hypot(moving["true_drow"], moving["true_dcol"]))
+    summary = moving.groupby("offset").agg(true_shift_px=("true_shift_px", "mean"),
+                                           error_px_mean=("error_px", "mean"), error_px_median=("error_px", "median"))
+    save_text(markdown, "# UDVD implicit motion compensation\n\n"
+              f"Centroid (positive part, radius {section.get('radius', 6)} px) of the equivalent filter of each "
+              f"input frame vs the true displacement of the content, {len(pixels)} pixels x "
+              f"{len(video) - 2 * half} centre frames of test video {item}. Overall error: "
+              f"{moving['error_px'].mean():.3f} px mean, {moving['error_px'].median():.3f} px median.\n\n"
+              + summary.to_markdown(floatfmt=".3f") + "\n")
+    _motion_figure(example, moving, figure_path)
+
+
+def _motion_figure(example: dict[str, np.ndarray], moving: pd.DataFrame, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from temdenoise.io import atomic_path
+
+    filters, (row, col) = example["filters"], example["pixel"]
+    frames, radius = filters.shape[0], 8
+    figure, axes = plt.subplots(1, frames + 1, figsize=(2.6 * (frames + 1), 2.8))
+    for k, axis in enumerate(axes[:frames]):
+        crop = filters[k, max(row - radius, 0) : row + radius + 1, max(col - radius, 0) : col + radius + 1]
+        limit = np.abs(filters).max() or 1.0
+        axis.imshow(crop, cmap="RdBu_r", vmin=-limit, vmax=limit,
+                    extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))
+        true, est = example["true"][k], example["centroids"][k]
+        axis.plot(true[1], true[0], "k+", markersize=10, label="true shift")
+        axis.plot(est[1], est[0], "gx", markersize=8, label="filter centroid")
+        axis.set_title(f"frame t{k - frames // 2:+d}" if k != frames // 2 else "frame t")
+        axis.set_xticks([]), axis.set_yticks([])
+    axes[0].legend(loc="lower left", fontsize=7)
+    scatter = axes[-1]
+    for name, true, est in (("rows", "true_drow", "est_drow"), ("columns", "true_dcol", "est_dcol")):
+        scatter.scatter(moving[true], moving[est], s=8, alpha=0.6, label=name)
+    span = np.nanmax(np.abs(moving[["true_drow", "true_dcol", "est_drow", "est_dcol"]].to_numpy())) + 0.5
+    scatter.plot([-span, span], [-span, span], "k--", linewidth=0.8)
+    scatter.set(xlabel="true shift (px)", ylabel="centroid shift (px)",
+                title=f"error {moving['error_px'].mean():.2f} px")
+    scatter.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=120)
+    plt.close(figure)

@@ -140,8 +140,9 @@ class UDVD(nn.Module):
         if self.first_stage is None:
             y = self.core(x)
         else:
-            windows = [self.first_stage(x[:, t : t + 3]) for t in range(self.frames - 2)]
-            y = self.core(torch.cat(windows, dim=1))
+            # the shared first stage runs once on all 3-frame windows stacked on the batch axis
+            windows = torch.cat([x[:, t : t + 3] for t in range(self.frames - 2)], dim=0)
+            y = self.core(torch.cat(torch.chunk(self.first_stage(windows), self.frames - 2, dim=0), dim=1))
         # the final one-row shift removes the pixel's own row: the blind spot
         y = unrotate(shift_down(y))
         y = F.leaky_relu(self.fuse_a(y), _NEGATIVE_SLOPE)

@@ -25,9 +25,9 @@ from temdenoise.io import export_tiff, load_stack, save_stack, save_table
 from temdenoise.simulate import imaging
 from temdenoise.simulate.imaging import CONTRAST_CLASSES
 from temdenoise.simulate.sample import (
-    crop_centre, draw_structure, microscope, particle_with_defects, specimen, structure_seed,
+    StructureDraw, choose_defocus, crop_and_score, draw_structure, microscope, particle_with_defects, specimen, structure_seed,
 )
-from temdenoise.simulate.settings import SimulationSettings
+from temdenoise.simulate.settings import SPLITS, SimulationSettings
 from temdenoise.simulate.video import simulate_video
 
 log = logging.getLogger("temdenoise")
@@ -44,27 +44,24 @@ def shard_structures(settings: SimulationSettings, split: str, shard: int) -> ra
     return range(start, min(start + settings.structures_per_shard, settings.structures[split]))
 
 
-def _defocus(settings: SimulationSettings, klass: str, rng: np.random.Generator) -> float:
-    low, high = settings.defocus[klass]
-    return float(rng.uniform(low, high))
+def shard_paths(settings: SimulationSettings, dataset: str, split: str) -> dict[str, list[str]]:
+    """Shard files of one split (``results/data/{dataset}/shards/{split}-{shard}.npz`` / ``.csv``)."""
+    stem = f"results/data/{dataset}/shards/{split}"
+    shards = range(shard_count(settings, split))
+    return {"stacks": [f"{stem}-{shard}.npz" for shard in shards], "metadata": [f"{stem}-{shard}.csv" for shard in shards]}
 
 
-def simulate_images(settings: SimulationSettings, draw, rng: np.random.Generator,
+def simulate_images(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator,
                     classes: Sequence[str]) -> tuple[list[np.ndarray], list[dict]]:
     """One exit wave of the drawn structure, imaged at one defocus per entry of ``classes``."""
     scope = microscope(settings)
     particle, info = particle_with_defects(settings, draw, rng)
     spec = specimen(settings, draw, particle)
     wave = imaging.exit_wave(spec, scope)
-    defoci = [_defocus(settings, klass, rng) for klass in classes]
-    size = (settings.image_size, settings.image_size)
+    defoci = [choose_defocus(settings, klass, wave, spec, rng) for klass in classes]
     images, rows = [], []
     for defocus, klass, image in zip(defoci, classes, imaging.defocus_series(wave, defoci, scope)):
-        window = imaging.crop_window(imaging.to_pixels(crop_centre(settings, spec), image.shape[0], settings.pixel_size)[0],
-                                     image.shape, size)
-        crop = image[window]
-        columns = imaging.to_pixels(spec.atoms.positions[spec.particle, :2], image.shape[0], settings.pixel_size)
-        score = imaging.contrast_score(crop, columns - [window[0].start, window[1].start])
+        crop, score, _ = crop_and_score(settings, spec, image)
         images.append(crop.astype(np.float32))
         rows.append({**info, "frame": 0, "defocus": defocus, "target_contrast": klass,
                      "contrast_score": round(score, 4),
@@ -84,10 +81,9 @@ def simulate_shard(settings: SimulationSettings, dataset: str, split: str, shard
         rng = np.random.default_rng(seed)
         draw = draw_structure(settings, f"{dataset}-{split}-{index:05d}", seed, rng)
         if settings.is_video:
-            klass = CONTRAST_CLASSES[index % len(CONTRAST_CLASSES)]
-            frames, frame_rows = simulate_video(settings, draw, _defocus(settings, klass, rng), rng)
+            klass = CONTRAST_CLASSES[(SPLITS.index(split) + index) % len(CONTRAST_CLASSES)]
+            frames, frame_rows = simulate_video(settings, draw, klass, rng)
             for row in frame_rows:
-                row["target_contrast"] = klass
                 row["item"] = len(arrays)
             arrays.append(frames)
             rows.extend(frame_rows)
@@ -125,10 +121,9 @@ def write_shard(settings: SimulationSettings, dataset: str, split: str, shard: i
 
 
 def merge_shards(npz_paths: Sequence[str | os.PathLike], csv_paths: Sequence[str | os.PathLike],
-                 out_npz: str | os.PathLike, out_csv: str | os.PathLike, tiff_path: str | os.PathLike | None = None) -> None:
+                 out_npz: str | os.PathLike, out_csv: str | os.PathLike) -> None:
     """Concatenate shards (in the given order) into one split; ``item`` is renumbered to the
-    merged stack. With ``tiff_path`` the split is also written as one float32 TIFF (videos as
-    their frames in order) for Fiji / napari."""
+    merged stack."""
     arrays: list[np.ndarray] = []
     tables = []
     for npz, csv in zip(npz_paths, csv_paths):
@@ -141,6 +136,9 @@ def merge_shards(npz_paths: Sequence[str | os.PathLike], csv_paths: Sequence[str
     merged = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
     save_stack(out_npz, arrays)
     save_table(out_csv, merged)
-    if tiff_path is not None:
-        frames = [frame for array in arrays for frame in (array if array.ndim == 3 else [array])]
-        export_tiff(tiff_path, frames)
+
+
+def export_split_tiff(npz_path: str | os.PathLike, tiff_path: str | os.PathLike) -> None:
+    """Write a split as one float32 TIFF stack for Fiji / napari (videos as their frames in order)."""
+    arrays = load_stack(npz_path)
+    export_tiff(tiff_path, [frame for array in arrays for frame in (array if array.ndim == 3 else [array])])

@@ -12,6 +12,7 @@ import numpy as np
 from ase import Atoms
 
 from temdenoise.runtime import derive_seed
+from temdenoise.simulate import imaging
 from temdenoise.simulate.imaging import Microscope
 from temdenoise.simulate.settings import SimulationSettings, field_of_view
 from temdenoise.simulate.structures import (
@@ -42,6 +43,7 @@ class StructureDraw:
 
 
 def draw_structure(settings: SimulationSettings, structure_id: str, seed: int, rng: np.random.Generator) -> StructureDraw:
+    """Shape, size, support thickness and tilt of one structure, drawn from ``rng``."""
     low, high = settings.support_thickness
     return StructureDraw(
         structure_id=structure_id,
@@ -55,6 +57,7 @@ def draw_structure(settings: SimulationSettings, structure_id: str, seed: int, r
 
 
 def microscope(settings: SimulationSettings) -> Microscope:
+    """The imaging conditions of ``settings``."""
     return Microscope(energy=settings.energy, potential_sampling=settings.potential_sampling,
                       slice_thickness=settings.slice_thickness, pixel_size=settings.pixel_size, Cs=settings.Cs,
                       focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
@@ -86,6 +89,7 @@ def cell_geometry(settings: SimulationSettings) -> tuple[tuple[float, float], fl
 
 
 def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms) -> Specimen:
+    """``particle`` on the drawn support, tilted, in the simulation cell of ``settings``."""
     cell, interface_y = cell_geometry(settings)
     return assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt)
 
@@ -93,6 +97,40 @@ def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms)
 def crop_centre(settings: SimulationSettings, spec: Specimen) -> np.ndarray:
     """Centre of the crop in A: the particle's x; y such that the support fills the configured
     fraction of the image."""
-    cell, interface_y = cell_geometry(settings)
+    _, interface_y = cell_geometry(settings)
     fov = field_of_view(settings)
     return np.array([spec.centre[0], interface_y - settings.support_fraction * fov + fov / 2])
+
+
+def particle_columns(spec: Specimen, image_height: int, window: tuple[slice, slice], pixel_size: float) -> np.ndarray:
+    """(row, column) of the particle's atoms in a cropped image."""
+    columns = imaging.to_pixels(spec.atoms.positions[spec.particle, :2], image_height, pixel_size)
+    return columns - [window[0].start, window[1].start]
+
+
+def crop_and_score(settings: SimulationSettings, spec: Specimen, image: np.ndarray,
+                   window: tuple[slice, slice] | None = None) -> tuple[np.ndarray, float, tuple[slice, slice]]:
+    """The cropped image, its contrast score and the crop window (computed when not given)."""
+    if window is None:
+        centre = imaging.to_pixels(crop_centre(settings, spec), image.shape[0], settings.pixel_size)[0]
+        window = imaging.crop_window(centre, image.shape, (settings.image_size, settings.image_size))
+    crop = image[window]
+    score = imaging.contrast_score(crop, particle_columns(spec, image.shape[0], window, settings.pixel_size))
+    return crop, score, window
+
+
+# Defoci tried in the intermediate range: the one closest to the contrast reversal is kept.
+INTERMEDIATE_CANDIDATES = 7
+
+
+def choose_defocus(settings: SimulationSettings, klass: str, wave, spec: Specimen, rng: np.random.Generator) -> float:
+    """A defocus for contrast class ``klass``: uniform in its configured range for black and white;
+    for intermediate, the defocus of the range whose image has the weakest column contrast (the
+    reversal depends on the structure, so it is located on this exit wave)."""
+    low, high = settings.defocus[klass]
+    if klass != "intermediate":
+        return float(rng.uniform(low, high))
+    scope = microscope(settings)
+    candidates = np.linspace(low, high, INTERMEDIATE_CANDIDATES)
+    scores = [abs(crop_and_score(settings, spec, image)[1]) for image in imaging.defocus_series(wave, list(candidates), scope)]
+    return float(candidates[int(np.argmin(scores))])

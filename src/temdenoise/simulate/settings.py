@@ -28,6 +28,9 @@ class VideoSettings:
 
 @dataclass(frozen=True)
 class SimulationSettings:
+    """``datasets.<name>.simulation``: what to simulate and how (lengths in A, sizes in nm, angles
+    in degrees except the aperture in mrad); each key is described in the config schema."""
+
     element: str = "Pt"
     support: str = "CeO2"
     shapes: tuple[str, ...] = SHAPES
@@ -48,8 +51,8 @@ class SimulationSettings:
     semiangle_cutoff: float = 30.0
     mtf_sigma: float = 0.5
     defocus: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
-        "black": (0.0, 120.0), "intermediate": (-24.0, -16.0), "white": (-100.0, -40.0)})
-    contrast_threshold: float = 0.75
+        "black": (-5.0, 30.0), "intermediate": (-45.0, -15.0), "white": (-90.0, -50.0)})
+    contrast_threshold: float = 0.5
     defoci_per_structure: int = 3
     structures: Mapping[str, int] = field(default_factory=lambda: {"train": 6, "validation": 2, "test": 2})
     structures_per_shard: int = 4

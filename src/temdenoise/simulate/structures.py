@@ -10,7 +10,7 @@ parallel to the support normal), then the whole specimen is tilted by a small ra
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -83,8 +83,7 @@ def oriented_support_cell(name: str) -> Atoms:
     cell = make_supercell(support.conventional(), np.array(support.supercell))
     lengths = np.linalg.norm(cell.cell.array, axis=1)
     scaled = cell.get_scaled_positions(wrap=True)
-    oriented = Atoms(cell.get_chemical_symbols(), scaled_positions=scaled, cell=np.diag(lengths), pbc=True)
-    return oriented
+    return Atoms(cell.get_chemical_symbols(), scaled_positions=scaled, cell=np.diag(lengths), pbc=True)
 
 
 def equivalent_diameter_nm(n_atoms: int, lattice_constant: float) -> float:
@@ -157,6 +156,7 @@ def _flat_bottom(atoms: Atoms) -> Atoms:
 
 
 def nearest_neighbour_distance(element: str) -> float:
+    """Bond length (A) of the fcc metal ``element``."""
     return FCC_LATTICE_CONSTANTS[element] / np.sqrt(2)
 
 
@@ -205,7 +205,7 @@ def add_surface_defects(atoms: Atoms, element: str, rng: np.random.Generator, va
     keep = np.setdiff1d(np.arange(len(atoms)), removed)
     result = atoms[keep]
     if new_sites:
-        result += Atoms(element * len(new_sites) if len(element) == 1 else [element] * len(new_sites), positions=new_sites)
+        result += Atoms([element] * len(new_sites), positions=new_sites)
     return result, n_vacancies, len(new_sites)
 
 
@@ -234,7 +234,6 @@ class Specimen:
     atoms: Atoms                  # everything, in the simulation cell
     particle: np.ndarray          # indices of the particle's atoms in ``atoms``
     centre: np.ndarray            # particle centre (x, y) in A, the crop centre is derived from it
-    info: dict = field(default_factory=dict)
 
 
 def support_block(name: str, width: float, height: float, depth: float) -> Atoms:

@@ -14,7 +14,9 @@ from ase import Atoms
 from scipy.spatial.transform import Rotation
 
 from temdenoise.simulate import imaging
-from temdenoise.simulate.sample import StructureDraw, crop_centre, microscope, particle_with_defects, specimen
+from temdenoise.simulate.sample import (
+    StructureDraw, choose_defocus, crop_and_score, microscope, particle_with_defects, specimen,
+)
 from temdenoise.simulate.settings import SimulationSettings
 from temdenoise.simulate.structures import rearrange_surface
 
@@ -27,9 +29,10 @@ def _rotate_about_beam(particle: Atoms, angle_deg: float) -> Atoms:
     return particle
 
 
-def simulate_video(settings: SimulationSettings, draw: StructureDraw, defocus: float,
+def simulate_video(settings: SimulationSettings, draw: StructureDraw, klass: str,
                    rng: np.random.Generator) -> tuple[np.ndarray, list[dict]]:
-    """(T, H, W) float32 frames of one structure at ``defocus`` and one metadata dict per frame."""
+    """(T, H, W) float32 frames of one structure at one defocus of contrast class ``klass``
+    (chosen on the first frame) and one metadata dict per frame."""
     video = settings.video
     scope = microscope(settings)
     particle, info = particle_with_defects(settings, draw, rng)
@@ -39,25 +42,20 @@ def simulate_video(settings: SimulationSettings, draw: StructureDraw, defocus: f
     displacement_px = np.cumsum(steps, axis=0)           # (x right, y up) in pixels
     rotation = np.cumsum(np.r_[0.0, rng.normal(0.0, video.rotation_deg, size=video.frames - 1)])
     frames, rows = [], []
-    window = None
+    window = defocus = None   # both fixed by frame 0: drift moves the specimen, never the detector
     for t in range(video.frames):
         if t > 0:
             particle = rearrange_surface(particle, settings.element, rng, video.surface_moves, keep_below=bottom)
         spec = specimen(settings, draw, _rotate_about_beam(particle, rotation[t]))
-        if window is None:
-            centre = crop_centre(settings, spec)
         spec.atoms.positions[:, :2] += displacement_px[t] * settings.pixel_size
         spec.atoms.wrap()
         wave = imaging.exit_wave(spec, scope)
-        image = imaging.detector_image(wave, defocus, scope)
-        if window is None:
-            window = imaging.crop_window(imaging.to_pixels(centre, image.shape[0], settings.pixel_size)[0],
-                                         image.shape, (settings.image_size, settings.image_size))
-        frame = image[window]
-        columns = imaging.to_pixels(spec.atoms.positions[spec.particle, :2], image.shape[0], settings.pixel_size)
-        score = imaging.contrast_score(frame, columns - [window[0].start, window[1].start])
+        if defocus is None:
+            defocus = choose_defocus(settings, klass, wave, spec, rng)
+        frame, score, window = crop_and_score(settings, spec, imaging.detector_image(wave, defocus, scope), window)
         frames.append(frame.astype(np.float32))
-        rows.append({**info, "frame": t, "defocus": defocus, "contrast_score": round(score, 4),
+        rows.append({**info, "frame": t, "defocus": defocus, "target_contrast": klass,
+                     "contrast_score": round(score, 4),
                      "contrast_class": imaging.contrast_class(score, settings.contrast_threshold),
                      "displacement_row_px": -float(displacement_px[t, 1]),
                      "displacement_col_px": float(displacement_px[t, 0]),

@@ -173,6 +173,7 @@ def train_udvd(
     device = resolve_device(device)
     settings = TrainSettings.from_config(recipe)
     noise = NoiseRange.from_config(train_noise)
+    torch.manual_seed(seed)
     model = build_model(entry)
     train_videos, train_sizes = _videos(train_path, train_metadata)
     val_videos, val_sizes = _videos(validation_path, validation_metadata)
@@ -221,6 +222,7 @@ def fit_single_video(
     (:func:`noisy_frame_validation`), training stopping after ``settings.early_stopping`` epochs
     without improvement. Without it every frame is a target and the last weights are kept.
     """
+    torch.manual_seed(seed)  # the initial weights depend on the seed only
     model = build_model(entry)
     length = noisy_video.shape[0]
     held = held_out_frames(length, validation_frames) if early_stopping else np.array([], dtype=int)

@@ -1,0 +1,114 @@
+"""Training-engine and inference speed: prints measured figures and ratios, asserts nothing.
+
+1. Training throughput (patches/s) of :class:`temdenoise.train.Trainer` against a bare PyTorch loop
+   on the same model, the same :class:`PatchSampler` batches and the same optimiser; runs are
+   interleaved and the best of ``--repeats`` is kept, so machine load affects both alike.
+   Goal: engine / bare >= 0.9.
+2. Inference on a 2048 x 2048 image: whole image vs overlapping tiles, megapixels per second and
+   peak memory (CPU: peak resident memory of a fresh subprocess per mode; CUDA: peak allocated).
+
+Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import time
+
+import numpy as np
+import torch
+
+from temdenoise.models import build_model
+from temdenoise.models.inference import denoise_image
+from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings
+
+MODEL = {"family": "unet", "params": {"scales": 3, "base_channels": 16, "residual": True}}
+
+
+def sampler(batch: int, patch: int) -> PatchSampler:
+    rng = np.random.default_rng(0)
+    images = [1 + 0.3 * rng.random((256, 256), dtype=np.float32) for _ in range(8)]
+    return PatchSampler(images, NoiseRange("poisson", 10, 400), patch, batch, pixel_sizes=[0.2] * 8)
+
+
+def engine_rate(steps: int, batch: int, patch: int, device: str) -> float:
+    torch.manual_seed(0)
+    settings = TrainSettings(epochs=1, steps_per_epoch=steps, schedule="constant", progress=True)
+    trainer = Trainer(build_model(MODEL), sampler(batch, patch), settings, device=device, seed=0)
+    started = time.perf_counter()
+    trainer.fit()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - started)
+
+
+def bare_rate(steps: int, batch: int, patch: int, device: str) -> float:
+    torch.manual_seed(0)
+    model = build_model(MODEL).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    draw, rng = sampler(batch, patch), np.random.default_rng(0)
+    started = time.perf_counter()
+    for _ in range(steps):
+        noisy, clean = (t.to(device) for t in draw(rng))
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(noisy), clean)
+        loss.backward()
+        optimizer.step()
+    loss.item()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - started)
+
+
+def _inference(args: tuple[str, int | None, int, int]) -> tuple[float, float]:
+    device, tile, size, threads = args
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(MODEL).to(device).eval()
+    image = 1 + 0.3 * np.random.default_rng(0).random((size, size), dtype=np.float32)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    denoise_image(model, image, device, tile=tile, overlap=64)
+    seconds = time.perf_counter() - started
+    if device.startswith("cuda"):
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return size * size / 1e6 / seconds, peak_mb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--patch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"model {MODEL}, device {args.device}, {args.threads} threads, batch {args.batch} x {args.patch}^2")
+
+    bare, engine = [], []
+    for _ in range(args.repeats):
+        bare.append(bare_rate(args.steps, args.batch, args.patch, args.device))
+        engine.append(engine_rate(args.steps, args.batch, args.patch, args.device))
+    print(f"training: bare loop {max(bare):.1f} patches/s, engine {max(engine):.1f} patches/s, "
+          f"ratio engine/bare {max(engine) / max(bare):.3f} (goal >= 0.9)")
+
+    context = multiprocessing.get_context("spawn")
+    for tile in (args.tile, None):
+        with context.Pool(1) as pool:
+            rate, peak = pool.map(_inference, [(args.device, tile, args.size, args.threads)])[0]
+        mode = "whole image" if tile is None else f"tiles {tile} (overlap 64)"
+        unit = "peak allocated" if args.device.startswith("cuda") else "peak RSS"
+        print(f"inference {args.size}x{args.size}, {mode}: {rate:.3f} Mpx/s, {unit} {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,9 @@
+"""Rule export_tiff: a split of a simulated dataset as a float32 TIFF stack (Fiji / napari)."""
+
+from temdenoise.runtime import job
+
+with job(snakemake):
+    # abTEM imports numba: import it only after job() has set NUMBA_NUM_THREADS.
+    from temdenoise.simulate.dataset import export_split_tiff
+
+    export_split_tiff(snakemake.input[0], snakemake.output[0])

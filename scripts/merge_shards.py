@@ -1,0 +1,9 @@
+"""Rule merge_shards: the shards of one split of a simulated dataset, as one stack + metadata."""
+
+from temdenoise.runtime import job
+
+with job(snakemake):
+    # abTEM imports numba: import it only after job() has set NUMBA_NUM_THREADS.
+    from temdenoise.simulate.dataset import merge_shards
+
+    merge_shards(snakemake.input.stacks, snakemake.input.metadata, snakemake.output.stack, snakemake.output.metadata)

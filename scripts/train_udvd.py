@@ -1,0 +1,21 @@
+"""Rule train_udvd: self-supervised (blind-spot) training of one UDVD network on noisy videos."""
+
+from pathlib import Path
+
+from temdenoise.runtime import job
+from temdenoise.train.self_supervised import train_udvd
+
+with job(snakemake, seed=snakemake.params.seed) as run:
+    train_udvd(
+        snakemake.params.entry,
+        snakemake.params.recipe,
+        snakemake.params.train_noise,
+        snakemake.params.domain,
+        snakemake.input.train,
+        snakemake.input.validation,
+        str(Path(snakemake.output.model).parent),
+        train_metadata=snakemake.input.train_metadata,
+        validation_metadata=snakemake.input.validation_metadata,
+        device=run.device,
+        seed=run.seed,
+    )

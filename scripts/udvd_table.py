@@ -1,0 +1,8 @@
+"""Rule udvd_table: PSNR mean +- std of UDVD 1/3/5 frames vs supervised CNNs vs classical methods."""
+
+from temdenoise.analysis.udvd import write_udvd_table
+from temdenoise.runtime import job
+
+with job(snakemake):
+    write_udvd_table(snakemake.input, snakemake.output.csv, snakemake.output.summary,
+                     snakemake.output.markdown, snakemake.output.latex)

@@ -1,0 +1,120 @@
+"""Noise-level generalisation: PSNR of networks trained on a noise range, tested inside and outside it.
+
+Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda (ICLR 2020), table 1 / figure 1: a DnCNN trained
+on Gaussian sigma in [0, 55] collapses above 55 while its bias-free version keeps denoising. Here
+the same comparison is made from the per-image metric files of the benchmark (one per model and
+noise condition): a table with one row per model and one column per noise level, and a plot of
+PSNR against the noise level with each training range shaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from temdenoise import metrics  # noqa: E402
+from temdenoise.benchmark import _tex_escape, collect_metrics, summary_table  # noqa: E402
+from temdenoise.io import save_table, save_text  # noqa: E402
+from temdenoise.noise import parse_condition  # noqa: E402
+from temdenoise.plots import save_figure  # noqa: E402
+
+NOISY = "noisy"
+
+
+def range_label(noise_range: Mapping[str, Any] | None) -> str:
+    """``gaussian [0, 55]`` for a ``train_noise`` entry; ``-`` for the noisy input."""
+    if not noise_range:
+        return "-"
+    low, high = noise_range["range"]
+    return f"{noise_range['kind']} [{low:g}, {high:g}]"
+
+
+def generalization_table(
+    metric_paths: Sequence[str], models: Sequence[str], train_noise: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """Mean PSNR per model (rows, in ``models`` order, noisy input first) and noise level (columns).
+
+    ``train_noise`` maps each model to its training range (``{kind, range}``), shown in a column.
+    """
+    summary = summary_table(collect_metrics(metric_paths))
+    summary["level"] = summary["noise"].map(lambda name: parse_condition(name).level)
+    wide = summary.pivot_table(index="method", columns="level", values="psnr_mean")
+    kinds = {parse_condition(name).kind for name in summary["noise"]}
+    if len(kinds) != 1:
+        raise ValueError(f"generalisation table mixes noise kinds {sorted(kinds)}; use one kind per table")
+    order = [NOISY, *models] if NOISY in wide.index else list(models)
+    missing = [model for model in order if model not in wide.index]
+    if missing:
+        raise ValueError(f"no metrics for model(s) {missing} among {list(metric_paths)[:3]}...")
+    wide = wide.loc[order, sorted(wide.columns, reverse=kinds == {"poisson"})]
+    wide.columns = [f"{level:g}" for level in wide.columns]
+    wide.columns.name = "dose" if kinds == {"poisson"} else "sigma"
+    wide.insert(0, "trained on", [range_label(train_noise.get(model)) for model in wide.index])
+    wide.index.name = "model"
+    return wide
+
+
+def write_generalization_tables(table: pd.DataFrame, dataset: str, csv: str, markdown: str, latex: str) -> None:
+    """The table as CSV, Markdown and LaTeX, each headed by the PSNR convention."""
+    save_table(csv, table.reset_index())
+    convention = metrics.CONVENTION["unit"]
+    kind = table.columns.name
+    title = f"Mean PSNR (dB) on the {dataset} test set vs noise level ({kind}); models trained on the stated range"
+    save_text(markdown, f"# {title}\n\nConvention: {convention}.\n\n{table.round(2).to_markdown()}\n")
+    tex = table.round(2).rename(index=_tex_escape)
+    tex.index.name = tex.columns.name = None
+    save_text(
+        latex,
+        tex.to_latex(
+            float_format="%.2f",
+            caption=_tex_escape(f"{title}. {convention}."),
+            label=f"tab:generalization-{dataset.replace('_', '-')}",
+        ),
+    )
+
+
+def plot_generalization(
+    table: pd.DataFrame, train_noise: Mapping[str, Mapping[str, Any]], dataset: str, png: str, svg: str
+) -> None:
+    """PSNR vs noise level, one panel per training range (shaded), noisy input dashed in each."""
+    levels = [float(column) for column in table.columns[1:]]
+    kind = table.columns.name
+    groups: dict[str, list[str]] = {}
+    for model in table.index:
+        if model != NOISY:
+            groups.setdefault(range_label(train_noise.get(model)), []).append(model)
+    figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.4), squeeze=False, sharey=True)
+    for axis, (label, models) in zip(axes[0], groups.items()):
+        low, high = train_noise[models[0]]["range"]
+        if kind == "dose":
+            axis.set_xscale("log")
+            low = max(low, min(levels) / 2)  # a log axis cannot show 0
+        axis.axvspan(low, high, color="0.88", label="training range")
+        if NOISY in table.index:
+            axis.plot(levels, table.loc[NOISY].iloc[1:].astype(float), "k--", label="noisy input")
+        for model in models:
+            axis.plot(levels, table.loc[model].iloc[1:].astype(float), "o-", label=model)
+        axis.set_title(f"{dataset}: trained on {label}", fontsize=9)
+        axis.set_xlabel("dose (e/Å²)" if kind == "dose" else "σ (0..255 scale)")
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("PSNR (dB)")
+    save_figure(figure, png, svg)
+
+
+def run_generalization(
+    metric_paths: Sequence[str],
+    models: Sequence[str],
+    train_noise: Mapping[str, Mapping[str, Any]],
+    dataset: str,
+    outputs: Mapping[str, str],
+) -> pd.DataFrame:
+    """Table (``csv``, ``markdown``, ``latex``) and plot (``png``, ``svg``) of one dataset's study."""
+    table = generalization_table(metric_paths, models, train_noise)
+    write_generalization_tables(table, dataset, outputs["csv"], outputs["markdown"], outputs["latex"])
+    plot_generalization(table, train_noise, dataset, outputs["png"], outputs["svg"])
+    return table

@@ -1,0 +1,1 @@
+"""Result tables of the study's experiments (beyond the main PSNR table of :mod:`temdenoise.benchmark`)."""

@@ -1,0 +1,112 @@
+"""Analysis library: generalisation table, Jacobian statistics, pixel choice and filter panels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from temdenoise.analysis import filters, generalization, net_bias
+from temdenoise.benchmark import METRIC_COLUMNS
+
+
+def _metric_file(path, noise: str, method: str, psnrs: list[float]) -> str:
+    rows = [("natural", noise, method, i, p, 0.5) for i, p in enumerate(psnrs)]
+    pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(path, index=False)
+    return str(path)
+
+
+def test_generalization_table_and_outputs(tmp_path) -> None:
+    paths = []
+    for sigma, base in ((10, 28.0), (70, 12.0)):
+        for method, gain in (("noisy", 0.0), ("dncnn", 5.0), ("bf_dncnn", 9.0)):
+            name = f"gaussian-{sigma}"
+            paths.append(_metric_file(tmp_path / f"{name}-{method}.csv", name, method, [base + gain, base + gain + 2]))
+    ranges = {m: {"kind": "gaussian", "range": [0, 55]} for m in ("dncnn", "bf_dncnn")}
+    outputs = {k: str(tmp_path / f"out.{k}") for k in ("csv", "markdown", "latex", "png", "svg")}
+    table = generalization.run_generalization(paths, ["bf_dncnn", "dncnn"], ranges, "natural", outputs)
+    assert list(table.index) == ["noisy", "bf_dncnn", "dncnn"]
+    assert list(table.columns) == ["trained on", "10", "70"]
+    assert table.loc["dncnn", "70"] == pytest.approx(18.0)
+    assert table.loc["noisy", "trained on"] == "-" and table.loc["dncnn", "trained on"] == "gaussian [0, 55]"
+    written = pd.read_csv(outputs["csv"])
+    assert written["model"].tolist() == ["noisy", "bf_dncnn", "dncnn"]
+    assert "data_range" in open(outputs["markdown"]).read()
+    assert "bf\\_dncnn" in open(outputs["latex"]).read()
+    for key in ("png", "svg"):
+        assert (tmp_path / f"out.{key}").stat().st_size > 0
+    with pytest.raises(ValueError, match="no metrics"):
+        generalization.generalization_table(paths, ["dncnn", "unet"], ranges)
+
+
+def test_generalization_table_rejects_mixed_kinds(tmp_path) -> None:
+    paths = [
+        _metric_file(tmp_path / "a.csv", "gaussian-10", "dncnn", [20.0]),
+        _metric_file(tmp_path / "b.csv", "poisson-5", "dncnn", [20.0]),
+    ]
+    with pytest.raises(ValueError, match="mixes noise kinds"):
+        generalization.generalization_table(paths, ["dncnn"], {})
+
+
+def scaled_identity(gain: float, bias: float = 0.0) -> nn.Module:
+    """``f(y) = gain * y + bias`` as a 1x1 convolution (eval mode)."""
+    conv = nn.Conv2d(1, 1, 1, bias=True)
+    with torch.no_grad():
+        conv.weight.fill_(gain)
+        conv.bias.fill_(bias)
+    return conv.eval()
+
+
+def test_jacobian_statistics_of_affine_maps() -> None:
+    clean = [np.full((20, 20), 0.5, dtype=np.float32), np.linspace(0, 1, 300, dtype=np.float32).reshape(15, 20)]
+    table = net_bias.jacobian_statistics(scaled_identity(0.5, 0.1), clean, [1.0, 1.0], ["gaussian-25"], 8, seed=0)
+    assert len(table) == 2 and (table["pixels"] == 64).all()
+    # A_y = 0.5 I: effective dimensionality 64 * 0.25; net bias = the constant 0.1 at every pixel.
+    np.testing.assert_allclose(table["effective_dim"], 16.0, rtol=1e-5)
+    np.testing.assert_allclose(table["net_bias_norm"], 0.1 * 8, rtol=1e-4)
+    np.testing.assert_allclose(table["noise_norm"], 25 / 255 * 8, rtol=0.3)
+    unbiased = net_bias.jacobian_statistics(scaled_identity(0.5), clean, [1.0, 1.0], ["gaussian-25"], 8, seed=0)
+    assert (unbiased["net_bias_norm"] < 1e-6).all()
+    np.testing.assert_allclose(unbiased["noise_norm"], table["noise_norm"])  # same seeded noise
+
+
+def test_central_crop_respects_size_multiple() -> None:
+    image = np.arange(30 * 50, dtype=np.float32).reshape(30, 50)
+    crop = net_bias.central_crop(image, 20, multiple=8)
+    assert crop.shape == (16, 16)
+    assert crop[0, 0] == image[7, 17]
+    assert net_bias.central_crop(image, 64, multiple=4).shape == (28, 48)
+
+
+def test_choose_pixel_finds_edge_flat_and_column() -> None:
+    image = np.zeros((64, 64))
+    image[:, 40:] = 1.0  # a vertical step edge at column 40
+    rows, cols = np.mgrid[:64, :64]
+    image += 0.8 * np.exp(-((rows - 20) ** 2 + (cols - 15) ** 2) / (2 * 2.0**2))  # an atomic column
+    row, col = filters.choose_pixel(image, "edge", margin=5)
+    assert col in (39, 40)
+    assert filters.choose_pixel(image, "column", margin=5) == (20, 15)
+    row, col = filters.choose_pixel(image, "flat", margin=5)
+    assert 5 <= row < 59 and 5 <= col < 59 and not (col in range(35, 45) or (abs(row - 20) < 10 and abs(col - 15) < 10))
+    with pytest.raises(ValueError, match="unknown pixel kind"):
+        filters.choose_pixel(image, "corner", margin=5)
+
+
+def test_filter_panels_and_figure(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(4, 1, 3, padding=1, bias=False))
+    model.eval()
+    clean = np.random.default_rng(0).random((40, 40)).astype(np.float32)
+    x, pixels, panels = filters.filter_panels(model, clean, 1.0, ["gaussian-10", "gaussian-50"], ["edge", "flat"], 32, 0)
+    assert x.shape == (32, 32) and len(panels) == 2
+    for panel in panels:
+        assert panel["noisy"].shape == panel["denoised"].shape == (32, 32)
+        edge = panel["filters"]["edge"]
+        row, col = pixels["edge"]
+        # A two-layer 3x3 network: the filter is supported on the 5x5 window around the pixel.
+        support = np.argwhere(edge != 0)
+        assert np.abs(support - [row, col]).max() <= 2
+    filters.plot_filters(x, pixels, panels, 9, "test", str(tmp_path / "f.png"), str(tmp_path / "f.svg"))
+    assert (tmp_path / "f.png").stat().st_size > 0

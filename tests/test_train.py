@@ -1,0 +1,154 @@
+"""Training engine: data sampling, exact resumption, schedules, early stopping, the workflow entry point."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from temdenoise.io import save_stack
+from temdenoise.models import load_trained
+from temdenoise.models.dncnn import DnCNN
+from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings, dihedral, psnr_validation
+from temdenoise.train.supervised import OUTPUTS, train_supervised
+
+
+def lattice(rng: np.random.Generator, size: int = 48) -> np.ndarray:
+    """A small crystal-like image: a product of cosines on a vacuum-like background (values near 1)."""
+    y, x = np.mgrid[:size, :size]
+    phase = rng.random(2) * 6
+    return (1 - 0.4 * (np.cos(x / 2.1 + phase[0]) * np.cos(y / 2.3 + phase[1])) ** 2).astype(np.float32)
+
+
+@pytest.fixture
+def images():
+    rng = np.random.default_rng(0)
+    return [lattice(rng) for _ in range(4)]
+
+
+def test_dihedral_gives_the_eight_distinct_symmetries():
+    square = np.arange(9.0).reshape(3, 3)
+    results = {dihedral(square, k).tobytes() for k in range(8)}
+    assert len(results) == 8
+    with pytest.raises(ValueError):
+        dihedral(square, 8)
+
+
+def test_noise_range_draws_within_bounds_log_uniform_dose():
+    rng = np.random.default_rng(0)
+    doses = np.array([NoiseRange("poisson", 1, 100).draw(rng) for _ in range(4000)])
+    assert doses.min() >= 1 and doses.max() <= 100
+    assert 8 < np.median(doses) < 12.5  # log-uniform: median at the geometric mean, 10
+    sigmas = np.array([NoiseRange("gaussian", 0, 50).draw(rng) for _ in range(4000)])
+    assert 22 < np.median(sigmas) < 28
+    with pytest.raises(ValueError, match="train_noise"):
+        NoiseRange.from_config({"kind": "poisson", "range": [0, 10]})
+
+
+def test_patch_sampler_is_unbiased_and_reproducible(images):
+    sampler = PatchSampler(images, NoiseRange("poisson", 5, 5), patch_size=16, batch_size=64, pixel_sizes=[0.5] * 4)
+    noisy, clean = sampler(np.random.default_rng(3))
+    assert noisy.shape == clean.shape == (64, 1, 16, 16)
+    # Poisson counts / (dose x pixel area) estimate the intensity without bias; variance I / (D p^2).
+    assert abs(float((noisy - clean).mean())) < 0.02
+    assert float(((noisy - clean) ** 2).mean() / clean.mean()) == pytest.approx(1 / (5 * 0.25), rel=0.1)
+    again, _ = sampler(np.random.default_rng(3))
+    assert torch.equal(noisy, again)
+    with pytest.raises(ValueError, match="smaller than the patch"):
+        PatchSampler(images, NoiseRange("gaussian", 0, 10), patch_size=64, batch_size=2)
+
+
+class Killed(Exception):
+    pass
+
+
+def make_trainer(images, out_dir, schedule, callbacks=()):
+    noise = NoiseRange("gaussian", 5, 50)
+    settings = TrainSettings(epochs=4, steps_per_epoch=4, lr=1e-2, schedule=schedule, milestones=[2],
+                             plateau_patience=0, progress=False)
+    torch.manual_seed(0)
+    return Trainer(
+        DnCNN(depth=4, channels=8, bias_free=True),
+        PatchSampler(images, noise, patch_size=16, batch_size=4),
+        settings,
+        validate=psnr_validation(images[:2], noise, "tem", seed=1),
+        out_dir=out_dir,
+        seed=5,
+        callbacks=callbacks,
+    )
+
+
+@pytest.mark.parametrize("schedule", ["multistep", "plateau"])
+def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
+    uninterrupted = make_trainer(images, tmp_path / "a", schedule)
+    reference = uninterrupted.fit()
+
+    def kill_after_second_epoch(epoch, record):
+        if epoch == 2:
+            raise Killed
+
+    with pytest.raises(Killed):
+        make_trainer(images, tmp_path / "b", schedule, [kill_after_second_epoch]).fit()
+    epochs_run = []
+    resumed = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)])
+    result = resumed.fit()
+
+    assert epochs_run == [3, 4]  # continued from the checkpoint, did not start again
+
+    assert [r["loss"] for r in result.history] == [r["loss"] for r in reference.history]
+    assert [r["lr"] for r in result.history] == [r["lr"] for r in reference.history]
+    for key, value in uninterrupted.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    uninterrupted.export(tmp_path / "a.pt")
+    resumed.export(tmp_path / "b.pt")
+    for key, value in torch.load(tmp_path / "a.pt", weights_only=True).items():
+        assert torch.equal(value, torch.load(tmp_path / "b.pt", weights_only=True)[key])
+    assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
+    # The schedule acted: the learning rate dropped at some epoch.
+    assert result.history[-1]["lr"] < result.history[0]["lr"]
+
+
+def test_early_stopping_keeps_the_best_epoch(images):
+    scores = iter([10.0, 12.0, 11.0, 11.5, 9.0, 13.0])
+    settings = TrainSettings(epochs=6, steps_per_epoch=2, early_stopping=2, schedule="constant", progress=False)
+    model = DnCNN(depth=3, channels=4)
+    snapshots = {}
+    trainer = Trainer(
+        model,
+        PatchSampler(images, NoiseRange("gaussian", 10, 10), 16, 2),
+        settings,
+        validate=lambda m: next(scores),
+        callbacks=[lambda epoch, record: snapshots.__setitem__(epoch, {k: v.clone() for k, v in model.state_dict().items()})],
+    )
+    result = trainer.fit()
+    assert result.stopped_early and len(result.history) == 4 and result.best_epoch == 2
+    assert all(torch.equal(trainer.best_state[k], v) for k, v in snapshots[2].items())
+
+
+def test_train_supervised_writes_a_usable_homogeneous_model(images, tmp_path):
+    save_stack(tmp_path / "train.npz", images)
+    save_stack(tmp_path / "validation.npz", images[:2])
+    pd.DataFrame({"pixel_size": [0.5] * 4}).to_csv(tmp_path / "train.csv", index=False)
+    entry = {"family": "dncnn", "params": {"depth": 4, "channels": 8, "bias_free": True}}
+    recipe = {"epochs": 3, "steps_per_epoch": 8, "batch_size": 4, "patch_size": 16, "progress": False}
+    out = tmp_path / "model"
+    result = train_supervised(entry, recipe, {"kind": "poisson", "range": [5, 50]}, "tem",
+                              str(tmp_path / "train.npz"), str(tmp_path / "validation.npz"), str(out),
+                              train_metadata=str(tmp_path / "train.csv"), seed=0)
+    assert all((out / name).exists() for name in OUTPUTS)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert list(metrics.columns) == ["epoch", "loss", "val_psnr", "lr", "seconds"]
+    assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
+    info = json.loads((out / "info.json").read_text())
+    assert info["fov"] == 9 and info["parameters"] > 0 and info["best_val_psnr"] == pytest.approx(result.best_score)
+    model = load_trained(out / "model.pt", entry).double()
+    y = torch.from_numpy(images[0][None, None]).double()
+    with torch.no_grad():
+        ratio = (model(3.5 * y) - 3.5 * model(y)).norm() / (3.5 * model(y)).norm()
+    assert ratio < 1e-5
+    with pytest.raises(ValueError, match="unknown training recipe keys"):
+        train_supervised(entry, {"epochz": 1}, {"kind": "poisson", "range": [5, 50]}, "tem",
+                         str(tmp_path / "train.npz"), str(tmp_path / "validation.npz"), str(out))

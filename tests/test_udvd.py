@@ -1,0 +1,144 @@
+"""UDVD: blind spot, self-supervised training, equivalent filters and motion compensation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter, shift as subpixel_shift
+from torch import nn
+
+from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_displacement
+from temdenoise.metrics import psnr
+from temdenoise.models import build_model
+from temdenoise.models.udvd import UDVD, denoise_video, frame_windows
+from temdenoise.train.engine import TrainSettings
+from temdenoise.train.self_supervised import (
+    VideoWindowSampler,
+    blind_spot_mse,
+    fit_single_video,
+    held_out_frames,
+    noisy_frame_validation,
+)
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5])
+@pytest.mark.parametrize("bias_free", [True, False])
+def test_output_pixel_never_sees_itself_in_any_frame(frames: int, bias_free: bool) -> None:
+    torch.manual_seed(frames)
+    model = UDVD(frames=frames, channels=4, window_channels=4, bias_free=bias_free)
+    video = torch.rand(1, frames, 19, 14, requires_grad=True)  # odd, non-square: padding paths
+    output = model(video)
+    assert output.shape == (1, 1, 19, 14)
+    for row, col in [(0, 0), (9, 7), (18, 13), (5, 12)]:
+        (grad,) = torch.autograd.grad(output[0, 0, row, col], video, retain_graph=True)
+        assert torch.all(grad[0, :, row, col] == 0), f"pixel ({row}, {col}) sees itself"
+        # non-degenerate: every frame, and the pixel's direct neighbours, do contribute
+        assert torch.all(grad[0].abs().sum(dim=(1, 2)) > 0)
+        neighbours = [(row + dr, col + dc) for dr, dc in [(-1, 0), (1, 0), (0, -1), (0, 1)]]
+        seen = [grad[0, :, r, c].abs().sum() > 0 for r, c in neighbours if 0 <= r < 19 and 0 <= c < 14]
+        assert all(seen)
+
+
+def test_bias_free_udvd_is_homogeneous_and_registered() -> None:
+    torch.manual_seed(0)
+    model = build_model({"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4}})
+    assert isinstance(model, UDVD) and all(not name.endswith("bias") for name, _ in model.named_parameters())
+    video = torch.rand(2, 3, 16, 16)
+    torch.testing.assert_close(model(3.5 * video), 3.5 * model(video), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="frames"):
+        UDVD(frames=4)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 5, 16, 16))
+
+
+def test_frame_windows_reflect_in_time_and_denoise_video_keeps_shape() -> None:
+    video = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 8, 8), np.float32)
+    windows = frame_windows(video, 5)
+    assert windows.shape == (4, 5, 8, 8)
+    np.testing.assert_array_equal(windows[0, :, 0, 0], [2, 1, 0, 1, 2])
+    np.testing.assert_array_equal(windows[3, :, 0, 0], [1, 2, 3, 2, 1])
+    model = UDVD(frames=5, channels=4, window_channels=4)
+    assert denoise_video(model, video).shape == video.shape
+    np.testing.assert_allclose(denoise_video(model, video, indices=[2]), denoise_video(model, video)[2:3], atol=1e-6)
+
+
+def test_window_sampler_targets_only_allowed_frames_and_augments() -> None:
+    video = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 10, 10), np.float32)
+    sampler = VideoWindowSampler([video], 3, 8, 64, centres=[[2]], flips=False, time_reversal=True)
+    (windows,) = sampler(np.random.default_rng(0))
+    assert windows.shape == (64, 3, 8, 8)
+    assert torch.all(windows[:, 1] == 2)  # the centre (target) is always frame 2
+    orders = {tuple(w[:, 0, 0].tolist()) for w in windows}
+    assert orders == {(1.0, 2.0, 3.0), (3.0, 2.0, 1.0)}  # time reversal happens, both ways
+    np.testing.assert_array_equal(held_out_frames(10, 2), [1, 8])
+
+
+def _moving_video(frames: int, size: int, step: float, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth random texture translating ``step`` pixels right per frame, plus Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    texture = gaussian_filter(rng.normal(size=(size, size + int(frames * abs(step)) + 8)), 2.0, mode="wrap")
+    texture = 1.0 + texture / texture.std() * 0.5
+    clean = np.stack([subpixel_shift(texture, (0, t * step), mode="wrap")[:, :size] for t in range(frames)])
+    noisy = clean + noise * rng.normal(size=clean.shape)
+    return clean.astype(np.float32), noisy.astype(np.float32)
+
+
+def test_self_supervised_training_lowers_loss_and_raises_psnr() -> None:
+    # patches as large as the frames: the half-plane receptive fields reach far upwards, so a net
+    # trained on small patches meets unseen context on larger frames
+    clean, noisy = _moving_video(frames=6, size=24, step=1.0, noise=0.3, seed=1)
+    entry = {"family": "udvd", "params": {"frames": 3, "channels": 6, "window_channels": 6}}
+    settings = TrainSettings(epochs=3, steps_per_epoch=40, batch_size=8, patch_size=24, lr=3e-3,
+                             schedule="constant", early_stopping=2, progress=False)
+    model, result = fit_single_video(entry, noisy, settings, flips=True, time_reversal=True,
+                                     early_stopping=True, validation_frames=1, seed=0)
+    losses = [record["loss"] for record in result.history]
+    assert losses[-1] < losses[0]
+    denoised = denoise_video(model, noisy)
+    assert psnr(clean, denoised, "tem") > psnr(clean, noisy, "tem") + 1.0
+    # the selection score uses noisy frames only and improves with the weights it selected
+    score = noisy_frame_validation([noisy], [held_out_frames(6, 1)])
+    assert score(model) == pytest.approx(max(r["val_psnr"] for r in result.history), abs=1e-3)
+    loss = blind_spot_mse(model, (torch.from_numpy(frame_windows(noisy, 3)),))
+    assert float(loss) > 0.5 * 0.3**2  # the blind spot cannot fit the noise of its own pixel
+
+
+class _MotionCompensatingAverage(nn.Module):
+    """A constructed 3-frame blind-spot denoiser that knows the motion: the mean of the previous
+    frame moved forward and the next frame moved back by ``step`` pixels (integer, wrap-around)."""
+
+    frames = 3
+
+    def __init__(self, step: tuple[int, int]) -> None:
+        super().__init__()
+        self.step = step
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        back = torch.roll(x[:, 0:1], self.step, dims=(2, 3))
+        forward = torch.roll(x[:, 2:3], (-self.step[0], -self.step[1]), dims=(2, 3))
+        return 0.5 * (back + forward)
+
+
+@pytest.mark.parametrize("step", [(0, 2), (1, -3)])
+def test_filter_centroids_recover_a_constructed_motion(step: tuple[int, int]) -> None:
+    model = _MotionCompensatingAverage(step)
+    video = np.random.default_rng(0).random((5, 24, 24)).astype(np.float32)
+    displacement = np.arange(5)[:, None] * np.asarray(step, dtype=float)  # content moves by step per frame
+    pixels = grid_pixels(24, 24, margin=6, count=2)
+    table, example = motion_compensation(model, video, displacement, [1, 2, 3], pixels, radius=4)
+    moving = table[table["offset"] != 0]
+    assert len(moving) == 3 * 2 * len(pixels) and moving["error_px"].max() < 1e-6
+    np.testing.assert_allclose(example["centroids"][[0, 2]], example["true"][[0, 2]], atol=1e-6)
+    # the centre frame has no filter at all here: its centroid is undefined, not 0
+    assert np.abs(example["filters"][1]).sum() == 0 and np.isnan(example["centroids"][1]).all()
+
+
+def test_video_displacement_reads_one_video_in_frame_order() -> None:
+    metadata = pd.DataFrame({"item": [0, 0, 1, 1, 1], "frame": [1, 0, 2, 0, 1],
+                             "displacement_row_px": [0.5, 0.0, 2.0, 0.0, 1.0],
+                             "displacement_col_px": [-0.5, 0.0, -2.0, 0.0, -1.0]})
+    np.testing.assert_array_equal(video_displacement(metadata, 1), [[0, 0], [1, -1], [2, -2]])
+    with pytest.raises(KeyError, match="displacement_col_px"):
+        video_displacement(metadata.drop(columns="displacement_col_px"), 0)
