@@ -128,13 +128,16 @@ def test_tiled_inference_blends_exactly_for_a_pointwise_model():
 
 
 def test_tiled_inference_matches_whole_image_inference():
-    model = randomise_norms(UNet(scales=2, base_channels=4, residual=True)).eval()
-    image = np.random.default_rng(1).random((131, 97)).astype(np.float32)
+    torch.manual_seed(0)
+    model = randomise_norms(UNet(scales=2, base_channels=4, residual=True)).eval()  # FoV 52 px
+    # Sides divisible by 4, so that whole-image and tiled inference see the same borders.
+    image = np.random.default_rng(1).random((180, 156)).astype(np.float32)
     whole = denoise_image(model, image)
-    tiled = denoise_image(model, image, tile=64, overlap=48)
-    scale = np.abs(whole).mean()
-    # Blending error: tiles overlap by about the field of view, so the few differences are small.
-    assert np.abs(tiled - whole).mean() / scale < 0.02
-    # Without overlap the tile seams show: the blended result is clearly closer.
-    seams = denoise_image(model, image, tile=64, overlap=0)
-    assert np.abs(tiled - whole).mean() < 0.5 * np.abs(seams - whole).mean()
+    tiled = denoise_image(model, image, tile=96, overlap=64)
+    seams = denoise_image(model, image, tile=96, overlap=0)
+    # Tiles overlapping by more than the FoV blend to the whole-image result up to a small error;
+    # without overlap the tile seams show.
+    assert np.abs(tiled - whole).mean() / np.abs(whole).mean() < 1e-3
+    assert np.abs(tiled - whole).max() < 0.1 * np.abs(seams - whole).max()
+    odd = denoise_image(model, image[:171, :149], tile=96, overlap=64)
+    assert odd.shape == (171, 149) and np.isfinite(odd).all()

@@ -107,6 +107,9 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
     for key, value in torch.load(tmp_path / "a.pt", weights_only=True).items():
         assert torch.equal(value, torch.load(tmp_path / "b.pt", weights_only=True)[key])
     assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
+    # A checkpoint of another run (other settings) is not resumed.
+    other = make_trainer(images, tmp_path / "b", "constant")
+    assert not other.resume() and other.epoch == 0
     # The schedule acted: the learning rate dropped at some epoch.
     assert result.history[-1]["lr"] < result.history[0]["lr"]
 

@@ -12,7 +12,7 @@ from torch import nn
 from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_displacement
 from temdenoise.metrics import psnr
 from temdenoise.models import build_model
-from temdenoise.models.udvd import UDVD, denoise_video, frame_windows
+from temdenoise.models.udvd import UDVD, _apply_tiled, denoise_video, frame_windows
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import (
     VideoWindowSampler,
@@ -101,7 +101,8 @@ def test_self_supervised_training_lowers_loss_and_raises_psnr() -> None:
     # the selection score uses noisy frames only and improves with the weights it selected
     score = noisy_frame_validation([noisy], [held_out_frames(6, 1)])
     assert score(model) == pytest.approx(max(r["val_psnr"] for r in result.history), abs=1e-3)
-    loss = blind_spot_mse(model, (torch.from_numpy(frame_windows(noisy, 3)),))
+    with torch.no_grad():
+        loss = blind_spot_mse(model, (torch.from_numpy(frame_windows(noisy, 3)),))
     assert float(loss) > 0.5 * 0.3**2  # the blind spot cannot fit the noise of its own pixel
 
 
@@ -142,3 +143,20 @@ def test_video_displacement_reads_one_video_in_frame_order() -> None:
     np.testing.assert_array_equal(video_displacement(metadata, 1), [[0, 0], [1, -1], [2, -2]])
     with pytest.raises(KeyError, match="displacement_col_px"):
         video_displacement(metadata.drop(columns="displacement_col_px"), 0)
+
+
+def test_tiled_inference_keeps_the_blind_spot_and_matches_whole_frames_for_big_tiles() -> None:
+    torch.manual_seed(0)
+    video = np.random.default_rng(0).random((3, 40, 36)).astype(np.float32)
+    whole = UDVD(frames=3, channels=4, window_channels=4)
+    tiled = UDVD(frames=3, channels=4, window_channels=4, tile=16)
+    tiled.load_state_dict(whole.state_dict())
+    assert denoise_video(tiled, video).shape == video.shape
+    big = UDVD(frames=3, channels=4, window_channels=4, tile=64)  # one tile covers the frame
+    big.load_state_dict(whole.state_dict())
+    np.testing.assert_allclose(denoise_video(big, video), denoise_video(whole, video), atol=1e-6)
+    windows = torch.from_numpy(frame_windows(video, 3, [1])).requires_grad_(True)
+    output = _apply_tiled(tiled, windows)
+    for row, col in [(0, 0), (13, 14), (20, 30), (39, 35)]:  # inside tiles and in their overlaps
+        (grad,) = torch.autograd.grad(output[0, 0, row, col], windows, retain_graph=True)
+        assert torch.all(grad[0, :, row, col] == 0) and grad.abs().sum() > 0

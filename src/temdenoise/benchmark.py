@@ -111,7 +111,7 @@ def _wide(summary: pd.DataFrame, dataset: str, fmt: str) -> pd.DataFrame:
     part = summary[summary["dataset"] == dataset]
     order = part.drop_duplicates("noise").sort_values("noise", key=noise_order)["noise"].tolist()
     cells = part.assign(cell=[fmt.format(m, s) for m, s in zip(part["psnr_mean"], part["psnr_std"])])
-    wide = cells.pivot(index="method", columns="noise", values="cell")[order]
+    wide = cells.pivot(index="method", columns="noise", values="cell")[order].fillna("–")  # pair not run
     rank = part.groupby("method")["psnr_mean"].mean().sort_values(ascending=False)
     return wide.loc[rank.index]
 

@@ -39,7 +39,10 @@ def limit_threads(threads: int) -> None:
     """
     threads = max(1, int(threads))
     for variable in THREAD_VARIABLES:
-        os.environ[variable] = str(threads)
+        # numba re-reads NUMBA_NUM_THREADS and refuses a change once its pool runs: only
+        # numba.set_num_threads below may limit a numba that is already loaded.
+        if not (variable == "NUMBA_NUM_THREADS" and "numba" in sys.modules):
+            os.environ[variable] = str(threads)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(threads)

@@ -24,7 +24,8 @@ FAKE_GPUS=2
 log() { echo "[cluster.sh] $*" >&2; }
 
 install_packages() {
-    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v munged >/dev/null; then
+    if command -v slurmctld >/dev/null && command -v slurmd >/dev/null \
+        && command -v munged >/dev/null; then
         return
     fi
     log "installing slurm-wlm and munge from apt"

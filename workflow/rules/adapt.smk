@@ -48,6 +48,7 @@ rule gaintuning_case:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
+        gpu_model=resource("adapt", "gpu_model"),
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -92,6 +93,7 @@ rule gaintuning_curve:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
+        gpu_model=resource("adapt", "gpu_model"),
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -115,6 +117,7 @@ rule gaintuning_net_bias:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
+        gpu_model=resource("adapt", "gpu_model"),
     conda:
         "../../envs/analysis.yaml"
     script:
@@ -124,7 +127,8 @@ rule gaintuning_net_bias:
 if GAINTUNING_CASES:
     ALL_TARGETS.extend(rules.gaintuning_tables.output)
     ALL_TARGETS.extend(expand("results/plots/gaintuning_{case}.png", case=GAINTUNING_CASES))
-if GAINTUNING.get("curve"):
+# A part is on when it names its case (schema defaults fill the other keys of an empty part).
+if GAINTUNING.get("curve", {}).get("case"):
     ALL_TARGETS.extend(rules.gaintuning_curve.output)
-if GAINTUNING.get("net_bias"):
+if GAINTUNING.get("net_bias", {}).get("case"):
     ALL_TARGETS.extend(rules.gaintuning_net_bias.output)

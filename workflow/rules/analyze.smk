@@ -72,6 +72,7 @@ rule jacobian_statistics:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
+        gpu_model=resource("analyze", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -149,6 +150,7 @@ rule equivalent_filters:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
+        gpu_model=resource("analyze", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -174,45 +176,7 @@ ALL_TARGETS.extend(
 # udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset;
 # udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
 # udvd_motion: equivalent filters of a multi-frame UDVD vs the true simulated drift.
-UDVD = config["experiments"].get("udvd", {})
-UDVD_AUGMENTATION = UDVD.get("augmentation", {})
-UDVD_MOTION = UDVD.get("motion", {})
-
-
-def check_udvd():
-    """Cross-references of experiments.udvd, each message naming the bad key."""
-    if not UDVD:
-        return
-    dataset = UDVD["dataset"]
-    if dataset not in config["datasets"]:
-        raise ConfigError(f"experiments.udvd.dataset: no dataset {dataset!r} under datasets")
-    for key in ("poisson_methods", "gaussian_methods"):
-        for method in UDVD.get(key, []):
-            if method not in config["methods"]:
-                raise ConfigError(f"experiments.udvd.{key}: {method!r} is not a key of methods")
-    for key, section in (("augmentation", UDVD_AUGMENTATION), ("motion", UDVD_MOTION)):
-        if not section:
-            continue
-        model = section["model"]
-        if model not in config["methods"] or method_entry(model)["family"] != "udvd":
-            raise ConfigError(f"experiments.udvd.{key}.model: {section['model']!r} is not a udvd method")
-        if section["noise"] not in conditions(dataset):
-            raise ConfigError(f"experiments.udvd.{key}.noise: {section['noise']!r} is not a stored condition of {dataset}")
-    recipe = UDVD_AUGMENTATION.get("training")
-    if recipe is not None and recipe not in config["training"]:
-        raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
-
-
 check_udvd()
-
-
-def udvd_table_metrics():
-    dataset = UDVD["dataset"]
-    return [
-        metrics_file(dataset, noise, model)
-        for noise in conditions(dataset)
-        for model in ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]
-    ]
 
 
 rule udvd_table:
@@ -261,6 +225,7 @@ rule udvd_augmentation:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
+        gpu_model=resource("train", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -288,6 +253,7 @@ rule udvd_motion:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
+        gpu_model=resource("analyze", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:

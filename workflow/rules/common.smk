@@ -148,7 +148,10 @@ def resource(stage, key):
 
     def lookup(wildcards, attempt):
         model = getattr(wildcards, "model", None)
-        value = stage_resources(stage, model if model in config["methods"] else None)[key]
+        resources = stage_resources(stage, model if model in config["methods"] else None)
+        value = resources[key]
+        if key == "gpu_model" and not resources["gpu"]:
+            return ""  # a GPU type without a GPU request would become --gpus=<type>:0
         # A retried job (--retries, profiles/) most often ran out of memory or time: grow both.
         return value * attempt if key in ("mem_mb", "runtime") else value
 
@@ -197,7 +200,7 @@ def check_gaintuning():
         if chosen is not None and chosen not in GAINTUNING_CASES:
             raise ConfigError(f"experiments.gaintuning.{part}.case: no case {chosen!r} under cases")
     curve = GAINTUNING.get("curve", {})
-    if curve and curve["steps"] % curve["every"]:
+    if curve.get("case") and curve["steps"] % curve["every"]:
         raise ConfigError("experiments.gaintuning.curve.every must divide curve.steps")
 
 
@@ -286,3 +289,53 @@ def estimate_file(wildcards):
     if wildcards.model == "noisy":
         return noisy_split(wildcards.dataset, wildcards.noise, "test")
     return f"results/denoised/{wildcards.dataset}/{wildcards.noise}/{wildcards.model}.npz"
+
+
+# -- UDVD (experiments.udvd; rules train_udvd in train.smk, udvd_* in analyze.smk) --
+def udvd_methods():
+    return [m for m in config["methods"] if method_entry(m)["family"] == "udvd"]
+
+
+# Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.
+UDVD = config["experiments"]["udvd"] if config["experiments"].get("udvd", {}).get("dataset") else {}
+UDVD_AUGMENTATION = UDVD["augmentation"] if UDVD.get("augmentation", {}).get("model") else {}
+UDVD_MOTION = UDVD["motion"] if UDVD.get("motion", {}).get("model") else {}
+
+
+def check_udvd():
+    """Cross-references of experiments.udvd, each message naming the bad key."""
+    if not UDVD:
+        return
+    dataset = UDVD["dataset"]
+    if dataset not in config["datasets"]:
+        raise ConfigError(f"experiments.udvd.dataset: no dataset {dataset!r} under datasets")
+    for key in ("poisson_methods", "gaussian_methods"):
+        for method in UDVD.get(key, []):
+            if method not in config["methods"]:
+                raise ConfigError(f"experiments.udvd.{key}: {method!r} is not a key of methods")
+    for key, section, required in (
+        ("augmentation", UDVD_AUGMENTATION, ("noise", "training")),
+        ("motion", UDVD_MOTION, ("noise",)),
+    ):
+        if not section:
+            continue
+        for name in required:
+            if name not in section:
+                raise ConfigError(f"experiments.udvd.{key}.{name}: required when experiments.udvd.{key}.model is set")
+        model = section["model"]
+        if model not in config["methods"] or method_entry(model)["family"] != "udvd":
+            raise ConfigError(f"experiments.udvd.{key}.model: {section['model']!r} is not a udvd method")
+        if section["noise"] not in conditions(dataset):
+            raise ConfigError(f"experiments.udvd.{key}.noise: {section['noise']!r} is not a stored condition of {dataset}")
+    recipe = UDVD_AUGMENTATION.get("training")
+    if recipe is not None and recipe not in config["training"]:
+        raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
+
+
+def udvd_table_metrics():
+    dataset = UDVD["dataset"]
+    return [
+        metrics_file(dataset, noise, model)
+        for noise in conditions(dataset)
+        for model in ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]
+    ]

@@ -34,6 +34,7 @@ rule train:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
+        gpu_model=resource("train", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:
@@ -74,10 +75,6 @@ if tem_table_settings().get("enabled"):
 # selection uses held-out noisy frames only (temdenoise.train.self_supervised.train_udvd).
 
 
-def udvd_methods():
-    return [m for m in config["methods"] if method_entry(m)["family"] == "udvd"]
-
-
 rule train_udvd:
     input:
         train="results/data/{dataset}/train.npz",
@@ -111,6 +108,7 @@ rule train_udvd:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
+        gpu_model=resource("train", "gpu_model"),
     conda:
         "../../envs/torch.yaml"
     script:

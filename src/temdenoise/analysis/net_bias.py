@@ -141,7 +141,7 @@ def plot_net_bias(
         _level_axis(axis, kind)
     axes[0][0].set_ylabel(f"mean ℓ2 norm over {table['pixels'].iloc[0]}-pixel patches")
     axes[0][-1].legend(fontsize=7)
-    figure.suptitle(f"{dataset}: net bias b_y = f(y) − A_y y (grey: training range)", fontsize=10)
+    figure.suptitle(f"{dataset}: net bias b_y = f(y) − A_y y (grey: training range)", fontsize=10, y=1.04)
     save_figure(figure, png, svg)
 
 

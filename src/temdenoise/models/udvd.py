@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from temdenoise.models.inference import _ramp, _starts
 from temdenoise.registry import register
 
 _NEGATIVE_SLOPE = 0.1
@@ -106,17 +107,26 @@ class UDVD(nn.Module):
     ``frames - 2`` overlapping 3-frame windows (``window_channels`` outputs each), then a
     second-stage core fusing their concatenation. ``channels`` is the encoder width (decoder:
     twice); the head fuses the 4 rotated branches with 1x1 convolutions (8c -> 8c -> 2c -> 1).
+    ``tile`` (0 = whole frames) is the side of the overlapping tiles :func:`denoise_video` works
+    on: the half-plane receptive fields reach far upwards, so a net trained on small patches
+    should see patch-sized context at inference too (set it to the training patch size).
     """
 
     kind = "network"
 
     def __init__(
-        self, frames: int = 5, channels: int = 48, window_channels: int = 32, bias_free: bool = True
+        self,
+        frames: int = 5,
+        channels: int = 48,
+        window_channels: int = 32,
+        bias_free: bool = True,
+        tile: int = 0,
     ) -> None:
         super().__init__()
         if frames < 1 or frames % 2 == 0:
             raise ValueError(f"udvd: frames must be a positive odd number, got {frames}")
         self.frames = frames
+        self.tile = tile
         bias = not bias_free
         branch = 2 * channels
         if frames == 1:
@@ -128,6 +138,12 @@ class UDVD(nn.Module):
         self.fuse_a = nn.Conv2d(4 * branch, 4 * branch, 1, bias=bias)
         self.fuse_b = nn.Conv2d(4 * branch, branch, 1, bias=bias)
         self.fuse_out = nn.Conv2d(branch, 1, 1, bias=bias)
+        # He initialisation for LeakyReLU: without normalisation layers, torch's default init
+        # shrinks the signal at every one of the ~20 (5 frames) convolutions and the deep
+        # multi-frame net starts with a vanishing output and vanishing gradients
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, a=_NEGATIVE_SLOPE, nonlinearity="leaky_relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.frames:
@@ -165,6 +181,24 @@ def frame_windows(video: np.ndarray, frames: int, indices: Sequence[int] | None 
     return np.stack([padded[t : t + frames] for t in centres])
 
 
+def _apply_tiled(model: UDVD, windows: torch.Tensor) -> torch.Tensor:
+    """``model(windows)`` on overlapping ``model.tile`` tiles blended by linear ramps (whole if 0)."""
+    height, width = windows.shape[-2:]
+    tile = model.tile
+    if not tile or (height <= tile and width <= tile):
+        return model(windows)
+    overlap = tile // 4
+    total = torch.zeros(windows.shape[0], 1, height, width, device=windows.device)
+    weights = torch.zeros(height, width, device=windows.device)
+    for top in _starts(height, tile, tile - overlap):
+        for left in _starts(width, tile, tile - overlap):
+            out = model(windows[..., top : top + tile, left : left + tile])
+            ramp = (_ramp(out.shape[-2], overlap)[:, None] * _ramp(out.shape[-1], overlap)[None, :]).to(out.device)
+            total[..., top : top + out.shape[-2], left : left + out.shape[-1]] += ramp * out
+            weights[top : top + out.shape[-2], left : left + out.shape[-1]] += ramp
+    return total / weights
+
+
 @torch.no_grad()
 def denoise_video(
     model: UDVD,
@@ -173,11 +207,14 @@ def denoise_video(
     batch: int = 4,
     indices: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Denoise the frames ``indices`` (default: all) of a (T, H, W) video: (len, H, W) float32."""
+    """Denoise the frames ``indices`` (default: all) of a (T, H, W) video: (len, H, W) float32.
+
+    Frames are processed whole, or in overlapping tiles when the model has a ``tile`` size.
+    """
     model.eval()
     centres = list(range(video.shape[0]) if indices is None else indices)
     out = []
     for start in range(0, len(centres), batch):
         windows = torch.from_numpy(frame_windows(video, model.frames, centres[start : start + batch]))
-        out.append(model(windows.to(device))[:, 0].cpu().numpy())
+        out.append(_apply_tiled(model, windows.to(device))[:, 0].cpu().numpy())
     return np.concatenate(out).astype(np.float32)

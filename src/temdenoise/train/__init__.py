@@ -30,14 +30,15 @@ API (stable; UDVD and GainTuning build on it)
 * **Validation.** ``validate(model)`` is called once per epoch with the model in eval mode under
   ``torch.no_grad``; :func:`~temdenoise.train.validation.psnr_validation` builds the standard one
   (fixed noisy copies of validation images, mean PSNR of :mod:`temdenoise.metrics`). The best
-  score's weights are kept (``best.pt``), the plateau scheduler and early stopping follow it.
+  score's weights are kept (in memory and in ``last.pt``), the plateau scheduler and early stopping follow it.
 * **Schedule.** ``TrainSettings.schedule``: ``constant``, ``multistep`` (``milestones`` in epochs,
   ``gamma``) or ``plateau`` (``ReduceLROnPlateau`` on the validation score, ``plateau_factor``,
   ``plateau_patience``). ``early_stopping`` = epochs without improvement before stopping (0 = off).
 * **Files** (when ``out_dir`` is given): ``last.pt`` written atomically after every epoch (model,
-  optimizer, scheduler, AMP scaler, sampler RNG, torch RNG, history, best score); ``best.pt`` (best
-  weights); ``metrics.csv`` (epoch, loss, val_psnr, lr, seconds). ``fit()`` resumes from
-  ``last.pt`` when present, so a killed job restarted by Snakemake continues where it stopped.
+  optimizer, scheduler, AMP scaler, sampler RNG, torch RNG, history, best score and weights);
+  ``metrics.csv`` (epoch, loss, val_psnr, lr, seconds). ``fit()`` resumes from
+  ``last.pt`` when present, so a killed job restarted by Snakemake continues where it stopped
+  (only if the checkpoint's fingerprint, settings + seed + the caller's ``fingerprint`` dict, matches).
   :func:`Trainer.export` writes the final weights (best if validated, else last) to a path.
 * **Callbacks.** ``callbacks=[fn]``, each ``fn(epoch: int, record: dict)`` after the epoch's
   checkpoint is written (logging, tests that simulate a kill).

@@ -8,6 +8,7 @@ killed after any epoch and restarted ends with the same weights as an uninterrup
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -107,6 +108,7 @@ class Trainer:
         seed: int = 0,
         parameters: Iterable[torch.Tensor] | None = None,
         callbacks: Sequence[Callable[[int, dict[str, float]], None]] = (),
+        fingerprint: dict[str, Any] | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.model = model.to(self.device)
@@ -116,6 +118,9 @@ class Trainer:
         self.validate = validate
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.callbacks = list(callbacks)
+        # What the run is (settings, seed and the caller's description such as the method entry and
+        # noise range): a checkpoint of a different run is not resumed.
+        self.fingerprint = json.dumps({"settings": asdict(settings), "seed": seed, **(fingerprint or {})}, sort_keys=True)
         trainable = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=settings.lr)
         self.scheduler = self._make_scheduler()
@@ -165,7 +170,7 @@ class Trainer:
             "bad_epochs": self.bad_epochs,
             "finished": self.finished,
             "stopped_early": self.stopped_early,
-            "settings": asdict(self.settings),
+            "fingerprint": self.fingerprint,
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -195,11 +200,15 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     def resume(self) -> bool:
-        """Load ``last.pt`` if it exists; True when training resumed from it."""
+        """Load ``last.pt`` if it exists and belongs to this run; True when training resumed from it."""
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("ignoring %s: it was written by a run with other settings", path)
+            return False
+        self.load_state_dict(state)
         log.info("resumed from %s after epoch %d", path, self.epoch)
         return True
 
@@ -223,7 +232,7 @@ class Trainer:
         for _ in steps:
             batch = [t.to(self.device, non_blocking=True) for t in self.sample_batch(self.rng)]
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda", enabled=self.amp):
+            with torch.autocast(device_type="cuda") if self.amp else contextlib.nullcontext():
                 loss = self.loss_fn(self.model, batch)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)

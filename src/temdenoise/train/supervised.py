@@ -69,7 +69,8 @@ def train_supervised(
         val_images[:count], noise, domain, device, seed + 1, None if val_sizes is None else val_sizes[:count]
     )
     sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes)
-    trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed)
+    trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed,
+                      fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain})
     info = model_info(entry)
     log.info("training %s (%d parameters, FoV %d px) on %s", entry, info["parameters"], info["fov"], device)
     result = trainer.fit()

@@ -1,0 +1,33 @@
+"""End to end: the tiny config (abTEM images and natural images) produces every table and figure."""
+
+import pandas as pd
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
+    workflow_runner(REPO / "tests/configs/tiny.yaml")
+    tables, plots = tmp_path / "results/tables", tmp_path / "results/plots"
+    tidy = pd.read_csv(tables / "psnr.csv")
+    assert set(tidy["dataset"]) == {"tem", "natural"}
+    assert set(tidy["noise"]) == {"poisson-50", "poisson-400", "gaussian-25"}
+    # one row per test image x method x condition, the noisy input always among the methods
+    counts = tidy.groupby(["dataset", "noise", "method"]).size()
+    assert counts.groupby(level=["dataset", "noise"]).nunique().eq(1).all()
+    assert {"noisy", "wiener", "wavelet", "dncnn"} <= set(tidy.loc[tidy["dataset"] == "tem", "method"])
+    summary = pd.read_csv(tables / "psnr_summary.csv").set_index(["dataset", "noise", "method"])["psnr_mean"]
+    for (dataset, noise), group in summary.groupby(level=["dataset", "noise"]):
+        noisy = group[(dataset, noise, "noisy")]
+        for method in ("wiener", "wavelet"):
+            assert group[(dataset, noise, method)] > noisy, (dataset, noise, method)
+    markdown = (tables / "psnr_summary.md").read_text()
+    assert "data_range" in markdown and "| wiener" in markdown
+    assert "\\toprule" in (tables / "psnr_summary.tex").read_text()
+    for name in ("psnr_vs_noise.png", "psnr_vs_noise.svg", "example_tem_poisson-50.png", "example_natural_gaussian-25.svg"):
+        assert (plots / name).stat().st_size > 0, name
+    assert (tmp_path / "results/report.html").read_text().count("<img") >= 3
+    # every rule wrote its log
+    assert any((tmp_path / "results/logs").rglob("*.log"))
