@@ -1,12 +1,12 @@
-"""Rule train: supervised training of one network on one dataset (resumes from last.pt)."""
+"""Rules train and train_udvd: train one network on one dataset (resumes from last.pt)."""
 
 from pathlib import Path
 
 from temdenoise.runtime import job
-from temdenoise.train.supervised import train_supervised
+from temdenoise.train import train_method
 
 with job(snakemake, seed=snakemake.params.seed) as run:
-    train_supervised(
+    train_method(
         snakemake.params.entry,
         snakemake.params.recipe,
         snakemake.params.train_noise,

@@ -112,4 +112,4 @@ rule train_udvd:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../../scripts/train_udvd.py"
+        "../../scripts/train.py"

@@ -69,3 +69,15 @@ __all__ = [
     "psnr_validation",
     "supervised_mse",
 ]
+
+
+def train_method(entry: dict, *args, **kwargs) -> TrainResult:
+    """Train a network method entry: self-supervised for UDVD, supervised for every other family.
+
+    Both trainers share one signature (see :func:`temdenoise.train.supervised.train_supervised`).
+    """
+    if entry["family"] == "udvd":
+        from temdenoise.train.self_supervised import train_udvd as trainer
+    else:
+        from temdenoise.train.supervised import train_supervised as trainer
+    return trainer(entry, *args, **kwargs)

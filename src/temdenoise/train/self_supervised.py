@@ -25,17 +25,16 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from temdenoise.io import load_stack, save_text
+from temdenoise.io import save_text
 from temdenoise.models import build_model, count_parameters
 from temdenoise.models.udvd import UDVD, denoise_video
-from temdenoise.noise import item_pixel_sizes
 from temdenoise.runtime import resolve_device
 from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
+from temdenoise.train.supervised import load_split
 
 log = logging.getLogger("temdenoise")
 
@@ -136,11 +135,10 @@ def noisy_frame_validation(
 
 
 def _videos(stack_path: str, metadata_path: str | None) -> tuple[list[np.ndarray], list[float] | None]:
-    videos = load_stack(stack_path)
+    videos, sizes = load_split(stack_path, metadata_path)
     flat = [i for i, v in enumerate(videos) if v.ndim != 3]
     if flat:
         raise ValueError(f"{stack_path}: UDVD needs (T, H, W) videos, items {flat[:5]} are not videos")
-    sizes = None if metadata_path is None else list(item_pixel_sizes(pd.read_csv(metadata_path), len(videos)))
     return videos, sizes
 
 

@@ -28,7 +28,8 @@ def model_info(entry: dict[str, Any]) -> dict[str, Any]:
             "parameters": count_parameters(model), "fov": measure_fov(model)}
 
 
-def _split(stack_path: str, metadata_path: str | None) -> tuple[list, list[float] | None]:
+def load_split(stack_path: str, metadata_path: str | None) -> tuple[list, list[float] | None]:
+    """The items of a split and their pixel sizes (None without a metadata table)."""
     images = load_stack(stack_path)
     sizes = None if metadata_path is None else list(item_pixel_sizes(pd.read_csv(metadata_path), len(images)))
     return images, sizes
@@ -62,8 +63,8 @@ def train_supervised(
     device = resolve_device(device)
     settings = TrainSettings.from_config(recipe)
     noise = NoiseRange.from_config(train_noise)
-    train_images, train_sizes = _split(train_path, train_metadata)
-    val_images, val_sizes = _split(validation_path, validation_metadata)
+    train_images, train_sizes = load_split(train_path, train_metadata)
+    val_images, val_sizes = load_split(validation_path, validation_metadata)
     count = min(settings.validation_images, len(val_images))
     validate = psnr_validation(
         val_images[:count], noise, domain, device, seed + 1, None if val_sizes is None else val_sizes[:count]
