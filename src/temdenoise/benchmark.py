@@ -57,7 +57,7 @@ def denoise_split(
         from temdenoise.models.inference import denoise_stack
 
         model = load_trained(artifact, entry).to(device).eval()
-        if entry["family"] == "udvd":  # a video denoiser: frame windows, not single frames
+        if registry.takes_videos(entry):  # frame windows of whole videos, not single frames
             from temdenoise.models.udvd import denoise_video
 
             save_stack(out, [denoise_video(model, item, device) for item in noisy])

@@ -67,6 +67,15 @@ def method_kind(entry: dict[str, Any]) -> str:
     return family(entry["family"]).kind
 
 
+def takes_videos(entry: dict[str, Any]) -> bool:
+    """Whether a ``methods:`` entry's family denoises video windows (``video_input = True``).
+
+    Such families are trained self-supervised on noisy videos and applied to whole videos; every
+    other network family is trained supervised and applied frame by frame.
+    """
+    return getattr(family(entry["family"]), "video_input", False)
+
+
 def build(entry: dict[str, Any]) -> Any:
     """Instantiate the family of a ``methods:`` entry with its ``params``."""
     return family(entry["family"])(**entry.get("params", {}))

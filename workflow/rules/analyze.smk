@@ -62,7 +62,7 @@ rule jacobian_statistics:
         entry=lambda wildcards: method_entry(wildcards.model),
         noise=lambda wildcards: NET_BIAS_DATASETS[wildcards.dataset]["noise"],
         settings={key: NET_BIAS[key] for key in ("patch", "images", "chunk_size") if key in NET_BIAS},
-        seed=lambda wildcards: analysis_seed("net_bias", wildcards.dataset),
+        seed=lambda wildcards: workflow_seed("net_bias", wildcards.dataset),
     log:
         "results/logs/jacobian_statistics/{dataset}-{model}.log",
     benchmark:
@@ -140,7 +140,7 @@ rule equivalent_filters:
     params:
         entry=lambda wildcards: method_entry(wildcards.model),
         settings=lambda wildcards: FILTERS[wildcards.dataset],
-        seed=lambda wildcards: analysis_seed("equivalent_filters", wildcards.dataset),
+        seed=lambda wildcards: workflow_seed("equivalent_filters", wildcards.dataset),
     log:
         "results/logs/equivalent_filters/{dataset}-{model}.log",
     benchmark:
@@ -215,7 +215,7 @@ rule udvd_augmentation:
         recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
         section=UDVD_AUGMENTATION,
         domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
-        seed=lambda wildcards: analysis_seed("udvd_augmentation"),
+        seed=lambda wildcards: workflow_seed("udvd_augmentation"),
     log:
         "results/logs/udvd_augmentation.log",
     benchmark:

@@ -6,7 +6,8 @@ import yaml
 from pathlib import Path
 
 from temdenoise.noise import condition_name
-from temdenoise.registry import families
+from temdenoise.registry import families, takes_videos
+from temdenoise.runtime import derive_seed
 
 SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
 RESOURCE_DEFAULTS = {
@@ -83,12 +84,9 @@ def classical_methods():
 
 
 # --- training helpers (train.smk: supervised CNNs and the TEM table) ---
-SUPERVISED_FAMILIES = ("dncnn", "unet")
-
-
 def supervised_methods():
-    """Methods trained by the `train` rule (other network families have their own rules)."""
-    return [m for m in config["methods"] if method_entry(m)["family"] in SUPERVISED_FAMILIES]
+    """Networks trained supervised by the `train` rule (video families use `train_udvd`)."""
+    return [m for m in network_methods() if not takes_videos(method_entry(m))]
 
 
 def training_recipe(model):
@@ -101,12 +99,6 @@ def training_noise(dataset, model):
     if not noise:
         raise ConfigError(f"methods.{model}.train_noise or datasets.{dataset}.train_noise must be set to train {model}")
     return noise
-
-
-def train_seed(wildcards):
-    from temdenoise.runtime import derive_seed
-
-    return derive_seed(config["seed"], "train", wildcards.dataset, wildcards.model)
 
 
 def tem_table_settings():
@@ -248,9 +240,8 @@ def analysis_train_noise(dataset, models):
     return {model: training_noise(dataset, model) for model in models}
 
 
-def analysis_seed(*names):
-    from temdenoise.runtime import derive_seed
-
+def workflow_seed(*names):
+    """The seed of one piece of work, derived from the master seed and the names that identify it."""
     return derive_seed(config["seed"], *names)
 
 
@@ -278,12 +269,6 @@ os.environ.update(
 )
 
 
-def noise_seed(wildcards):
-    from temdenoise.runtime import derive_seed
-
-    return derive_seed(config["seed"], "noise", wildcards.dataset, wildcards.noise, wildcards.split)
-
-
 def estimate_file(wildcards):
     """The noisy input itself for the `noisy` row, else the method's denoised stack."""
     if wildcards.model == "noisy":
@@ -293,7 +278,8 @@ def estimate_file(wildcards):
 
 # -- UDVD (experiments.udvd; rules train_udvd in train.smk, udvd_* in analyze.smk) --
 def udvd_methods():
-    return [m for m in config["methods"] if method_entry(m)["family"] == "udvd"]
+    """Video networks (UDVD), trained self-supervised by the `train_udvd` rule."""
+    return [m for m in network_methods() if takes_videos(method_entry(m))]
 
 
 # Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.

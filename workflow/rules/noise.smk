@@ -30,7 +30,7 @@ rule add_noise:
     output:
         "results/noisy/{dataset}/{noise}/{split}.npz",
     params:
-        seed=noise_seed,
+        seed=lambda wildcards: workflow_seed("noise", wildcards.dataset, wildcards.noise, wildcards.split),
     log:
         "results/logs/add_noise/{dataset}-{noise}-{split}.log",
     benchmark:

@@ -24,7 +24,7 @@ rule train:
         recipe=lambda wildcards: training_recipe(wildcards.model),
         train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
-        seed=train_seed,
+        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     log:
         "results/logs/train/{dataset}-{model}.log",
     benchmark:
@@ -98,7 +98,7 @@ rule train_udvd:
         recipe=lambda wildcards: training_recipe(wildcards.model),
         train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
-        seed=train_seed,
+        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     log:
         "results/logs/train_udvd/{dataset}-{model}.log",
     benchmark:

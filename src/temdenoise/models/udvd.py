@@ -112,6 +112,9 @@ class UDVD(nn.Module):
     should see patch-sized context at inference too (set it to the training patch size).
     """
 
+    # Consumes windows of (T, H, W) videos and learns from noisy frames only (self-supervised).
+    video_input = True
+
     kind = "network"
 
     def __init__(

@@ -72,11 +72,13 @@ __all__ = [
 
 
 def train_method(entry: dict, *args, **kwargs) -> TrainResult:
-    """Train a network method entry: self-supervised for UDVD, supervised for every other family.
+    """Train a network method entry: self-supervised for video families (UDVD), else supervised.
 
     Both trainers share one signature (see :func:`temdenoise.train.supervised.train_supervised`).
     """
-    if entry["family"] == "udvd":
+    from temdenoise.registry import takes_videos
+
+    if takes_videos(entry):
         from temdenoise.train.self_supervised import train_udvd as trainer
     else:
         from temdenoise.train.supervised import train_supervised as trainer
