@@ -13,6 +13,7 @@ from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_dis
 from temdenoise.metrics import psnr
 from temdenoise.models import build_model
 from temdenoise.models.udvd import UDVD, _apply_tiled, denoise_video, frame_windows
+from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import (
     VideoWindowSampler,
@@ -25,9 +26,10 @@ from temdenoise.train.self_supervised import (
 
 @pytest.mark.parametrize("frames", [1, 3, 5])
 @pytest.mark.parametrize("bias_free", [True, False])
-def test_output_pixel_never_sees_itself_in_any_frame(frames: int, bias_free: bool) -> None:
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_output_pixel_never_sees_itself_in_any_frame(frames: int, bias_free: bool, offset: float) -> None:
     torch.manual_seed(frames)
-    model = UDVD(frames=frames, channels=4, window_channels=4, bias_free=bias_free)
+    model = UDVD(frames=frames, channels=4, window_channels=4, bias_free=bias_free, offset=offset)
     video = torch.rand(1, frames, 19, 14, requires_grad=True)  # odd, non-square: padding paths
     output = model(video)
     assert output.shape == (1, 1, 19, 14)
@@ -47,10 +49,32 @@ def test_bias_free_udvd_is_homogeneous_and_registered() -> None:
     assert isinstance(model, UDVD) and all(not name.endswith("bias") for name, _ in model.named_parameters())
     video = torch.rand(2, 3, 16, 16)
     torch.testing.assert_close(model(3.5 * video), 3.5 * model(video), rtol=1e-4, atol=1e-5)
+    shifted = build_model({"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": 1.0}})
+    shifted.load_state_dict(model.state_dict())
+    # homogeneous about the offset: a bias-free net with offset 1 is f(x - 1) + 1
+    torch.testing.assert_close(shifted(1.0 + video) - 1.0, model(video), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="frames"):
         UDVD(frames=4)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.rand(1, 5, 16, 16))
+
+
+@pytest.mark.parametrize("frames", [1, 5])
+def test_offset_makes_flat_vacuum_a_fixed_point_with_no_padding_edges(frames: int) -> None:
+    # TEM frames are normalised intensity (vacuum = 1). Without the offset, the zero padding of
+    # every tile and the zero rows of the shifted convolutions are black edges against the
+    # background, and the untrained bias-free net maps a flat vacuum to a random, edged image
+    # (the quick UDVD nets then learnt little more than the mean: below the noisy input at
+    # gaussian-25). With offset 1 the flat vacuum is exactly reproduced, whatever the weights.
+    torch.manual_seed(frames)
+    vacuum = torch.ones(2, frames, 20, 20)
+    plain = UDVD(frames=frames, channels=4, window_channels=4)
+    assert (plain(vacuum) - 1.0).abs().max() > 0.1
+    centred = UDVD(frames=frames, channels=4, window_channels=4, offset=1.0)
+    torch.testing.assert_close(centred(vacuum), vacuum[:, :1], rtol=0, atol=1e-6)
+    video = np.ones((5, 40, 40), np.float32)
+    tiled = UDVD(frames=frames, channels=4, window_channels=4, tile=16, offset=1.0)
+    np.testing.assert_allclose(denoise_video(tiled, video), video, atol=1e-6)
 
 
 def test_frame_windows_reflect_in_time_and_denoise_video_keeps_shape() -> None:
@@ -73,6 +97,25 @@ def test_window_sampler_targets_only_allowed_frames_and_augments() -> None:
     orders = {tuple(w[:, 0, 0].tolist()) for w in windows}
     assert orders == {(1.0, 2.0, 3.0), (3.0, 2.0, 1.0)}  # time reversal happens, both ways
     np.testing.assert_array_equal(held_out_frames(10, 2), [1, 8])
+
+
+def test_window_sampler_inverts_the_contrast_of_clean_windows_only() -> None:
+    # one training video of dark atoms must also teach bright atoms (the test video's contrast)
+    video = np.ones((3, 8, 8), np.float32)
+    video[:, 4, 4] = 0.25  # a dark atom; video mean = 1 - 0.75 / 64
+    mean = float(video.mean())
+    clean_copy = NoiseRange("gaussian", 0.0, 0.0)  # level 0: the clean window itself
+    sampler = VideoWindowSampler([video], 3, 8, 64, noise=clean_copy, flips=False, time_reversal=False,
+                                 contrast_inversion=True)
+    (windows,) = sampler(np.random.default_rng(0))
+    atoms = windows[:, 1, 4, 4]
+    inverted = torch.isclose(atoms, torch.tensor(2 * mean - 0.25))
+    assert inverted.any() and torch.isclose(atoms[~inverted], torch.tensor(0.25)).all()
+    torch.testing.assert_close(windows[inverted][:, 1, 0, 0], torch.full((int(inverted.sum()),), 2 * mean - 1.0))
+    plain = VideoWindowSampler([video], 3, 8, 64, noise=clean_copy, flips=False, time_reversal=False)
+    assert torch.all(plain(np.random.default_rng(0))[0][:, 1, 4, 4] == 0.25)
+    with pytest.raises(ValueError, match="clean videos"):
+        VideoWindowSampler([video], 3, 8, 4, contrast_inversion=True)  # noisy videos: never
 
 
 def _moving_video(frames: int, size: int, step: float, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

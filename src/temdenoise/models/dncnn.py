@@ -2,7 +2,8 @@
 (Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda, ICLR 2020).
 
 ``depth`` 3x3 convolutions of ``channels`` channels: conv + ReLU, ``depth - 2`` x [conv, BatchNorm,
-ReLU], conv. Residual: the network predicts the noise and the output is ``y - net(y)``. The
+ReLU], conv. Residual: the network predicts the noise and the output is ``y - net(y)``; the last convolution
+starts near zero (:func:`~temdenoise.models.layers.start_near_identity`). The
 bias-free version drops every conv bias and uses :class:`BiasFreeBatchNorm2d`.
 20 x 64 gives 668,225 parameters (DnCNN) and 667,008 (BF-DnCNN).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from temdenoise.models.layers import conv3x3, conv_norm_relu
+from temdenoise.models.layers import conv3x3, conv_norm_relu, start_near_identity
 from temdenoise.registry import register
 
 
@@ -30,6 +31,7 @@ class DnCNN(nn.Module):
         layers: list[nn.Module] = [conv3x3(in_channels, channels, bias), nn.ReLU(inplace=True)]
         layers += [conv_norm_relu(channels, channels, bias_free) for _ in range(depth - 2)]
         layers.append(conv3x3(channels, in_channels, bias))
+        start_near_identity(layers[-1])
         self.body = nn.Sequential(*layers)
         self.bias_free = bias_free
         # Inputs of any size work: no pooling.

@@ -110,6 +110,12 @@ class UDVD(nn.Module):
     ``tile`` (0 = whole frames) is the side of the overlapping tiles :func:`denoise_video` works
     on: the half-plane receptive fields reach far upwards, so a net trained on small patches
     should see patch-sized context at inference too (set it to the training patch size).
+    ``offset`` is a constant level subtracted from the input and added back to the output
+    (TEM normalised intensity: 1, the vacuum level). Without it the zero padding of the tiles and
+    the zero rows of the shifted convolutions are black edges against a background near 1, and the
+    bias-free net must carry that background through every layer: trained on TEM intensities it
+    then learns little more than the mean in a quick recipe. A constant never breaks the blind
+    spot; a bias-free net stays homogeneous about ``offset`` instead of 0.
     """
 
     # Consumes windows of (T, H, W) videos and learns from noisy frames only (self-supervised).
@@ -124,12 +130,14 @@ class UDVD(nn.Module):
         window_channels: int = 32,
         bias_free: bool = True,
         tile: int = 0,
+        offset: float = 0.0,
     ) -> None:
         super().__init__()
         if frames < 1 or frames % 2 == 0:
             raise ValueError(f"udvd: frames must be a positive odd number, got {frames}")
         self.frames = frames
         self.tile = tile
+        self.offset = float(offset)
         bias = not bias_free
         branch = 2 * channels
         if frames == 1:
@@ -155,7 +163,7 @@ class UDVD(nn.Module):
         # zero padding (never replicate/reflect, which would copy a pixel into its own blind spot)
         # to a square whose side the two poolings divide, so the 4 rotations share one batch
         side = -(-max(height, width) // 2**_POOLINGS) * 2**_POOLINGS
-        x = rotations(F.pad(x, (0, side - width, 0, side - height)))
+        x = rotations(F.pad(x - self.offset, (0, side - width, 0, side - height)))
         if self.first_stage is None:
             y = self.core(x)
         else:
@@ -166,7 +174,7 @@ class UDVD(nn.Module):
         y = unrotate(shift_down(y))
         y = F.leaky_relu(self.fuse_a(y), _NEGATIVE_SLOPE)
         y = F.leaky_relu(self.fuse_b(y), _NEGATIVE_SLOPE)
-        return self.fuse_out(y)[:, :, :height, :width]
+        return self.fuse_out(y)[:, :, :height, :width] + self.offset
 
 
 def frame_windows(video: np.ndarray, frames: int, indices: Sequence[int] | None = None) -> np.ndarray:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from temdenoise.models.layers import conv_norm_relu
+from temdenoise.models.layers import conv_norm_relu, start_near_identity
 from temdenoise.registry import register
 
 
@@ -60,6 +60,8 @@ class UNet(nn.Module):
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1, bias=not bias_free)
+        if residual:
+            start_near_identity(self.head)
         self.bias_free = bias_free
         self.residual = residual
         self.scales = scales
