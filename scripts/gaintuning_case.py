@@ -9,6 +9,7 @@ with job(snakemake) as run:
     case_job(
         case=snakemake.wildcards.case,
         section=snakemake.params.section,
+        entry=entry,
         pretrained=(snakemake.input.model, methods[entry["model"]]),
         compared={m: (path, methods[m]) for m, path in zip(entry.get("compare", []), snakemake.input.compared)},
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),

@@ -8,6 +8,7 @@ with job(snakemake) as run:
     entry = section["cases"][section["curve"]["case"]]
     curve_job(
         section=section,
+        entry=entry,
         model=(snakemake.input.model, run.config["methods"][entry["model"]]),
         noisy_path=snakemake.input.noisy[0],
         noise=section["curve"]["noise"],

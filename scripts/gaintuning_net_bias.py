@@ -8,6 +8,7 @@ with job(snakemake) as run:
     entry = section["cases"][section["net_bias"]["case"]]
     net_bias_job(
         section=section,
+        entry=entry,
         model=(snakemake.input.model, run.config["methods"][entry["model"]]),
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
         clean_path=snakemake.input.clean,

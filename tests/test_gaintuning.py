@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,14 @@ from torch import nn
 
 from temdenoise.adapt.gaintuning import GainTuning, adapt
 from temdenoise.adapt.piecewise import piecewise_constant
-from temdenoise.adapt.losses import blind_spot_loss, make_loss, poisson_variance, sure_loss
+from temdenoise.adapt.losses import (
+    blind_spot_loss,
+    make_loss,
+    poisson_variance,
+    pure_exact_loss,
+    sure_loss,
+    thinning_loss,
+)
 from temdenoise.metrics import psnr
 from temdenoise.noise import NoiseCondition
 
@@ -130,6 +139,59 @@ def test_pure_is_unbiased_for_poisson_noise_on_a_linear_denoiser() -> None:
     assert 4 * stderr < 0.05 * abs(naive_gap)
 
 
+def _risk_gap_nonlinear(estimator, true_risk, draws: int, scale: float) -> tuple[float, float]:
+    """Mean and standard error of (estimate - true MSE) for a fixed *nonlinear* residual net at a low dose."""
+    torch.manual_seed(3)
+    net = small_cnn(channels=8, depth=3).eval()  # receptive field 7x7: radius 3
+    clean = piecewise_constant_batch(1, 24, np.random.default_rng(2))
+    generator = torch.Generator().manual_seed(4)
+    gaps = []
+    with torch.no_grad():
+        for _ in range(draws):
+            noisy = torch.poisson(clean * scale, generator=generator) / scale
+            gaps.append(float(estimator(net, noisy, generator)) - true_risk(net, clean, generator))
+    gaps_array = np.array(gaps)
+    return gaps_array.mean(), gaps_array.std(ddof=1) / np.sqrt(draws)
+
+
+def test_exact_poisson_losses_are_unbiased_below_one_count_for_a_nonlinear_net() -> None:
+    """At 0.5 counts per unit intensity exact PURE is unbiased for the risk at the test dose and
+    thinning for the risk at the thinned dose, for a nonlinear (ReLU, biased) network."""
+    scale = 0.5
+
+    def risk_at(dose_fraction: float):
+        def risk(net, clean, generator):
+            a = scale * dose_fraction
+            return float(((net(torch.poisson(clean * a, generator=generator) / a) - clean) ** 2).mean())
+        return risk
+
+    mean_gap, stderr = _risk_gap_nonlinear(lambda n, y, g: pure_exact_loss(n, y, scale, spacing=4, probes=16, generator=g),
+                                           risk_at(1.0), 400, scale)
+    assert abs(mean_gap) < 4 * stderr, (mean_gap, stderr)
+    mean_gap, stderr = _risk_gap_nonlinear(lambda n, y, g: thinning_loss(n, y, scale, keep=0.5, generator=g),
+                                           risk_at(0.5), 400, scale)
+    assert abs(mean_gap) < 4 * stderr, (mean_gap, stderr)
+
+
+def test_exact_poisson_losses_are_unbiased_on_a_linear_denoiser() -> None:
+    clean = piecewise_constant_batch(1, 32, np.random.default_rng(1))
+    scale = 2.0
+    mean_gap, stderr, naive_gap = _risk_gap(
+        lambda net, y, g: pure_exact_loss(net, y, scale, spacing=4, probes=16, generator=g),
+        draws=300,
+        noise=lambda x, g: torch.poisson(x * scale, generator=g) / scale,
+        clean=clean,
+    )
+    assert abs(mean_gap) < 4 * stderr and 4 * stderr < 0.2 * abs(naive_gap)
+
+
+def test_poisson_losses_need_poisson_data() -> None:
+    with pytest.raises(ValueError, match="Poisson"):
+        make_loss("thinning", NoiseCondition("gaussian", 25))
+    loss = make_loss("thinning", NoiseCondition("poisson", 2), pixel_size=0.5, options={"keep": 0.8, "probes": 3})
+    assert torch.isfinite(loss(small_cnn(), torch.poisson(torch.ones(1, 1, 16, 16)) / 0.5))
+
+
 def test_blind_spot_loss_scores_the_centre_frame() -> None:
     video = torch.rand(1, 5, 8, 8)
     centre = lambda y: y[:, 2:3]  # noqa: E731 - a "network" returning the centre frame exactly
@@ -158,6 +220,51 @@ def test_gaintuning_raises_psnr_out_of_distribution() -> None:
     result = adapt(GainTuning(model), noisy, make_loss("sure", NoiseCondition("gaussian", 60)), steps=60, lr=0.02)
     after = psnr(clean[0, 0].numpy(), result.estimate[0, 0].numpy(), "natural")
     assert after > before + 0.5, (before, after)
+
+
+def test_resample_gaintuning_raises_psnr_on_low_dose_poisson_ood() -> None:
+    """Trained on 20-200 counts per unit intensity, tested at 1 (below one count per pixel on the
+    dark parts): noise-resampling GainTuning must gain over 0.5 dB; first-order PURE must not gain."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = small_cnn(channels=16, depth=5)
+    optim = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(250):
+        clean = piecewise_constant_batch(8, 32, rng) + 0.5
+        scale = 20 + 180 * torch.rand(8, 1, 1, 1)
+        loss = ((model(torch.poisson(clean * scale) / scale) - clean) ** 2).mean()
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    model.eval()
+    clean = piecewise_constant_batch(1, 64, np.random.default_rng(123)) + 0.5
+    condition = NoiseCondition("poisson", 1.0)  # pixel size 1: a = 1 count per unit intensity
+    noisy = torch.poisson(clean, generator=torch.Generator().manual_seed(5))
+    score = lambda estimate: psnr(clean[0, 0].numpy(), estimate[0, 0].numpy(), "tem")  # noqa: E731
+    with torch.no_grad():
+        reference = model(noisy)
+    before = score(reference)
+    generator = torch.Generator().manual_seed(0)
+    resample = make_loss("resample", condition, reference=reference, generator=generator)
+    after = score(adapt(GainTuning(copy.deepcopy(model)), noisy, resample, steps=100, lr=0.05).estimate)
+    assert after > before + 0.5, (before, after)
+    pure = make_loss("sure", condition, generator=torch.Generator().manual_seed(0))
+    first_order = score(adapt(GainTuning(copy.deepcopy(model)), noisy, pure, steps=100, lr=0.05).estimate)
+    assert first_order < after, (first_order, after)
+
+
+def test_case_overrides_and_net_bias_jvp() -> None:
+    from temdenoise.adapt.experiments import AdaptSettings, net_bias_jvp
+    from temdenoise.analysis.jacobian import net_bias
+
+    section = {"loss": "sure", "lr": 0.01, "steps": 30, "loss_options": {"keep": 0.5}}
+    settings = AdaptSettings.from_config(section, {"loss": "resample", "lr": 0.05, "steps": None, "model": "dncnn"})
+    assert (settings.loss, settings.lr, settings.steps, settings.loss_options) == ("resample", 0.05, 30, {"keep": 0.5})
+    torch.manual_seed(0)
+    model = small_cnn().eval()
+    image = np.random.default_rng(0).random((12, 12)).astype(np.float32)
+    assert torch.allclose(net_bias_jvp(model, image), net_bias(model, image), atol=1e-5)
+    assert float(net_bias_jvp(small_cnn(bias=False).eval(), image).abs().max()) < 1e-5  # bias-free: zero
 
 
 def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:

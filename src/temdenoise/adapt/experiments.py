@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import matplotlib
@@ -24,7 +24,6 @@ from torch import nn  # noqa: E402
 
 from temdenoise.adapt.gaintuning import GainTuning, adapt  # noqa: E402
 from temdenoise.adapt.losses import make_loss  # noqa: E402
-from temdenoise.analysis.jacobian import net_bias  # noqa: E402
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
 from temdenoise.metrics import CONVENTION, psnr, ssim  # noqa: E402
 from temdenoise.models import load_trained  # noqa: E402
@@ -41,10 +40,18 @@ class AdaptSettings:
     steps: int = 20
     all_params_lr: float = 1e-4
     crop: int = 0
+    loss_options: dict = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, section: dict[str, Any]) -> "AdaptSettings":
-        return cls(**{key: section[key] for key in cls.__dataclass_fields__ if key in section})
+    def from_config(cls, section: dict[str, Any], entry: dict[str, Any] | None = None) -> "AdaptSettings":
+        """Settings of ``section`` (``experiments.gaintuning``), with the per-case overrides
+        (:data:`CASE_OVERRIDES`, ``None`` = the section's value) of the case ``entry``."""
+        merged = {**section, **{k: v for k, v in (entry or {}).items() if k in CASE_OVERRIDES and v is not None}}
+        return cls(**{key: merged[key] for key in cls.__dataclass_fields__ if key in merged and merged[key] is not None})
+
+
+CASE_OVERRIDES = ("loss", "lr", "steps", "loss_options")
+"""Keys a case may set to override the section's value (e.g. noise resampling for Poisson cases)."""
 
 
 def central_crop(item: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
@@ -94,7 +101,10 @@ def gaintune_item(
     batch = as_batch(noisy, model).to(device)
     reference = _pretrained(model, batch)
     generator = torch.Generator(device=device).manual_seed(seed)
-    loss = make_loss(settings.loss, condition, pixel_size=pixel_size, reference=reference, generator=generator)
+    loss = make_loss(
+        settings.loss, condition, pixel_size=pixel_size, reference=reference, generator=generator,
+        options=settings.loss_options,
+    )
     tuned = GainTuning(copy.deepcopy(model), mode=mode)
     lr = settings.lr if mode == "gains" else settings.all_params_lr
     result = adapt(
@@ -185,6 +195,19 @@ def adaptation_curve(
     return pd.DataFrame(rows)
 
 
+def net_bias_jvp(denoiser: nn.Module, image: np.ndarray) -> torch.Tensor:
+    """Net bias ``b_y = f(y) - A_y y`` of ``denoiser`` at the ``(H, W)`` ``image``, as an ``(H, W)`` tensor.
+
+    ``A_y y`` is the Jacobian-vector product along ``y`` itself (one forward-mode pass), so the bias
+    of every pixel of an image of any size costs about two forward passes; it equals
+    :func:`temdenoise.analysis.jacobian.net_bias`, which builds the whole ``(HW, HW)`` Jacobian.
+    """
+    y = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        output, along = torch.func.jvp(denoiser, (y,), (y,))
+    return (output - along)[0, 0]
+
+
 def net_bias_before_after(
     model: nn.Module,
     noisy_sets: dict[str, Sequence[np.ndarray]],
@@ -195,22 +218,29 @@ def net_bias_before_after(
     device: str = "cpu",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """RMS of the net bias ``f(y) - A_y y`` (:func:`temdenoise.analysis.jacobian.net_bias`) of
-    ``model`` on the central ``patch`` of each noisy image, before and after GainTuning on it."""
+    """Net bias ``f(y) - A_y y`` (:func:`net_bias_jvp`) of ``model`` before and after GainTuning.
+
+    Each image is adapted exactly as in its case (central ``settings.crop``, same seed), so the
+    adapted model is the one scored in the case table; the net bias is computed on the whole crop
+    (every output pixel sees its full receptive field) and summarised on its central ``patch``:
+    RMS (clean scale) and relative to the RMS of the output, ``|b_y| / |f(y)|``.
+    """
     rows = []
     multiple = getattr(model, "size_multiple", 1)
     for name, items in noisy_sets.items():
         condition = parse_condition(name)
         for index, item in enumerate(items):
-            item = central_crop(item, patch, multiple)
+            item = central_crop(item, settings.crop, multiple)
             pixel_size = 1.0 if pixel_sizes is None else float(pixel_sizes[index])
             _, _, tuned = gaintune_item(model, item, condition, settings, pixel_size=pixel_size, device=device, seed=seed + index)
-            rows.append({
-                "noise": name,
-                "image": index,
-                "net_bias_pretrained": float(net_bias(model.eval(), item).pow(2).mean().sqrt()),
-                "net_bias_gaintuning": float(net_bias(tuned.eval(), item).pow(2).mean().sqrt()),
-            })
+            row = {"noise": name, "image": index}
+            for label, net in (("pretrained", model.eval()), ("gaintuning", tuned.eval())):
+                bias = central_crop(net_bias_jvp(net.cpu(), item).numpy(), patch)
+                with torch.no_grad():
+                    output = central_crop(from_batch(net(as_batch(item, net)), item), patch)
+                row[f"net_bias_{label}"] = float(np.sqrt(np.mean(bias**2)))
+                row[f"relative_{label}"] = float(np.sqrt(np.sum(bias**2) / np.sum(output**2)))
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -289,6 +319,7 @@ def case_job(
     *,
     case: str,
     section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
     pretrained: tuple[str, dict[str, Any]],
     compared: dict[str, tuple[str, dict[str, Any]]],
     noisy_paths: dict[str, str],
@@ -304,13 +335,14 @@ def case_job(
 ) -> None:
     """Rule ``gaintuning_case``: per-image PSNR of one case, adapted gains, before/after figure.
 
-    ``pretrained`` and each ``compared`` value are ``(weights path, methods entry)``.
+    ``pretrained`` and each ``compared`` value are ``(weights path, methods entry)``; ``entry`` is
+    the case (its ``loss``/``lr``/``steps``/``loss_options`` override the section's).
     """
     noisy, clean, sizes = _test_items(noisy_paths, clean_path, metadata_path, section["images"])
     model = load_trained(pretrained[0], pretrained[1], device)
     others = {label: load_trained(path, entry, device) for label, (path, entry) in compared.items()}
     table, gains, example = run_case(
-        model, others, noisy, clean, domain, AdaptSettings.from_config(section),
+        model, others, noisy, clean, domain, AdaptSettings.from_config(section, entry),
         pixel_sizes=sizes, device=device, seed=seed, log=log,
     )
     table.insert(0, "case", case)
@@ -338,6 +370,7 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
 def curve_job(
     *,
     section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
     model: tuple[str, dict[str, Any]],
     noisy_path: str,
     noise: str,
@@ -352,7 +385,7 @@ def curve_job(
     """Rule ``gaintuning_curve``: PSNR vs adaptation steps, gains only vs all parameters (first image)."""
     curve_section = section["curve"]
     noisy, clean, sizes = _test_items({noise: noisy_path}, clean_path, metadata_path, 1)
-    settings = AdaptSettings.from_config({**section, "steps": curve_section["steps"]})
+    settings = AdaptSettings.from_config(section, {**(entry or {}), "steps": curve_section["steps"]})
     curve = adaptation_curve(
         load_trained(model[0], model[1], device), noisy[noise][0], clean[0], parse_condition(noise), domain, settings,
         every=curve_section["every"], pixel_size=float(sizes[0]), device=device, seed=seed,
@@ -364,6 +397,7 @@ def curve_job(
 def net_bias_job(
     *,
     section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
     model: tuple[str, dict[str, Any]],
     noisy_paths: dict[str, str],
     clean_path: str,
@@ -376,8 +410,9 @@ def net_bias_job(
     """Rule ``gaintuning_net_bias``: net bias of a network with biases before and after GainTuning."""
     noisy, _, sizes = _test_items(noisy_paths, clean_path, metadata_path, section["images"])
     table = net_bias_before_after(
-        load_trained(model[0], model[1], device), noisy, AdaptSettings.from_config(section),
+        load_trained(model[0], model[1], device), noisy, AdaptSettings.from_config(section, entry),
         patch=section["net_bias"]["patch"], pixel_sizes=sizes, device=device, seed=seed,
     )
-    save_tables(table_stem, table, "RMS net bias f(y) - A_y y on the central patch, before and after GainTuning.")
+    save_tables(table_stem, table, "Net bias f(y) - A_y y on the central patch of the adapted crop, before and after "
+                "GainTuning: RMS (clean scale) and relative to the RMS of the output.")
     plot_net_bias(figure_path, table)
