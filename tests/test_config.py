@@ -43,3 +43,11 @@ def test_malformed_config_fails_before_any_job(case, workflow_runner, tmp_path):
 def test_valid_config_passes_dry_run(workflow_runner):
     result = workflow_runner(VALID, "--dry-run")
     assert "aggregate" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "laptop.yaml", "paper.yaml"])
+def test_shipped_configs_validate_and_build_the_whole_dag(name, workflow_runner):
+    # every method a shipped config names resolves to a family, a recipe and resources
+    result = workflow_runner(REPO / "config" / name, "--dry-run")
+    for rule in ("tem_table", "generalization", "gaintuning_case", "train_udvd", "html_report"):
+        assert rule in result.stdout, (rule, result.stdout[-2000:])

@@ -107,6 +107,12 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
     for key, value in torch.load(tmp_path / "a.pt", weights_only=True).items():
         assert torch.equal(value, torch.load(tmp_path / "b.pt", weights_only=True)[key])
     assert len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
+    # A job restarted after its last epoch (Snakemake removed its outputs first) trains no further
+    # and writes its metrics again.
+    (tmp_path / "b" / "metrics.csv").unlink()
+    finished = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)])
+    finished.fit()
+    assert epochs_run == [3, 4] and len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
     # A checkpoint of another run (other settings) is not resumed.
     other = make_trainer(images, tmp_path / "b", "constant")
     assert not other.resume() and other.epoch == 0

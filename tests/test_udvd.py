@@ -12,7 +12,7 @@ from torch import nn
 from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_displacement
 from temdenoise.metrics import psnr
 from temdenoise.models import build_model
-from temdenoise.models.udvd import UDVD, _apply_tiled, denoise_video, frame_windows
+from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows
 from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import (
@@ -20,6 +20,7 @@ from temdenoise.train.self_supervised import (
     blind_spot_mse,
     fit_single_video,
     held_out_frames,
+    noise_variance,
     noisy_frame_validation,
 )
 
@@ -75,6 +76,59 @@ def test_offset_makes_flat_vacuum_a_fixed_point_with_no_padding_edges(frames: in
     video = np.ones((5, 40, 40), np.float32)
     tiled = UDVD(frames=frames, channels=4, window_channels=4, tile=16, offset=1.0)
     np.testing.assert_allclose(denoise_video(tiled, video), video, atol=1e-6)
+
+
+def test_blind_unet_hands_over_signed_features() -> None:
+    # The first stage of the multi-frame net hands only window_channels (quick: 4) maps to the
+    # second. With a LeakyReLU on the UNet output every negative deviation from the offset level
+    # was squashed by 0.1 (dark atoms, or bright ones after contrast inversion), and the quick
+    # 5-frame nets ended below the 1-frame net (udvd5_gauss even below the noisy input). The
+    # output convolution is linear: negating its weights negates the output exactly.
+    torch.manual_seed(0)
+    core = BlindUNet(3, 4, 4, bias=False)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        y = core(x)
+        assert y.clamp(max=0).abs().mean() > 0.5 * y.clamp(min=0).mean()  # negatives not squashed
+        core.dec0[-1].conv.weight.neg_()
+        torch.testing.assert_close(core(x), -y)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_untrained_net_starts_near_the_constant_offset(seed: int) -> None:
+    # He-initialised, the initial output was a seed-dependent 0.2-2 times the input deviations;
+    # from the large initial loss the quick udvd3 (workflow seed) silenced whole layers in its first
+    # Adam steps and collapsed to the constant offset for good (18.1 dB on poisson-100, the PSNR of
+    # a constant image). The output convolution starts scaled down: every seed starts below half
+    # the input deviations (unscaled, seeds 3 and 6 start at 3 times them).
+    torch.manual_seed(seed)
+    model = UDVD(frames=3, channels=8, window_channels=4, offset=1.0)
+    video = 1.0 + 0.5 * torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        deviation = model(video) - 1.0
+    assert 0 < float(deviation.std()) < 0.5 * 0.5
+
+
+def test_weighted_windows_carry_inverse_noise_variances() -> None:
+    # Poisson doses over [10, 200]: the noise variance of a window spans a factor 20, and without
+    # weights the noisiest windows dominate the loss and its gradient noise.
+    video = np.ones((3, 24, 24), np.float32)  # flat vacuum: the noise is all there is
+    noise = NoiseRange("poisson", 10.0, 200.0)
+    sampler = VideoWindowSampler([video], 3, 24, 32, noise=noise, pixel_sizes=[0.5], flips=False,
+                                 time_reversal=False, weighted=True)
+    windows, weights = sampler(np.random.default_rng(0))
+    measured = windows[:, 1].var(dim=(1, 2))
+    assert float(weights.max() / weights.min()) > 5  # doses drawn over the range
+    torch.testing.assert_close(weights * measured, torch.ones(32), rtol=0.35, atol=0)  # w = 1 / variance
+    # blind_spot_mse averages the per-window errors with these weights
+    constant = nn.Module()
+    constant.forward = lambda x: torch.ones_like(x[:, :1])
+    errors = ((windows[:, 1:2] - 1.0) ** 2).mean(dim=(1, 2, 3))
+    torch.testing.assert_close(blind_spot_mse(constant, (windows, weights)), (weights * errors).sum() / weights.sum())
+    torch.testing.assert_close(blind_spot_mse(constant, (windows,)), errors.mean())
+    assert noise_variance("gaussian", 25.0, video[0]) == pytest.approx((25 / 255) ** 2)
+    with pytest.raises(ValueError, match="noise level"):
+        VideoWindowSampler([video], 3, 8, 4, weighted=True)  # noisy videos: the level is unknown
 
 
 def test_frame_windows_reflect_in_time_and_denoise_video_keeps_shape() -> None:

@@ -248,6 +248,9 @@ class Trainer:
         with torch.no_grad():
             return float(self.validate(self.model))
 
+    def _save_metrics(self) -> None:
+        save_table(self.out_dir / "metrics.csv", pd.DataFrame(self.history))
+
     def fit(self) -> TrainResult:
         """Train until ``settings.epochs`` or early stopping, resuming from ``last.pt`` if present."""
         self.resume()
@@ -276,10 +279,14 @@ class Trainer:
             self.stopped_early = 0 < self.settings.early_stopping <= self.bad_epochs
             self.finished = self.stopped_early or self.epoch >= self.settings.epochs
             if self.out_dir is not None:
-                save_table(self.out_dir / "metrics.csv", pd.DataFrame(self.history))
+                self._save_metrics()
                 self.save_checkpoint()
             for callback in self.callbacks:
                 callback(self.epoch, record)
+        if self.out_dir is not None:
+            # a job restarted after its last epoch resumes a finished run: the workflow removed
+            # the job's outputs before restarting it, so the metrics are written again
+            self._save_metrics()
         return TrainResult(self.best_score, self.best_epoch, list(self.history), self.stopped_early)
 
 

@@ -40,10 +40,28 @@ log = logging.getLogger("temdenoise")
 
 
 def blind_spot_mse(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-    """MSE between ``model(windows)`` and the noisy centre frame of ``windows`` (B, T, P, P)."""
+    """MSE between ``model(windows)`` and the noisy centre frame of ``windows`` (B, T, P, P).
+
+    With a second tensor ``weights`` (B,) in the batch, the per-window MSEs are averaged with
+    those weights (:class:`VideoWindowSampler` with ``weighted``: inverse noise variances).
+    """
     windows = batch[0]
     centre = windows.shape[1] // 2
-    return torch.nn.functional.mse_loss(model(windows), windows[:, centre : centre + 1])
+    if len(batch) < 2:
+        return torch.nn.functional.mse_loss(model(windows), windows[:, centre : centre + 1])
+    errors = (model(windows) - windows[:, centre : centre + 1]).pow(2).mean(dim=(1, 2, 3))
+    return (batch[1] * errors).sum() / batch[1].sum()
+
+
+def noise_variance(kind: str, level: float, clean: np.ndarray, pixel_size: float = 1.0) -> float:
+    """Mean noise variance of a ``kind`` noise at ``level`` on the clean frame ``clean``.
+
+    Poisson: ``mean(I) / (D p^2)`` (shot noise on the clean scale); Gaussian: ``(sigma / 255)^2``.
+    Floored, so that a black window or a zero level never gets an infinite weight.
+    """
+    if kind == "poisson":
+        return max(float(np.mean(clean)), 1e-3) / (level * pixel_size**2)
+    return max(level / 255.0, 1e-3) ** 2
 
 
 class VideoWindowSampler:
@@ -55,6 +73,8 @@ class VideoWindowSampler:
     ``noise`` the videos are clean and a level and realisation are drawn per window; without it
     the videos are already noisy. ``flips``: random horizontal and vertical flips;
     ``time_reversal``: the window's frame order reversed with probability 1/2;
+    ``weighted`` (clean videos only): the batch is ``(windows, weights)``, each window weighted by
+    the inverse of its noise variance (:func:`noise_variance`) in :func:`blind_spot_mse`;
     ``contrast_inversion`` (clean videos only): with probability 1/2 the clean window is mirrored
     about its video's mean intensity (``2 * mean - x``, clipped at 0) before the noise is drawn, so
     that dark-atom and bright-atom contrast (the two signs of the phase contrast, set by the
@@ -73,6 +93,7 @@ class VideoWindowSampler:
         flips: bool = True,
         time_reversal: bool = True,
         contrast_inversion: bool = False,
+        weighted: bool = False,
     ) -> None:
         if not videos:
             raise ValueError("no training videos")
@@ -94,6 +115,10 @@ class VideoWindowSampler:
         if contrast_inversion and noise is None:
             raise ValueError("contrast inversion needs clean videos (noise drawn on the fly): it would change the noise")
         self.contrast_inversion = contrast_inversion
+        if weighted and noise is None:
+            raise ValueError("weighted windows need clean videos (noise drawn on the fly) whose noise level is known")
+        self.weighted = weighted
+        self.last_variance = 1.0
         self.means = [float(np.mean(v)) for v in videos]
 
     def window(self, rng: np.random.Generator) -> np.ndarray:
@@ -107,7 +132,9 @@ class VideoWindowSampler:
         if self.contrast_inversion and rng.random() < 0.5:
             window = np.clip(2.0 * self.means[index] - window, 0.0, None)
         if self.noise is not None:
-            window = self.noise.add(window, self.noise.draw(rng), rng, self.pixel_sizes[index])
+            level = self.noise.draw(rng)
+            self.last_variance = noise_variance(self.noise.kind, level, window[self.half], self.pixel_sizes[index])
+            window = self.noise.add(window, level, rng, self.pixel_sizes[index])
         if self.flips:
             if rng.random() < 0.5:
                 window = window[:, ::-1, :]
@@ -117,8 +144,15 @@ class VideoWindowSampler:
             window = window[::-1]
         return np.ascontiguousarray(window, dtype=np.float32)
 
-    def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor]:
-        return (torch.from_numpy(np.stack([self.window(rng) for _ in range(self.batch_size)])),)
+    def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        windows, variances = [], []
+        for _ in range(self.batch_size):
+            windows.append(self.window(rng))
+            variances.append(self.last_variance)
+        batch = torch.from_numpy(np.stack(windows))
+        if not self.weighted:
+            return (batch,)
+        return batch, 1.0 / torch.tensor(variances, dtype=torch.float32)
 
 
 def noisy_frame_validation(
@@ -170,6 +204,7 @@ def train_udvd(
     device: str = "auto",
     seed: int = 0,
     contrast_inversion: bool = True,
+    weighted: bool = True,
 ) -> TrainResult:
     """Train a UDVD ``entry`` on noisy windows of the training videos (noise from ``train_noise``).
 
@@ -177,6 +212,13 @@ def train_udvd(
     :class:`VideoWindowSampler`): with one or a few training videos the net otherwise learns the
     contrast of those videos only (measured on the quick data: 30 dB on noisy copies of the
     dark-atom training video, below the noisy input on the bright-atom test video).
+
+    The windows are weighted by the inverse of their noise variance (``weighted``, see
+    :class:`VideoWindowSampler`). Each window's blind-spot MSE is its error to the clean frame plus
+    its noise variance, so the unweighted loss and its gradient noise are dominated by the noisiest
+    windows (dose 10 vs 200: 20 times the variance); the quick nets then learnt mostly noise and
+    their rank depended on the seed. The weights change nothing in the minimiser (the noise level
+    is plain in every window) and make every window's noise count alike.
 
     Model selection (best weights, plateau schedule, early stopping) uses the blind-spot score of
     :func:`noisy_frame_validation` on fixed noisy copies of the validation videos, so no clean frame
@@ -198,12 +240,14 @@ def train_udvd(
     noisy_val = [noise.add(v, level, rng, s) for v, level, s in zip(val_videos, noise.spread(count), sizes)]
     validate = noisy_frame_validation(noisy_val, [range(len(v)) for v in noisy_val], device)
     sampler = VideoWindowSampler(train_videos, model.frames, settings.patch_size, settings.batch_size, noise, train_sizes,
-                                 contrast_inversion=contrast_inversion)
+                                 contrast_inversion=contrast_inversion, weighted=weighted)
     trainer = Trainer(model, sampler, settings, loss_fn=blind_spot_mse, validate=validate, out_dir=out,
-                      device=device, seed=seed)
+                      device=device, seed=seed,
+                      fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain,
+                                   "contrast_inversion": contrast_inversion, "weighted": weighted})
     info: dict[str, Any] = {"family": entry["family"], "params": entry.get("params", {}),
                             "parameters": count_parameters(model), "selection": "blind-spot score on noisy frames",
-                            "contrast_inversion": contrast_inversion}
+                            "contrast_inversion": contrast_inversion, "weighted": weighted}
     log.info("training %s (%d parameters) self-supervised on %s", entry, info["parameters"], device)
     result = trainer.fit()
     info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
