@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +259,33 @@ def test_tiled_inference_keeps_the_blind_spot_and_matches_whole_frames_for_big_t
     for row, col in [(0, 0), (13, 14), (20, 30), (39, 35)]:  # inside tiles and in their overlaps
         (grad,) = torch.autograd.grad(output[0, 0, row, col], windows, retain_graph=True)
         assert torch.all(grad[0, :, row, col] == 0) and grad.abs().sum() > 0
+
+
+def test_train_udvd_writes_its_outputs_and_never_resumes_another_runs_checkpoint(tmp_path) -> None:
+    from temdenoise.io import save_stack
+    from temdenoise.train.self_supervised import OUTPUTS, train_udvd
+
+    rng = np.random.default_rng(0)
+    videos = [(1.0 + 0.2 * rng.random((5, 24, 24))).astype(np.float32) for _ in range(2)]
+    save_stack(tmp_path / "train.npz", videos)
+    save_stack(tmp_path / "validation.npz", videos[:1])
+    recipe = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 16, "validation_images": 1,
+              "schedule": "constant", "progress": False}
+    noise = {"kind": "poisson", "range": [50, 100]}
+
+    def run(offset: float, out: str):
+        entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": offset}}
+        return train_udvd(entry, recipe, noise, "tem", str(tmp_path / "train.npz"), str(tmp_path / "validation.npz"),
+                          str(tmp_path / out), device="cpu", seed=0)
+
+    first = run(1.0, "a")
+    assert all((tmp_path / "a" / name).exists() for name in OUTPUTS)
+    assert json.loads((tmp_path / "a" / "info.json").read_text())["params"]["offset"] == 1.0
+    # Another entry in the same folder (a config edit) trains afresh instead of resuming the old run:
+    # its first epoch's loss differs from the finished run's.
+    (tmp_path / "a" / "metrics.csv").unlink()
+    other = run(0.0, "a")
+    assert other.history[0]["loss"] != first.history[0]["loss"]
+    # The same entry again resumes the finished run: nothing is retrained, the metrics come back.
+    again = run(0.0, "a")
+    assert again.history == other.history and (tmp_path / "a" / "metrics.csv").exists()

@@ -243,7 +243,7 @@ def train_udvd(
                                  contrast_inversion=contrast_inversion, weighted=weighted)
     trainer = Trainer(model, sampler, settings, loss_fn=blind_spot_mse, validate=validate, out_dir=out,
                       device=device, seed=seed,
-                      fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain,
+                      fingerprint={"entry": entry, "train_noise": train_noise,
                                    "contrast_inversion": contrast_inversion, "weighted": weighted})
     info: dict[str, Any] = {"family": entry["family"], "params": entry.get("params", {}),
                             "parameters": count_parameters(model), "selection": "blind-spot score on noisy frames",
