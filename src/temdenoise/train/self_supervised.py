@@ -118,11 +118,10 @@ class VideoWindowSampler:
         if weighted and noise is None:
             raise ValueError("weighted windows need clean videos (noise drawn on the fly) whose noise level is known")
         self.weighted = weighted
-        self.last_variance = 1.0
         self.means = [float(np.mean(v)) for v in videos]
 
-    def window(self, rng: np.random.Generator) -> np.ndarray:
-        """One noisy ``(frames, P, P)`` window."""
+    def window(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """One noisy ``(frames, P, P)`` window and its mean noise variance (1 for noisy videos)."""
         index = int(rng.integers(len(self.padded)))
         video = self.padded[index]
         start = int(rng.choice(self.centres[index]))  # centre t is padded index t + half
@@ -131,9 +130,10 @@ class VideoWindowSampler:
         window = video[start : start + self.frames, top : top + self.patch_size, left : left + self.patch_size]
         if self.contrast_inversion and rng.random() < 0.5:
             window = np.clip(2.0 * self.means[index] - window, 0.0, None)
+        variance = 1.0
         if self.noise is not None:
             level = self.noise.draw(rng)
-            self.last_variance = noise_variance(self.noise.kind, level, window[self.half], self.pixel_sizes[index])
+            variance = noise_variance(self.noise.kind, level, window[self.half], self.pixel_sizes[index])
             window = self.noise.add(window, level, rng, self.pixel_sizes[index])
         if self.flips:
             if rng.random() < 0.5:
@@ -142,13 +142,10 @@ class VideoWindowSampler:
                 window = window[:, :, ::-1]
         if self.time_reversal and rng.random() < 0.5:
             window = window[::-1]
-        return np.ascontiguousarray(window, dtype=np.float32)
+        return np.ascontiguousarray(window, dtype=np.float32), variance
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        windows, variances = [], []
-        for _ in range(self.batch_size):
-            windows.append(self.window(rng))
-            variances.append(self.last_variance)
+        windows, variances = zip(*(self.window(rng) for _ in range(self.batch_size)))
         batch = torch.from_numpy(np.stack(windows))
         if not self.weighted:
             return (batch,)
