@@ -254,7 +254,8 @@ def test_resample_gaintuning_raises_psnr_on_low_dose_poisson_ood() -> None:
 
 
 def test_case_overrides_and_net_bias_jvp() -> None:
-    from temdenoise.adapt.experiments import AdaptSettings, net_bias_jvp
+    from temdenoise.adapt.experiments import AdaptSettings
+    from temdenoise.analysis.jacobian import net_bias_jvp
     from temdenoise.analysis.jacobian import net_bias
 
     section = {"loss": "sure", "lr": 0.01, "steps": 30, "loss_options": {"keep": 0.5}}

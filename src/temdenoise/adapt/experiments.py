@@ -24,6 +24,7 @@ from torch import nn  # noqa: E402
 
 from temdenoise.adapt.gaintuning import GainTuning, adapt  # noqa: E402
 from temdenoise.adapt.losses import make_loss  # noqa: E402
+from temdenoise.analysis.jacobian import net_bias_jvp  # noqa: E402
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
 from temdenoise.metrics import CONVENTION, psnr, ssim  # noqa: E402
 from temdenoise.models import load_trained  # noqa: E402
@@ -193,19 +194,6 @@ def adaptation_curve(
         count = tuned.count()["adapted_params"]
         rows += [{"mode": mode, "adapted_params": count, "step": s, "psnr": v} for s, v in result.monitored]
     return pd.DataFrame(rows)
-
-
-def net_bias_jvp(denoiser: nn.Module, image: np.ndarray) -> torch.Tensor:
-    """Net bias ``b_y = f(y) - A_y y`` of ``denoiser`` at the ``(H, W)`` ``image``, as an ``(H, W)`` tensor.
-
-    ``A_y y`` is the Jacobian-vector product along ``y`` itself (one forward-mode pass), so the bias
-    of every pixel of an image of any size costs about two forward passes; it equals
-    :func:`temdenoise.analysis.jacobian.net_bias`, which builds the whole ``(HW, HW)`` Jacobian.
-    """
-    y = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None]
-    with torch.no_grad():
-        output, along = torch.func.jvp(denoiser, (y,), (y,))
-    return (output - along)[0, 0]
 
 
 def net_bias_before_after(

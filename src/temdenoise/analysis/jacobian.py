@@ -93,6 +93,19 @@ def net_bias(denoiser: Denoiser, image: torch.Tensor | np.ndarray, jac: torch.Te
         return (output - jac.to(output) @ y.reshape(-1)).reshape(y.shape[-2:])
 
 
+def net_bias_jvp(denoiser: nn.Module, image: np.ndarray) -> torch.Tensor:
+    """Net bias ``b_y = f(y) - A_y y`` of ``denoiser`` at the ``(H, W)`` ``image``, as an ``(H, W)`` tensor.
+
+    ``A_y y`` is the Jacobian-vector product along ``y`` itself (one forward-mode pass), so the bias
+    of every pixel of an image of any size costs about two forward passes; it equals
+    :func:`net_bias`, which builds the whole ``(HW, HW)`` Jacobian.
+    """
+    y = torch.as_tensor(np.asarray(image, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        output, along = torch.func.jvp(denoiser, (y,), (y,))
+    return (output - along)[0, 0]
+
+
 def flat_indices(shape: tuple[int, int], pixels: Sequence[tuple[int, int]]) -> list[int]:
     """Row-major indices of ``(row, col)`` pixels of an image of ``shape``."""
     height, width = shape

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from temdenoise.models.inference import _ramp, _starts
+from temdenoise.models.layers import start_near_identity
 from temdenoise.registry import register
 
 _NEGATIVE_SLOPE = 0.1
@@ -171,8 +172,7 @@ class UDVD(nn.Module):
         # the constant offset for good (quick udvd3 at the workflow seed: 18.1 dB on poisson-100,
         # the PSNR of a constant image). Scaled down, every seed starts near the constant output
         # and learns its deviations from there.
-        with torch.no_grad():
-            self.fuse_out.weight.mul_(_OUTPUT_INIT_SCALE)
+        start_near_identity(self.fuse_out, _OUTPUT_INIT_SCALE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.frames:
