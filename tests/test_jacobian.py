@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,31 @@ def test_selected_rows_match_full_jacobian() -> None:
     )
     with pytest.raises(ValueError, match="outside"):
         jac_mod.filters_at(model, image, [(10, 0)])
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_coloured_jacobian_equals_looped_with_the_measured_fov(bias: bool) -> None:
+    """Rows a field of view apart share one product; the result is still the exact Jacobian."""
+    from temdenoise.models.fov import measure_fov
+
+    model = small_cnn(bias, depth=3)  # three 3x3 layers: a 7 px field of view on a 24 x 20 patch
+    field_of_view = measure_fov(model)
+    assert field_of_view == 7
+    image = torch.rand(24, 20)
+    looped = jac_mod.jacobian_looped(model, image)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # a correct field of view must not fall back
+        coloured = jac_mod.jacobian(model, image, chunk_size=9, field_of_view=field_of_view)
+        torch.testing.assert_close(coloured, looped, atol=1e-6, rtol=1e-5)
+        pixels = [0, 7 * 20 + 7, 7 * 20 + 14, 24 * 20 - 1]  # two of them share a colour
+        torch.testing.assert_close(jac_mod.jacobian(model, image, pixels=pixels, field_of_view=7), looped[pixels])
+
+
+def test_coloured_jacobian_with_too_small_fov_falls_back_to_exact() -> None:
+    model = small_cnn(bias=True, depth=4)  # 9 px field of view
+    image = torch.rand(20, 20)
+    with pytest.warns(UserWarning, match="beyond the given field of view of 5 px"):
+        jac = jac_mod.jacobian(model, image, field_of_view=5)
+    torch.testing.assert_close(jac, jac_mod.jacobian_looped(model, image), atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="field_of_view"):
+        jac_mod.jacobian(model, image, field_of_view=0)

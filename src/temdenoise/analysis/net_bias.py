@@ -25,6 +25,7 @@ from torch import nn  # noqa: E402
 
 from temdenoise.analysis.jacobian import effective_dimensionality, jacobian, singular_values  # noqa: E402
 from temdenoise.io import save_table  # noqa: E402
+from temdenoise.models.fov import measure_fov  # noqa: E402
 from temdenoise.noise import apply_condition, parse_condition  # noqa: E402
 from temdenoise.plots import save_figure  # noqa: E402
 from temdenoise.runtime import derive_seed  # noqa: E402
@@ -56,6 +57,7 @@ def jacobian_statistics(
     model = model.eval()
     device = next(model.parameters()).device
     multiple = getattr(model, "size_multiple", 1)
+    field_of_view = measure_fov(model)
     rows = []
     for name in conditions:
         condition = parse_condition(name)
@@ -64,7 +66,7 @@ def jacobian_statistics(
             x = central_crop(np.asarray(frame, dtype=np.float32), patch, multiple)
             rng = np.random.default_rng(derive_seed(seed, "jacobian", name, index))
             y = apply_condition(x, condition, rng, float(pixel_size))
-            jac = jacobian(model, y, chunk_size=chunk_size)
+            jac = jacobian(model, y, chunk_size=chunk_size, field_of_view=field_of_view)
             y_t = torch.from_numpy(y).to(device)
             with torch.no_grad():
                 out = model(y_t[None, None])[0, 0]
