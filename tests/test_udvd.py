@@ -14,7 +14,7 @@ from torch import nn
 from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_displacement
 from temdenoise.metrics import psnr
 from temdenoise.models import build_model
-from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows
+from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows, window_frames
 from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import (
@@ -133,15 +133,35 @@ def test_weighted_windows_carry_inverse_noise_variances() -> None:
         VideoWindowSampler([video], 3, 8, 4, weighted=True)  # noisy videos: the level is unknown
 
 
-def test_frame_windows_reflect_in_time_and_denoise_video_keeps_shape() -> None:
-    video = np.arange(4, dtype=np.float32)[:, None, None] * np.ones((4, 8, 8), np.float32)
+def test_edge_windows_mirror_about_their_centre_and_denoise_video_keeps_shape() -> None:
+    video = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 8, 8), np.float32)
     windows = frame_windows(video, 5)
-    assert windows.shape == (4, 5, 8, 8)
+    assert windows.shape == (6, 5, 8, 8)
     np.testing.assert_array_equal(windows[0, :, 0, 0], [2, 1, 0, 1, 2])
-    np.testing.assert_array_equal(windows[3, :, 0, 0], [1, 2, 3, 2, 1])
+    np.testing.assert_array_equal(windows[1, :, 0, 0], [3, 0, 1, 2, 3])
+    np.testing.assert_array_equal(windows[5, :, 0, 0], [3, 4, 5, 4, 3])
+    # The blind spot holds at every frame: the centre frame is in its window only at the centre.
+    for frames in (3, 5, 7):
+        for centre in range(7):
+            indices = window_frames(7, frames, centre)
+            assert indices[frames // 2] == centre and np.count_nonzero(indices == centre) == 1
+    with pytest.raises(ValueError, match="too short"):
+        frame_windows(video[:4], 5)
     model = UDVD(frames=5, channels=4, window_channels=4)
     assert denoise_video(model, video).shape == video.shape
     np.testing.assert_allclose(denoise_video(model, video, indices=[2]), denoise_video(model, video)[2:3], atol=1e-6)
+
+
+def test_window_sampler_draws_one_noise_realisation_per_frame() -> None:
+    """A frame used twice in an edge window carries the same noise twice, as in a noisy video."""
+    video = np.ones((6, 8, 8), np.float32)
+    noise = NoiseRange("gaussian", 25.0, 25.0)
+    sampler = VideoWindowSampler([video], 5, 8, 8, noise=noise, centres=[[0]], flips=False, time_reversal=False)
+    (windows,) = sampler(np.random.default_rng(0))
+    for window in windows.numpy():  # frames (2, 1, 0, 1, 2)
+        np.testing.assert_array_equal(window[0], window[4])
+        np.testing.assert_array_equal(window[1], window[3])
+        assert not np.array_equal(window[0], window[1]) and not np.array_equal(window[1], window[2])
 
 
 def test_window_sampler_targets_only_allowed_frames_and_augments() -> None:

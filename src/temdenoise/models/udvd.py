@@ -195,19 +195,27 @@ class UDVD(nn.Module):
         return self.fuse_out(y)[:, :, :height, :width] + self.offset
 
 
+def window_frames(length: int, frames: int, centre: int) -> np.ndarray:
+    """Frame indices of the ``frames``-long window centred on frame ``centre`` of a ``length``-frame video.
+
+    Past an end of the video, offset ``o`` takes the frame at ``-o`` (a mirror about the centre
+    frame: at frame 1 of a 5-frame window, ``(3, 0, 1, 2, 3)``). A mirror about the video's first
+    frame, ``(1, 0, 1, 2, 3)``, would put the centre frame, with its very noise, beside itself and
+    open the blind spot. Needs ``length >= frames``.
+    """
+    if length < frames:
+        raise ValueError(f"video of {length} frames is too short for {frames}-frame windows")
+    offsets = np.arange(frames) - frames // 2
+    inside = (centre + offsets >= 0) & (centre + offsets < length)
+    return np.where(inside, centre + offsets, centre - offsets)
+
+
 def frame_windows(video: np.ndarray, frames: int, indices: Sequence[int] | None = None) -> np.ndarray:
     """The ``frames``-long windows centred on the frames ``indices`` (default: all) of a
-    (T, H, W) video: (len(indices), frames, H, W).
-
-    Edge frames are completed by reflection in time (frame -1 is frame 1), so every frame of the
-    video gets a full window.
-    """
-    half = frames // 2
-    if video.shape[0] <= half:
-        raise ValueError(f"video of {video.shape[0]} frames is too short for {frames}-frame windows")
-    padded = np.pad(np.asarray(video, dtype=np.float32), ((half, half), (0, 0), (0, 0)), mode="reflect")
+    (T, H, W) video: (len(indices), frames, H, W); edge frames as in :func:`window_frames`."""
+    video = np.asarray(video, dtype=np.float32)
     centres = range(video.shape[0]) if indices is None else indices
-    return np.stack([padded[t : t + frames] for t in centres])
+    return np.stack([video[window_frames(video.shape[0], frames, t)] for t in centres])
 
 
 def _apply_tiled(model: UDVD, windows: torch.Tensor) -> torch.Tensor:

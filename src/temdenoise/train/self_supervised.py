@@ -30,11 +30,11 @@ from torch import nn
 
 from temdenoise.io import save_text
 from temdenoise.models import build_model, count_parameters
-from temdenoise.models.udvd import UDVD, denoise_video
+from temdenoise.models.udvd import UDVD, denoise_video, window_frames
 from temdenoise.runtime import resolve_device
 from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
-from temdenoise.train.supervised import load_split
+from temdenoise.train.supervised import OUTPUTS, load_split
 
 log = logging.getLogger("temdenoise")
 
@@ -69,9 +69,9 @@ class VideoWindowSampler:
 
     Each window is centred on a random allowed frame (``centres[i]``: frame indices of video
     ``i``; default all) of a random video; windows reaching past the ends of a video are completed
-    by reflection in time, as at inference (:func:`~temdenoise.models.udvd.frame_windows`). With
-    ``noise`` the videos are clean and a level and realisation are drawn per window; without it
-    the videos are already noisy. ``flips``: random horizontal and vertical flips;
+    as at inference (:func:`~temdenoise.models.udvd.window_frames`). With ``noise`` the videos are
+    clean and a level and realisation are drawn per window, one per frame, so that a frame used
+    twice carries the same noise twice, as in a noisy video; without it the videos are already noisy. ``flips``: random horizontal and vertical flips;
     ``time_reversal``: the window's frame order reversed with probability 1/2;
     ``weighted`` (clean videos only): the batch is ``(windows, weights)``, each window weighted by
     the inverse of its noise variance (:func:`noise_variance`) in :func:`blind_spot_mse`;
@@ -100,11 +100,11 @@ class VideoWindowSampler:
         small = [i for i, video in enumerate(videos) if min(video.shape[-2:]) < patch_size]
         if small:
             raise ValueError(f"training videos {small[:5]} have frames smaller than the patch size {patch_size}")
+        short = [i for i, video in enumerate(videos) if len(video) < frames]
+        if short:
+            raise ValueError(f"training videos {short[:5]} have fewer than {frames} frames")
         self.half = frames // 2
-        self.padded = [
-            np.pad(np.asarray(v, dtype=np.float32), ((self.half, self.half), (0, 0), (0, 0)), mode="reflect")
-            for v in videos
-        ]
+        self.videos = [np.asarray(v, dtype=np.float32) for v in videos]
         self.centres = [np.arange(len(v)) for v in videos] if centres is None else [np.asarray(c) for c in centres]
         if any(len(c) == 0 for c in self.centres):
             raise ValueError("every training video needs at least one training frame")
@@ -122,19 +122,22 @@ class VideoWindowSampler:
 
     def window(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
         """One noisy ``(frames, P, P)`` window and its mean noise variance (1 for noisy videos)."""
-        index = int(rng.integers(len(self.padded)))
-        video = self.padded[index]
-        start = int(rng.choice(self.centres[index]))  # centre t is padded index t + half
+        index = int(rng.integers(len(self.videos)))
+        video = self.videos[index]
+        centre = int(rng.choice(self.centres[index]))
         top = int(rng.integers(video.shape[1] - self.patch_size + 1))
         left = int(rng.integers(video.shape[2] - self.patch_size + 1))
-        window = video[start : start + self.frames, top : top + self.patch_size, left : left + self.patch_size]
+        # The distinct frames of the window, then the window as indices into them.
+        distinct, positions = np.unique(window_frames(len(video), self.frames, centre), return_inverse=True)
+        patches = video[distinct, top : top + self.patch_size, left : left + self.patch_size]
         if self.contrast_inversion and rng.random() < 0.5:
-            window = np.clip(2.0 * self.means[index] - window, 0.0, None)
+            patches = np.clip(2.0 * self.means[index] - patches, 0.0, None)
         variance = 1.0
         if self.noise is not None:
             level = self.noise.draw(rng)
-            variance = noise_variance(self.noise.kind, level, window[self.half], self.pixel_sizes[index])
-            window = self.noise.add(window, level, rng, self.pixel_sizes[index])
+            variance = noise_variance(self.noise.kind, level, patches[positions[self.half]], self.pixel_sizes[index])
+            patches = self.noise.add(patches, level, rng, self.pixel_sizes[index])
+        window = patches[positions]
         if self.flips:
             if rng.random() < 0.5:
                 window = window[:, ::-1, :]
@@ -184,10 +187,6 @@ def _videos(stack_path: str, metadata_path: str | None) -> tuple[list[np.ndarray
     return videos, sizes
 
 
-OUTPUTS = ("model.pt", "metrics.csv", "training_curve.png", "info.json")
-"""Files :func:`train_udvd` writes in its output folder (as the supervised trainer)."""
-
-
 def train_udvd(
     entry: dict[str, Any],
     recipe: dict[str, Any],
@@ -220,7 +219,7 @@ def train_udvd(
     Model selection (best weights, plateau schedule, early stopping) uses the blind-spot score of
     :func:`noisy_frame_validation` on fixed noisy copies of the validation videos, so no clean frame
     is ever used. ``domain`` is unused (no PSNR is computed) and kept for the signature shared with
-    :func:`~temdenoise.train.supervised.train_supervised`. Writes :data:`OUTPUTS` in ``out_dir``.
+    :func:`~temdenoise.train.supervised.train_supervised`. Writes :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
     """
     del domain
     out = Path(out_dir)
