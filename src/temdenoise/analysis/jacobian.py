@@ -81,13 +81,14 @@ def jacobian(
     # Half-width of the window that holds a row's support wherever the FoV box sits around its
     # pixel (an even FoV is off-centre by one pixel, in a direction the caller need not know).
     half = max(height, width) if field_of_view is None else field_of_view // 2
-    rows = _coloured_rows(output, y, wanted.to(y.device), half, chunk_size)
-    if half < max(height, width) and not _agrees_with_jvp(denoiser, y, output, rows, wanted.to(y.device)):
+    wanted = wanted.to(y.device)
+    rows = _coloured_rows(output, y, wanted, half, chunk_size)
+    if half < max(height, width) and not _agrees_with_jvp(denoiser, y, rows, wanted):
         warnings.warn(
             f"jacobian: rows reach beyond the given field of view of {field_of_view} px; recomputing uncompressed",
             stacklevel=2,
         )
-        rows = _coloured_rows(output, y, wanted.to(y.device), max(height, width), chunk_size)
+        rows = _coloured_rows(output, y, wanted, max(height, width), chunk_size)
     return rows
 
 
@@ -119,9 +120,7 @@ def _coloured_rows(output: torch.Tensor, y: torch.Tensor, wanted: torch.Tensor, 
     return result
 
 
-def _agrees_with_jvp(
-    denoiser: Denoiser, y: torch.Tensor, output: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor
-) -> bool:
+def _agrees_with_jvp(denoiser: Denoiser, y: torch.Tensor, rows: torch.Tensor, wanted: torch.Tensor) -> bool:
     """Whether ``rows`` times a random direction equals the Jacobian-vector product along it, per
     row to within float32 rounding of the product (so a leak far smaller than the row is caught)."""
     direction = torch.randn(y.shape, generator=torch.Generator().manual_seed(0)).to(y).reshape(-1)

@@ -71,7 +71,8 @@ class VideoWindowSampler:
     ``i``; default all) of a random video; windows reaching past the ends of a video are completed
     as at inference (:func:`~temdenoise.models.udvd.window_frames`). With ``noise`` the videos are
     clean and a level and realisation are drawn per window, one per frame, so that a frame used
-    twice carries the same noise twice, as in a noisy video; without it the videos are already noisy. ``flips``: random horizontal and vertical flips;
+    twice carries the same noise twice, as in a noisy video; without it the videos are already
+    noisy. ``flips``: random horizontal and vertical flips;
     ``time_reversal``: the window's frame order reversed with probability 1/2;
     ``weighted`` (clean videos only): the batch is ``(windows, weights)``, each window weighted by
     the inverse of its noise variance (:func:`noise_variance`) in :func:`blind_spot_mse`;
@@ -219,7 +220,8 @@ def train_udvd(
     Model selection (best weights, plateau schedule, early stopping) uses the blind-spot score of
     :func:`noisy_frame_validation` on fixed noisy copies of the validation videos, so no clean frame
     is ever used. ``domain`` is unused (no PSNR is computed) and kept for the signature shared with
-    :func:`~temdenoise.train.supervised.train_supervised`. Writes :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
+    :func:`~temdenoise.train.supervised.train_supervised`. Writes
+    :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
     """
     del domain
     out = Path(out_dir)
