@@ -10,6 +10,7 @@ from torch import nn
 
 from temdenoise.analysis import filters, generalization, net_bias
 from temdenoise.benchmark import METRIC_COLUMNS
+from temdenoise.models import build_model
 
 
 def _metric_file(path, noise: str, method: str, psnrs: list[float]) -> str:
@@ -70,6 +71,17 @@ def test_jacobian_statistics_of_affine_maps() -> None:
     unbiased = net_bias.jacobian_statistics(scaled_identity(0.5), clean, [1.0, 1.0], ["gaussian-25"], 8, seed=0)
     assert (unbiased["net_bias_norm"] < 1e-6).all()
     np.testing.assert_allclose(unbiased["noise_norm"], table["noise_norm"])  # same seeded noise
+
+
+def test_net_bias_of_a_bias_free_model_is_zero_about_its_offset() -> None:
+    torch.manual_seed(0)
+    model = build_model({"family": "unet", "params": {"scales": 1, "base_channels": 4, "bias_free": True, "offset": 1.0}})
+    clean = [1.0 + 0.2 * np.random.default_rng(0).random((16, 16)).astype(np.float32)]
+    table = net_bias.jacobian_statistics(model.eval(), clean, [1.0], ["poisson-20"], 16, seed=0)
+    assert (table["net_bias_norm"] < 1e-4 * table["output_norm"]).all()
+    # the same map seen without its offset (a wrapper has none) has the net bias (I - A_y) 1
+    about_zero = net_bias.jacobian_statistics(nn.Sequential(model), clean, [1.0], ["poisson-20"], 16, seed=0)
+    assert (about_zero["net_bias_norm"] > 1e-2 * about_zero["output_norm"]).all()
 
 
 def test_central_crop_respects_size_multiple() -> None:

@@ -61,6 +61,24 @@ def test_bias_free_models_are_homogeneous(model):
     assert homogeneity_error(randomise_norms(model)) < 1e-5
 
 
+@pytest.mark.parametrize("family", [DnCNN, UNet], ids=["bf_dncnn", "bf_unet"])
+def test_offset_models_are_homogeneous_about_the_offset(family):
+    size = {DnCNN: {"depth": 6, "channels": 16}, UNet: {"scales": 2, "base_channels": 8}}[family]
+    plain = randomise_norms(family(**size, bias_free=True)).double().eval()
+    shifted = family(**size, bias_free=True, offset=1.0).double().eval()
+    shifted.load_state_dict(plain.state_dict())
+    y = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    with torch.no_grad():
+        # the same weights about 1 are the plain net on deviations from 1: o + f(y - o)
+        torch.testing.assert_close(shifted(1.0 + y), 1.0 + plain(y))
+        # homogeneous about the offset, not about 0
+        torch.testing.assert_close(shifted(1.0 + 3.0 * y) - 1.0, 3.0 * (shifted(1.0 + y) - 1.0))
+        # (relative to what the net changes: the residual DnCNN starts near the identity)
+        assert ((shifted(3.0 * y) - 3.0 * shifted(y)).norm() / (shifted(y) - y).norm()).item() > 1e-2
+        # a flat vacuum at the offset level is a fixed point, whatever the weights
+        torch.testing.assert_close(shifted(torch.ones_like(y)), torch.ones_like(y))
+
+
 @pytest.mark.parametrize(
     "model", [DnCNN(depth=6, channels=16), UNet(scales=2, base_channels=8)], ids=["dncnn", "unet"]
 )

@@ -53,11 +53,15 @@ def jacobian_statistics(
 ) -> pd.DataFrame:
     """One row per (condition, image): norms of the noise ``y - x``, the residual ``y - f(y)`` and
     the net bias ``f(y) - A_y y``, and the effective dimensionality of ``A_y``, at a central
-    ``patch``-sided crop of each clean image (video: its first frame) with seeded noise."""
+    ``patch``-sided crop of each clean image (video: its first frame) with seeded noise.
+
+    For a model with an ``offset`` level ``o`` the net bias is taken about it,
+    ``f(y) - o - A_y (y - o)``: the constant the network adds beyond its fixed reference level."""
     model = model.eval()
     device = next(model.parameters()).device
     multiple = getattr(model, "size_multiple", 1)
     field_of_view = measure_fov(model)
+    level = float(getattr(model, "offset", 0.0))
     rows = []
     for name in conditions:
         condition = parse_condition(name)
@@ -70,7 +74,7 @@ def jacobian_statistics(
             y_t = torch.from_numpy(y).to(device)
             with torch.no_grad():
                 out = model(y_t[None, None])[0, 0]
-            bias = out.reshape(-1) - jac @ y_t.reshape(-1)
+            bias = (out - level).reshape(-1) - jac @ (y_t - level).reshape(-1)
             rows.append(
                 {
                     "noise": name,

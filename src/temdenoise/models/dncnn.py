@@ -4,7 +4,8 @@
 ``depth`` 3x3 convolutions of ``channels`` channels: conv + ReLU, ``depth - 2`` x [conv, BatchNorm,
 ReLU], conv. Residual: the network predicts the noise and the output is ``y - net(y)``; the last convolution
 starts near zero (:func:`~temdenoise.models.layers.start_near_identity`). The
-bias-free version drops every conv bias and uses :class:`BiasFreeBatchNorm2d`.
+bias-free version drops every conv bias and uses :class:`BiasFreeBatchNorm2d`. ``offset`` is a
+constant level the network works about (see :mod:`~temdenoise.models.layers`; TEM: 1, the vacuum).
 20 x 64 gives 668,225 parameters (DnCNN) and 667,008 (BF-DnCNN).
 """
 
@@ -23,7 +24,9 @@ class DnCNN(nn.Module):
 
     kind = "network"
 
-    def __init__(self, depth: int = 20, channels: int = 64, bias_free: bool = False, in_channels: int = 1) -> None:
+    def __init__(
+        self, depth: int = 20, channels: int = 64, bias_free: bool = False, offset: float = 0.0, in_channels: int = 1
+    ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError(f"dncnn: depth must be >= 2, got {depth}")
@@ -34,8 +37,10 @@ class DnCNN(nn.Module):
         start_near_identity(layers[-1])
         self.body = nn.Sequential(*layers)
         self.bias_free = bias_free
+        self.offset = float(offset)
         # Inputs of any size work: no pooling.
         self.size_multiple = 1
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
-        return noisy - self.body(noisy)
+        # (y - offset) - body(y - offset) + offset: the residual form is unchanged by the offset.
+        return noisy - self.body(noisy - self.offset)

@@ -10,6 +10,8 @@ does (output ``y - net(y)``), which trains faster from scratch on a few CPU minu
 (measured: see :mod:`temdenoise.models.fov`). Inputs must have sides divisible by ``2**scales``;
 :mod:`temdenoise.models.inference` pads and crops back. The bias-free version drops every bias and
 uses :class:`BiasFreeBatchNorm2d`; max-pooling and bilinear upsampling are already homogeneous.
+``offset`` is a constant level the network works about (see :mod:`~temdenoise.models.layers`;
+TEM: 1, the vacuum).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class UNet(nn.Module):
         bias_free: bool = False,
         max_channels: int | None = None,
         residual: bool = False,
+        offset: float = 0.0,
         in_channels: int = 1,
         out_channels: int = 1,
     ) -> None:
@@ -64,6 +67,7 @@ class UNet(nn.Module):
             start_near_identity(self.head)
         self.bias_free = bias_free
         self.residual = residual
+        self.offset = float(offset)
         self.scales = scales
         self.size_multiple = 2**scales
 
@@ -73,6 +77,7 @@ class UNet(nn.Module):
                 f"unet: input size {tuple(x.shape[-2:])} not divisible by 2**scales = {self.size_multiple}; "
                 "pad it (temdenoise.models.inference.pad_to_multiple)"
             )
+        x = x - self.offset
         skips = []
         features = x
         for level, encoder in enumerate(self.encoders):
@@ -82,4 +87,4 @@ class UNet(nn.Module):
         for decoder in reversed(self.decoders):
             features = decoder(torch.cat([skips.pop(), self.up(features)], dim=1))
         output = self.head(features)
-        return x - output if self.residual else output
+        return (x - output if self.residual else output) + self.offset
