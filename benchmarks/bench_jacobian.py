@@ -1,14 +1,16 @@
 """Time the full Jacobian of a 40x40 patch: one backward pass per pixel vs batched vector-Jacobian products.
 
-Three methods run on the same DnCNN at the same patch, one after the other, each ``--repeats``
+Four methods run on the same DnCNN at the same patch, one after the other, each ``--repeats``
 times; the last run is timed (the first backward pass of each tensor shape builds its CPU kernels,
 which would otherwise be charged to whichever method runs first):
 
 - looped: one backward pass per output pixel (the authors' code);
 - batched: vmap over the backward pass, ``--chunk-size`` one-hot cotangents at a time;
-- batched + coloured: the same, with rows a measured field of view apart sharing one cotangent.
+- batched + coloured: the same, with rows a measured field of view apart sharing one cotangent;
+- light cone: ``--chunk-size`` rows back-propagated together, each only inside its growing window
+  (what :func:`temdenoise.analysis.jacobian.jacobian` does for a DnCNN).
 
-The script prints the three times, the speed-ups over the looped method, and the largest
+The script prints the four times, the speed-ups over the looped method, and the largest
 difference from the looped Jacobian. Several DnCNN sizes can be given as depth x channels:
 
     python benchmarks/bench_jacobian.py                                 # quick, laptop and paper DnCNNs
@@ -24,7 +26,7 @@ import numpy as np
 import torch
 from skimage import data
 
-from temdenoise.analysis.jacobian import jacobian, jacobian_looped
+from temdenoise.analysis.jacobian import jacobian_cone, jacobian_looped, jacobian_vjp
 from temdenoise.models import build_model, count_parameters
 from temdenoise.models.fov import measure_fov
 
@@ -64,8 +66,9 @@ def main() -> None:
         field_of_view = measure_fov(model)
         methods = {
             "looped (one backward per pixel)": lambda: jacobian_looped(model, patch),
-            "batched VJP": lambda: jacobian(model, patch, args.chunk_size),
-            "batched VJP + colouring": lambda: jacobian(model, patch, args.chunk_size, field_of_view=field_of_view),
+            "batched VJP": lambda: jacobian_vjp(model, patch, args.chunk_size),
+            "batched VJP + colouring": lambda: jacobian_vjp(model, patch, args.chunk_size, field_of_view=field_of_view),
+            "light cone": lambda: jacobian_cone(model, patch, args.chunk_size),
         }
         results = {name: [timed(method, args.device) for _ in range(args.repeats)][-1] for name, method in methods.items()}
         reference, looped_s = results["looped (one backward per pixel)"]

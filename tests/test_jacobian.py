@@ -42,19 +42,24 @@ def test_jacobian_of_conv_layer_is_its_matrix() -> None:
         basis[j] = 1.0
         matrix[:, j] = ndimage.correlate(basis.reshape(shape), kernel, mode="constant").ravel()
     image = torch.rand(shape)
-    for computed in (jac_mod.jacobian(conv, image, chunk_size=10), jac_mod.jacobian_looped(conv, image)):
-        np.testing.assert_allclose(computed.numpy(), matrix, atol=1e-6)
+    computed = {
+        "vjp": jac_mod.jacobian_vjp(conv, image, chunk_size=10),
+        "cone": jac_mod.jacobian_cone(nn.Sequential(conv).eval(), image, chunk_size=10),
+        "looped": jac_mod.jacobian_looped(conv, image),
+    }
+    for method, jac in computed.items():
+        np.testing.assert_allclose(jac.numpy(), matrix, atol=1e-6, err_msg=method)
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_batched_equals_looped(bias: bool) -> None:
     model = small_cnn(bias)
     image = torch.rand(12, 10)
-    batched = jac_mod.jacobian(model, image, chunk_size=17)
     looped = jac_mod.jacobian_looped(model, image)
-    assert batched.shape == (120, 120)
     assert torch.count_nonzero(looped) > 0
-    torch.testing.assert_close(batched, looped, atol=1e-6, rtol=1e-5)
+    for batched in (jac_mod.jacobian_vjp(model, image, chunk_size=17), jac_mod.jacobian_cone(model, image, chunk_size=17)):
+        assert batched.shape == (120, 120)
+        torch.testing.assert_close(batched, looped, atol=1e-6, rtol=1e-5)
 
 
 def test_bias_free_net_is_locally_linear_biased_is_not() -> None:
@@ -146,17 +151,68 @@ def test_coloured_jacobian_equals_looped_with_the_measured_fov(bias: bool) -> No
     looped = jac_mod.jacobian_looped(model, image)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # a correct field of view must not fall back
-        coloured = jac_mod.jacobian(model, image, chunk_size=9, field_of_view=field_of_view)
+        coloured = jac_mod.jacobian_vjp(model, image, chunk_size=9, field_of_view=field_of_view)
         torch.testing.assert_close(coloured, looped, atol=1e-6, rtol=1e-5)
         pixels = [0, 7 * 20 + 7, 7 * 20 + 14, 24 * 20 - 1]  # two of them share a colour
-        torch.testing.assert_close(jac_mod.jacobian(model, image, pixels=pixels, field_of_view=7), looped[pixels])
+        torch.testing.assert_close(jac_mod.jacobian_vjp(model, image, pixels=pixels, field_of_view=7), looped[pixels])
 
 
 def test_coloured_jacobian_with_too_small_fov_falls_back_to_exact() -> None:
     model = small_cnn(bias=True, depth=4)  # 9 px field of view
     image = torch.rand(20, 20)
     with pytest.warns(UserWarning, match="beyond the given field of view of 5 px"):
-        jac = jac_mod.jacobian(model, image, field_of_view=5)
+        jac = jac_mod.jacobian_vjp(model, image, field_of_view=5)
     torch.testing.assert_close(jac, jac_mod.jacobian_looped(model, image), atol=1e-6, rtol=1e-5)
     with pytest.raises(ValueError, match="field_of_view"):
-        jac_mod.jacobian(model, image, field_of_view=0)
+        jac_mod.jacobian_vjp(model, image, field_of_view=0)
+
+
+def trained_looking_dncnn(bias_free: bool, offset: float) -> nn.Module:
+    """A small DnCNN with non-trivial running statistics, biases and output scale, in eval mode."""
+    from temdenoise.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"family": "dncnn", "params": {"depth": 5, "channels": 8, "bias_free": bias_free, "offset": offset}})
+    model(torch.rand(4, 1, 16, 16) + offset)  # a training-mode pass sets the running statistics
+    model.eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module.bias is not None:
+                module.bias.uniform_(-0.3, 0.3)
+        model.body[-1].weight.mul_(2000.0)  # well beyond the near-identity start, so the body matters
+    return model
+
+
+@pytest.mark.parametrize("bias_free", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 1.0])
+def test_cone_jacobian_of_dncnn_equals_looped(bias_free: bool, offset: float) -> None:
+    """The light-cone route (residual DnCNN, offset, normalisations, image borders) is exact."""
+    model = trained_looking_dncnn(bias_free, offset)
+    assert jac_mod._conv_stack(model) is not None
+    image = torch.rand(14, 11) + offset
+    looped = jac_mod.jacobian_looped(model, image)
+    identity = torch.eye(looped.shape[0])
+    assert (looped - identity).abs().max() > 0.05  # the body contributes
+    torch.testing.assert_close(jac_mod.jacobian(model, image, chunk_size=13), looped, atol=1e-6, rtol=1e-5)
+    pixels = [0, 30, 14 * 11 - 1]
+    torch.testing.assert_close(jac_mod.jacobian_cone(model, image, pixels=pixels), looped[pixels], atol=1e-6, rtol=1e-5)
+
+
+def test_hooked_or_pooling_networks_take_the_vjp_route() -> None:
+    """Gains hooked onto a DnCNN change what its layers compute: the cone route must not be taken,
+    and the Jacobian of the adapted network is still exact."""
+    from temdenoise.adapt.gaintuning import GainTuning
+    from temdenoise.models import build_model
+
+    model = trained_looking_dncnn(bias_free=False, offset=0.0)
+    adapted = GainTuning(model)
+    with torch.no_grad():
+        for gain in adapted.gains.values():
+            gain.uniform_(0.5, 1.5)
+    assert jac_mod._conv_stack(model) is None
+    image = torch.rand(10, 9)
+    torch.testing.assert_close(jac_mod.jacobian(model, image), jac_mod.jacobian_looped(model, image), atol=1e-6, rtol=1e-5)
+    unet = build_model({"family": "unet", "params": {"scales": 1, "base_channels": 4}}).eval()
+    assert jac_mod._conv_stack(unet) is None
+    with pytest.raises(ValueError, match="not a plain stack"):
+        jac_mod.jacobian_cone(unet, torch.rand(8, 8))

@@ -17,6 +17,16 @@ cut back out of the summed gradient by its FoV window. For a FoV of ``F`` px on 
 this takes ``min(F, H) * min(F, W)`` products instead of ``H * W``; the result is checked against
 one Jacobian-vector product along a random direction, and recomputed uncompressed if the FoV given
 was too small.
+
+A network that is a plain stack of local layers (same-size convolutions, per-channel
+normalisations, ReLUs: DnCNN, BF-DnCNN, an ``nn.Sequential`` of them) takes a cheaper exact route,
+:func:`jacobian_cone`. Row ``i`` is back-propagated through the layers of the stack only inside the
+light cone of output pixel ``i``: a window around ``i`` that grows by the kernel radius at each
+convolution, from one pixel at the output to the field of view at the input. The ReLU masks and
+normalisation scales of the one forward pass are read inside each window. A ``D``-layer stack of
+3x3 convolutions then spends ``sum_k (2k+1)^2`` (about ``(2D)^3 / 6``) window pixels per row instead
+of ``D`` whole images: for the quick DnCNN (7 layers) on a 40x40 patch, 455 pixels instead of
+11,200.
 """
 
 from __future__ import annotations
@@ -26,7 +36,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from temdenoise.models.dncnn import DnCNN
+from temdenoise.models.layers import BiasFreeBatchNorm2d
 
 Denoiser = Callable[[torch.Tensor], torch.Tensor]
 """A map from a ``(1, 1, H, W)`` image to a ``(1, 1, H, W)`` image."""
@@ -57,7 +71,31 @@ def jacobian(
     """The Jacobian ``A_y`` of ``denoiser`` at ``image`` (``(H, W)``), as an ``(H*W, H*W)`` tensor.
 
     Row ``i`` is the gradient of output pixel ``i`` (row-major) with respect to the input; with
-    ``pixels`` (row-major indices) only those rows are computed, in that order. One forward pass,
+    ``pixels`` (row-major indices) only those rows are computed, in that order. A plain stack of
+    local layers goes through :func:`jacobian_cone` (``field_of_view`` is then not needed); any
+    other denoiser through :func:`jacobian_vjp`. Both are exact.
+    """
+    if _conv_stack(denoiser) is not None:
+        return jacobian_cone(denoiser, image, chunk_size, pixels)
+    return jacobian_vjp(denoiser, image, chunk_size, pixels, field_of_view)
+
+
+def _wanted_rows(pixels: Sequence[int] | None, size: int, device: torch.device) -> torch.Tensor:
+    """Row-major indices of the rows to compute (all of them without ``pixels``), validated."""
+    wanted = torch.arange(size) if pixels is None else torch.as_tensor(list(pixels), dtype=torch.long)
+    if len(wanted) == 0 or wanted.min() < 0 or wanted.max() >= size:
+        raise ValueError(f"jacobian: pixel indices must lie in [0, {size}), got {list(pixels or [])}")
+    return wanted.to(device)
+
+
+def jacobian_vjp(
+    denoiser: Denoiser,
+    image: torch.Tensor | np.ndarray,
+    chunk_size: int = 64,
+    pixels: Sequence[int] | None = None,
+    field_of_view: int | None = None,
+) -> torch.Tensor:
+    """:func:`jacobian` of any denoiser from batched vector-Jacobian products. One forward pass,
     then batched vector-Jacobian products (``torch.autograd.grad`` with ``is_grads_batched``, i.e.
     vmap over the backward pass), ``chunk_size`` cotangents at a time; memory grows with
     ``chunk_size`` times the activations of one image. With ``field_of_view`` (the side in pixels
@@ -72,16 +110,12 @@ def jacobian(
     if output.shape != y.shape:
         raise ValueError(f"jacobian: the denoiser maps {tuple(y.shape)} to {tuple(output.shape)}; expected the same shape")
     height, width = y.shape[-2:]
-    size = y.numel()
-    wanted = torch.arange(size) if pixels is None else torch.as_tensor(list(pixels), dtype=torch.long)
-    if len(wanted) == 0 or wanted.min() < 0 or wanted.max() >= size:
-        raise ValueError(f"jacobian: pixel indices must lie in [0, {size}), got {list(pixels or [])}")
+    wanted = _wanted_rows(pixels, y.numel(), y.device)
     if field_of_view is not None and field_of_view < 1:
         raise ValueError(f"jacobian: field_of_view must be a positive number of pixels, got {field_of_view}")
     # Half-width of the window that holds a row's support wherever the FoV box sits around its
     # pixel (an even FoV is off-centre by one pixel, in a direction the caller need not know).
     half = max(height, width) if field_of_view is None else field_of_view // 2
-    wanted = wanted.to(y.device)
     rows = _coloured_rows(output, y, wanted, half, chunk_size)
     if half < max(height, width) and not _agrees_with_jvp(denoiser, y, rows, wanted):
         warnings.warn(
@@ -90,6 +124,134 @@ def jacobian(
         )
         rows = _coloured_rows(output, y, wanted, max(height, width), chunk_size)
     return rows
+
+
+def _conv_stack(denoiser: Denoiser) -> tuple[list[nn.Module], float, bool] | None:
+    """``(layers, offset, residual)`` when ``denoiser`` is a plain stack of local layers, else None.
+
+    The denoiser computes ``o + s(y - o)`` (``nn.Sequential``: ``o = 0``) or, residual,
+    ``y - s(y - o)`` (DnCNN), with ``s`` the layers in order: same-size convolutions (odd kernel,
+    stride 1, zero padding of the kernel radius), per-channel normalisations, ReLUs. Hooks (e.g.
+    GainTuning's gains) change what a layer computes, so a hooked network is not a plain stack."""
+    if isinstance(denoiser, DnCNN):
+        stack, offset, residual = denoiser.body, denoiser.offset, True
+    elif isinstance(denoiser, nn.Sequential):
+        stack, offset, residual = denoiser, 0.0, False
+    else:
+        return None
+    if denoiser._forward_hooks or denoiser._forward_pre_hooks:
+        return None
+    layers: list[nn.Module] = []
+    pending: list[nn.Module] = [stack]
+    while pending:
+        module = pending.pop(0)
+        if module._forward_hooks or module._forward_pre_hooks:
+            return None
+        if isinstance(module, nn.Sequential):
+            pending[:0] = list(module)
+        elif isinstance(module, (nn.ReLU, nn.BatchNorm2d, BiasFreeBatchNorm2d)) or _same_size_conv(module):
+            layers.append(module)
+        else:
+            return None
+    return layers, offset, residual
+
+
+def _same_size_conv(module: nn.Module) -> bool:
+    if type(module) is not nn.Conv2d:
+        return False
+    kernel = module.kernel_size
+    return (
+        kernel[0] == kernel[1]
+        and kernel[0] % 2 == 1
+        and module.stride == (1, 1)
+        and module.dilation == (1, 1)
+        and module.groups == 1
+        and module.padding == (kernel[0] // 2, kernel[0] // 2)
+        and module.padding_mode == "zeros"
+    )
+
+
+def _windows(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(N, C, 2r+1, 2r+1)`` windows of a ``(C, H, W)`` field centred at pixels ``(rows, cols)``,
+    zero outside the image."""
+    padded = F.pad(field, (radius, radius, radius, radius))
+    offsets = torch.arange(2 * radius + 1, device=field.device)
+    window_rows = (rows[:, None] + offsets)[:, :, None]
+    window_cols = (cols[:, None] + offsets)[:, None, :]
+    return padded[:, window_rows, window_cols].transpose(0, 1)
+
+
+def jacobian_cone(
+    denoiser: nn.Module,
+    image: torch.Tensor | np.ndarray,
+    chunk_size: int = 64,
+    pixels: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """:func:`jacobian` of a plain stack of local layers (DnCNN, BF-DnCNN, an ``nn.Sequential``),
+    back-propagated inside each output pixel's light cone (module docstring), ``chunk_size`` rows
+    at a time. Exact: the same products as autograd's backward pass, restricted to where they are
+    not zero."""
+    structure = _conv_stack(denoiser)
+    if structure is None:
+        raise ValueError(f"jacobian_cone: {type(denoiser).__name__} is not a plain stack of convolutions, normalisations and ReLUs")
+    if denoiser.training:
+        raise ValueError("jacobian: put the network in eval mode first (model.eval())")
+    layers, offset, residual = structure
+    y = _as_batch(image, _device_of(denoiser))
+    height, width = y.shape[-2:]
+    wanted = _wanted_rows(pixels, y.numel(), y.device)
+    # One forward pass linearises every layer: a convolution is its weights, a normalisation its
+    # per-channel scale (output for ones minus output for zeros), a ReLU its mask of active units.
+    linear: list[tuple[str, torch.Tensor]] = []
+    with torch.no_grad():
+        activation = y - offset
+        for layer in layers:
+            if isinstance(layer, nn.Conv2d):
+                linear.append(("conv", layer.weight))
+            elif isinstance(layer, nn.ReLU):
+                linear.append(("mask", (activation > 0).to(y.dtype)[0]))
+            else:
+                probe = torch.ones(2, activation.shape[1], 1, 1, device=y.device, dtype=y.dtype)
+                probe[1] = 0.0
+                scale = layer(probe)
+                linear.append(("scale", (scale[0] - scale[1])[None]))
+            activation = F.relu(activation) if isinstance(layer, nn.ReLU) else layer(activation)
+    if activation.shape != y.shape:
+        raise ValueError(f"jacobian: the denoiser maps {tuple(y.shape)} to {tuple(activation.shape)}; expected the same shape")
+    reach = sum(weight.shape[-1] // 2 for kind, weight in linear if kind == "conv")
+    inside = torch.ones(1, height, width, device=y.device, dtype=y.dtype)
+    result = torch.empty(len(wanted), height * width, device=y.device, dtype=y.dtype)
+    with torch.no_grad():
+        for first in range(0, len(wanted), chunk_size):
+            chunk = wanted[first : first + chunk_size]
+            rows, cols = chunk // width, chunk % width
+            cotangent = torch.ones(len(chunk), 1, 1, 1, device=y.device, dtype=y.dtype)
+            radius = 0
+            for kind, value in reversed(linear):
+                if kind == "conv":
+                    # The adjoint of a same-size convolution, on a window one kernel radius wider;
+                    # positions outside the image are zero padding and take no gradient.
+                    cotangent = F.conv_transpose2d(cotangent, value)
+                    radius += value.shape[-1] // 2
+                    cotangent = cotangent * _windows(inside, rows, cols, radius)
+                elif kind == "mask":
+                    cotangent = cotangent * _windows(value, rows, cols, radius)
+                else:
+                    cotangent = cotangent * value
+            # Place each window at its pixel in an image padded by the reach, then crop the padding.
+            placed = torch.zeros(len(chunk), height + 2 * reach, width + 2 * reach, device=y.device, dtype=y.dtype)
+            offsets = torch.arange(2 * reach + 1, device=y.device)
+            placed[
+                torch.arange(len(chunk), device=y.device)[:, None, None],
+                (rows[:, None] + offsets)[:, :, None],
+                (cols[:, None] + offsets)[:, None, :],
+            ] = cotangent[:, 0]
+            block = placed[:, reach : reach + height, reach : reach + width].reshape(len(chunk), -1)
+            if residual:
+                block = -block
+                block[torch.arange(len(chunk), device=y.device), chunk] += 1.0
+            result[first : first + len(chunk)] = block
+    return result
 
 
 def _coloured_rows(output: torch.Tensor, y: torch.Tensor, wanted: torch.Tensor, half: int, chunk_size: int) -> torch.Tensor:
