@@ -4,7 +4,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A config named on the command line (--configfile laptop.yaml) replaces the default instead of being
+# merged into it: merged, every key of the quick config that a larger config leaves out (a quick-only
+# model parameter, say) would leak into the larger study.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)

@@ -51,3 +51,22 @@ def test_shipped_configs_validate_and_build_the_whole_dag(name, workflow_runner)
     result = workflow_runner(REPO / "config" / name, "--dry-run")
     for rule in ("tem_table", "generalization", "gaintuning_case", "train_udvd", "html_report"):
         assert rule in result.stdout, (rule, result.stdout[-2000:])
+
+
+def test_configfile_on_the_command_line_replaces_the_default(workflow_runner, tmp_path):
+    """``--configfile laptop.yaml`` is the whole config: no key of config/config.yaml leaks into it
+    (Snakemake would merge the two). The default here carries a key the schema rejects, so a merge
+    fails validation naming it, and the default alone (no --configfile) does fail."""
+    import subprocess
+    import sys
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump({**VALID, "colour": "blue"}))
+    result = workflow_runner(VALID, "--dry-run")
+    assert "colour" not in result.stdout + result.stderr
+    default_only = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--dry-run", "--cores", "1"],
+        capture_output=True, text=True,
+    )
+    assert default_only.returncode != 0
+    assert "colour" in default_only.stdout + default_only.stderr
