@@ -54,6 +54,12 @@ def _as_batch(image: torch.Tensor | np.ndarray, device: str | torch.device | Non
     return tensor.detach().to(device=device, dtype=torch.float32)[None, None]
 
 
+def _require_eval(denoiser: Denoiser) -> None:
+    """A module must be in eval mode: batch statistics would couple the rows."""
+    if isinstance(denoiser, nn.Module) and denoiser.training:
+        raise ValueError("jacobian: put the network in eval mode first (model.eval())")
+
+
 def _device_of(denoiser: Denoiser) -> torch.device | None:
     if isinstance(denoiser, nn.Module):
         parameter = next(denoiser.parameters(), None)
@@ -103,8 +109,7 @@ def jacobian_vjp(
     apart share a cotangent (see the module docstring). A module must be in eval mode (batch
     statistics would couple the products).
     """
-    if isinstance(denoiser, nn.Module) and denoiser.training:
-        raise ValueError("jacobian: put the network in eval mode first (model.eval())")
+    _require_eval(denoiser)
     y = _as_batch(image, _device_of(denoiser)).requires_grad_(True)
     output = denoiser(y)
     if output.shape != y.shape:
@@ -171,13 +176,18 @@ def _same_size_conv(module: nn.Module) -> bool:
     )
 
 
+def _window_index(rows: torch.Tensor, cols: torch.Tensor, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices, into an image padded by ``radius``, of the ``(2r+1)``-sided windows
+    centred at pixels ``(rows, cols)``: shapes ``(N, 2r+1, 1)`` and ``(N, 1, 2r+1)``."""
+    offsets = torch.arange(2 * radius + 1, device=rows.device)
+    return (rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]
+
+
 def _windows(field: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, radius: int) -> torch.Tensor:
     """``(N, C, 2r+1, 2r+1)`` windows of a ``(C, H, W)`` field centred at pixels ``(rows, cols)``,
     zero outside the image."""
     padded = F.pad(field, (radius, radius, radius, radius))
-    offsets = torch.arange(2 * radius + 1, device=field.device)
-    window_rows = (rows[:, None] + offsets)[:, :, None]
-    window_cols = (cols[:, None] + offsets)[:, None, :]
+    window_rows, window_cols = _window_index(rows, cols, radius)
     return padded[:, window_rows, window_cols].transpose(0, 1)
 
 
@@ -194,8 +204,7 @@ def jacobian_cone(
     structure = _conv_stack(denoiser)
     if structure is None:
         raise ValueError(f"jacobian_cone: {type(denoiser).__name__} is not a plain stack of convolutions, normalisations and ReLUs")
-    if denoiser.training:
-        raise ValueError("jacobian: put the network in eval mode first (model.eval())")
+    _require_eval(denoiser)
     layers, offset, residual = structure
     y = _as_batch(image, _device_of(denoiser))
     height, width = y.shape[-2:]
@@ -240,12 +249,8 @@ def jacobian_cone(
                     cotangent = cotangent * value
             # Place each window at its pixel in an image padded by the reach, then crop the padding.
             placed = torch.zeros(len(chunk), height + 2 * reach, width + 2 * reach, device=y.device, dtype=y.dtype)
-            offsets = torch.arange(2 * reach + 1, device=y.device)
-            placed[
-                torch.arange(len(chunk), device=y.device)[:, None, None],
-                (rows[:, None] + offsets)[:, :, None],
-                (cols[:, None] + offsets)[:, None, :],
-            ] = cotangent[:, 0]
+            window_rows, window_cols = _window_index(rows, cols, reach)
+            placed[torch.arange(len(chunk), device=y.device)[:, None, None], window_rows, window_cols] = cotangent[:, 0]
             block = placed[:, reach : reach + height, reach : reach + width].reshape(len(chunk), -1)
             if residual:
                 block = -block
