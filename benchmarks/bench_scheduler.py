@@ -1,4 +1,5 @@
-"""CPU that Snakemake's own scheduler burns while jobs wait for cores, with and without profiles/default.
+"""CPU that Snakemake's own scheduler burns while jobs wait for cores: defaults, profiles/default, and
+profiles/default with the timer patch of ``temdenoise.scheduling`` (what this workflow runs).
 
 Run: ``python benchmarks/bench_scheduler.py [--finished 150] [--wait 20] [--pending 4]``
 
@@ -7,10 +8,12 @@ first (high priority), then a 1-thread job that sleeps ``--wait`` seconds while 
 ready 2-thread jobs wait for both cores (as the laptop config's training jobs wait while a
 1-thread job runs), then those. Snakemake 9 leaves one more live rate-limit timer per finished job,
 and each timer wakes the scheduler; with its default ILP selector every wake-up with waiting jobs
-starts a CBC solver process. The script runs the workflow twice, side by side: with this
-repository's ``profiles/default`` (greedy selector, 5 s window) and with Snakemake's defaults
-(``--workflow-profile none``). It prints, for each, the wall time and the CPU seconds of Snakemake
-and all its child processes (the jobs themselves use almost none), and the ratio of the two.
+starts a CBC solver process. The script runs the workflow three times, side by side: with
+Snakemake's defaults (``--workflow-profile none``), with this repository's ``profiles/default``
+(greedy selector, 5 s window), and with that profile plus ``one_pending_reevaluation()`` called in
+the Snakefile (at most one pending timer, as ``workflow/rules/common.smk`` does). It prints, for
+each, the wall time and the CPU seconds of Snakemake and all its child processes (the jobs
+themselves use almost none), and the ratios.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+
+PATCH = "from temdenoise.scheduling import one_pending_reevaluation\none_pending_reevaluation()\n"
 
 SNAKEFILE = """
 rule all:
@@ -54,8 +59,9 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(workdir: Path, profile: bool) -> tuple[float, float]:
+def run(workdir: Path, profile: bool, patch: bool, snakefile: str) -> tuple[float, float]:
     """Wall and CPU seconds of one run of the synthetic workflow in ``workdir``."""
+    (workdir / "Snakefile").write_text((PATCH if patch else "") + snakefile)
     for folder in ("finished", "pending", ".snakemake"):
         shutil.rmtree(workdir / folder, ignore_errors=True)
     (workdir / "slow").unlink(missing_ok=True)
@@ -75,14 +81,17 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        (workdir / "Snakefile").write_text(SNAKEFILE.format(finished=args.finished, wait=args.wait, pending=args.pending))
+        snakefile = SNAKEFILE.format(finished=args.finished, wait=args.wait, pending=args.pending)
         shutil.copytree(REPO / "profiles" / "default", workdir / "profiles" / "default")
-        results = {label: run(workdir, profile) for label, profile in (("profiles/default", True), ("Snakemake defaults", False))}
+        settings = {"Snakemake defaults": (False, False), "profiles/default": (True, False),
+                    "profile + timer patch": (True, True)}
+        results = {label: run(workdir, profile, patch, snakefile) for label, (profile, patch) in settings.items()}
     print(f"{args.finished} finished jobs, then {args.wait} s with {args.pending} 2-thread jobs waiting")
     for label, (wall, cpu) in results.items():
         print(f"{label:>20}: wall {wall:6.1f} s, CPU of snakemake and children {cpu:6.1f} s")
-    ratio = results["Snakemake defaults"][1] / results["profiles/default"][1]
-    print(f"scheduler CPU, defaults / profiles/default: {ratio:.1f}x")
+    patched = results["profile + timer patch"][1]
+    for label in ("Snakemake defaults", "profiles/default"):
+        print(f"scheduler CPU, {label} / profile + timer patch: {results[label][1] / patched:.1f}x")
 
 
 if __name__ == "__main__":

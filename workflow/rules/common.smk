@@ -8,6 +8,11 @@ from pathlib import Path
 from temdenoise.noise import condition_name
 from temdenoise.registry import families, takes_videos
 from temdenoise.runtime import derive_seed
+from temdenoise.scheduling import one_pending_reevaluation
+
+# Snakemake 9's scheduler piles up rate-limit timers, one more per finished job, each waking its
+# loop (21% of a core late in the laptop config); keep one pending (temdenoise/scheduling.py).
+one_pending_reevaluation()
 
 SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
 RESOURCE_DEFAULTS = {
