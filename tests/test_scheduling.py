@@ -11,9 +11,8 @@ from temdenoise.scheduling import one_pending_reevaluation
 
 
 class LoopStandIn:
-    """The two attributes of a JobScheduler that the re-evaluation timer touches."""
-
-    _schedule_reevalutation = JobScheduler._schedule_reevalutation
+    """The semaphore of a JobScheduler that the re-evaluation timer releases; the test gives it the
+    (patched) method."""
 
     def __init__(self) -> None:
         self._open_jobs = threading.Semaphore(0)
