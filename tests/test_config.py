@@ -23,6 +23,15 @@ CASES = {
     "empty method list": (lambda c: c["benchmark"].update(natural=[]), "natural"),
     "unknown method": (lambda c: c["benchmark"].update(natural=["wiener", "bm3d"]), "benchmark.natural"),
     "unknown family": (lambda c: c["methods"].update(nlm={"family": "nlmeans"}), "methods.nlm.family"),
+    "override of an unknown dataset": (
+        lambda c: c["methods"].update(net={"family": "dncnn", "datasets": {"tem": {"params": {"residual": False}}}}),
+        "methods.net.datasets.tem",
+    ),
+    "unknown recipe on one dataset": (
+        lambda c: c.update(training={"quick": {"epochs": 1}})
+        or c["methods"].update(net={"family": "dncnn", "datasets": {"natural": {"training": "slow"}}}),
+        "methods.net.datasets.natural.training",
+    ),
     "missing folder": (
         lambda c: c["datasets"]["natural"].update(source="folder", train_folder="/nonexistent", test_folder="/x"),
         "datasets.natural.train_folder",
@@ -38,6 +47,29 @@ def test_malformed_config_fails_before_any_job(case, workflow_runner, tmp_path):
     output = result.stdout + result.stderr
     assert key in output, output[-3000:]
     assert not (tmp_path / "results").exists()
+
+
+def test_entry_on_a_dataset_merges_its_overrides():
+    from temdenoise.registry import entry_on
+
+    entry = {
+        "family": "dncnn",
+        "params": {"depth": 7, "channels": 16},
+        "training": "quick",
+        "resources": {"threads": 1},
+        "datasets": {"tem": {"params": {"residual": False}, "training": "quick_long"}},
+    }
+    on_tem = entry_on(entry, "tem")
+    assert on_tem == {
+        "family": "dncnn",
+        "params": {"depth": 7, "channels": 16, "residual": False},
+        "training": "quick_long",
+        "resources": {"threads": 1},
+    }
+    assert entry_on(entry, "natural") == entry_on(entry, None) == {k: v for k, v in entry.items() if k != "datasets"}
+    assert entry["params"] == {"depth": 7, "channels": 16}  # the config entry itself is untouched
+    with pytest.raises(KeyError, match="datasets.tem.family"):
+        entry_on({"family": "dncnn", "datasets": {"tem": {"family": "unet"}}}, "tem")
 
 
 def test_valid_config_passes_dry_run(workflow_runner):

@@ -167,27 +167,30 @@ def test_coloured_jacobian_with_too_small_fov_falls_back_to_exact() -> None:
         jac_mod.jacobian_vjp(model, image, field_of_view=0)
 
 
-def trained_looking_dncnn(bias_free: bool, offset: float) -> nn.Module:
+def trained_looking_dncnn(bias_free: bool, offset: float, residual: bool = True) -> nn.Module:
     """A small DnCNN with non-trivial running statistics, biases and output scale, in eval mode."""
     from temdenoise.models import build_model
 
     torch.manual_seed(0)
-    model = build_model({"family": "dncnn", "params": {"depth": 5, "channels": 8, "bias_free": bias_free, "offset": offset}})
+    params = {"depth": 5, "channels": 8, "bias_free": bias_free, "offset": offset, "residual": residual}
+    model = build_model({"family": "dncnn", "params": params})
     model(torch.rand(4, 1, 16, 16) + offset)  # a training-mode pass sets the running statistics
     model.eval()
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.Conv2d) and module.bias is not None:
                 module.bias.uniform_(-0.3, 0.3)
-        model.body[-1].weight.mul_(2000.0)  # well beyond the near-identity start, so the body matters
+        # well beyond the near-identity start (residual: the last layer starts scaled by 0.01)
+        model.body[-1].weight.mul_(2000.0 if residual else 20.0)
     return model
 
 
+@pytest.mark.parametrize("residual", [True, False])
 @pytest.mark.parametrize("bias_free", [False, True])
 @pytest.mark.parametrize("offset", [0.0, 1.0])
-def test_cone_jacobian_of_dncnn_equals_looped(bias_free: bool, offset: float) -> None:
-    """The light-cone route (residual DnCNN, offset, normalisations, image borders) is exact."""
-    model = trained_looking_dncnn(bias_free, offset)
+def test_cone_jacobian_of_dncnn_equals_looped(bias_free: bool, offset: float, residual: bool) -> None:
+    """The light-cone route (residual or not, offset, normalisations, image borders) is exact."""
+    model = trained_looking_dncnn(bias_free, offset, residual)
     assert jac_mod._conv_stack(model) is not None
     image = torch.rand(14, 11) + offset
     looped = jac_mod.jacobian_looped(model, image)

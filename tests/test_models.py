@@ -54,8 +54,13 @@ def test_unet_parameters_grow_with_width_and_depth():
 
 
 @pytest.mark.parametrize(
-    "model", [DnCNN(depth=6, channels=16, bias_free=True), UNet(scales=2, base_channels=8, bias_free=True)],
-    ids=["bf_dncnn", "bf_unet"],
+    "model",
+    [
+        DnCNN(depth=6, channels=16, bias_free=True),
+        DnCNN(depth=6, channels=16, bias_free=True, residual=False),
+        UNet(scales=2, base_channels=8, bias_free=True),
+    ],
+    ids=["bf_dncnn", "bf_dncnn_image", "bf_unet"],
 )
 def test_bias_free_models_are_homogeneous(model):
     assert homogeneity_error(randomise_norms(model)) < 1e-5
@@ -102,6 +107,22 @@ def test_bias_free_batchnorm_divides_by_std_without_centring():
 def test_dncnn_fov_is_its_receptive_field():
     for depth in (3, 7):
         assert measure_fov(DnCNN(depth=depth, channels=8)) == 2 * depth + 1
+        assert measure_fov(DnCNN(depth=depth, channels=8, residual=False)) == 2 * depth + 1
+
+
+def test_dncnn_predicts_the_noise_or_the_image():
+    """Residual: ``y - body(y - o)``; ``residual=False``: ``o + body(y - o)``, same weights; only the
+    residual form starts near the identity."""
+    residual = DnCNN(depth=4, channels=8, offset=1.0).eval()
+    image = DnCNN(depth=4, channels=8, offset=1.0, residual=False).eval()
+    image.load_state_dict(residual.state_dict())
+    y = 1.0 + torch.rand(1, 1, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        body = residual.body(y - 1.0)
+        torch.testing.assert_close(residual(y), y - body)
+        torch.testing.assert_close(image(y), 1.0 + body)
+        fresh = DnCNN(depth=4, channels=8, offset=1.0, residual=False).eval()
+        assert (residual(y) - y).abs().max() < 0.1 * (fresh(y) - y).abs().max()
 
 
 def test_unet_fov_grows_with_scales_and_matches_the_reference():

@@ -79,3 +79,23 @@ def takes_videos(entry: dict[str, Any]) -> bool:
 def build(entry: dict[str, Any]) -> Any:
     """Instantiate the family of a ``methods:`` entry with its ``params``."""
     return family(entry["family"])(**entry.get("params", {}))
+
+
+# Keys of a ``methods:`` entry that ``datasets.<name>`` may override: params merge key by key.
+_OVERRIDABLE = {"params": True, "training": False, "train_noise": False}
+
+
+def entry_on(entry: dict[str, Any], dataset: str | None) -> dict[str, Any]:
+    """A ``methods:`` entry as used on ``dataset``: its ``datasets.<dataset>`` section merged in.
+
+    ``params`` merge key by key, ``training`` and ``train_noise`` are replaced (``resources`` stay);
+    the result has no ``datasets`` key, so the networks built, the checkpoints' fingerprints and the
+    tables all see one flat entry. ``dataset=None`` gives the entry without overrides.
+    """
+    flat = {key: value for key, value in entry.items() if key != "datasets"}
+    overrides = entry.get("datasets", {}).get(dataset, {}) if dataset is not None else {}
+    for key, value in overrides.items():
+        if key not in _OVERRIDABLE:
+            raise KeyError(f"datasets.{dataset}.{key}: a dataset may override only {', '.join(_OVERRIDABLE)}")
+        flat[key] = {**flat.get(key, {}), **value} if _OVERRIDABLE[key] else value
+    return flat

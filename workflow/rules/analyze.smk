@@ -59,7 +59,7 @@ rule jacobian_statistics:
     wildcard_constraints:
         dataset=alternatives(list(NET_BIAS_DATASETS)),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         noise=lambda wildcards: NET_BIAS_DATASETS[wildcards.dataset]["noise"],
         settings={key: NET_BIAS[key] for key in ("patch", "images", "chunk_size") if key in NET_BIAS},
         seed=lambda wildcards: workflow_seed("net_bias", wildcards.dataset),
@@ -138,7 +138,7 @@ rule equivalent_filters:
     wildcard_constraints:
         dataset=alternatives(list(FILTERS)),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         settings=lambda wildcards: FILTERS[wildcards.dataset],
         seed=lambda wildcards: workflow_seed("equivalent_filters", wildcards.dataset),
     log:
@@ -211,7 +211,7 @@ rule udvd_augmentation:
             "results/tables/udvd_augmentation.md", caption="../report/udvd_augmentation.rst", category="UDVD"
         ),
     params:
-        entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"]),
+        entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"], UDVD["dataset"]),
         recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
         section=UDVD_AUGMENTATION,
         domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
@@ -242,7 +242,7 @@ rule udvd_motion:
         markdown="results/tables/udvd_motion.md",
         png=report("results/plots/udvd_motion.png", caption="../report/udvd_motion.rst", category="UDVD"),
     params:
-        entry=lambda wildcards: method_entry(UDVD_MOTION["model"]),
+        entry=lambda wildcards: method_entry(UDVD_MOTION["model"], UDVD["dataset"]),
         section=UDVD_MOTION,
     log:
         "results/logs/udvd_motion.log",

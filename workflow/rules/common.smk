@@ -6,7 +6,7 @@ import yaml
 from pathlib import Path
 
 from temdenoise.noise import condition_name
-from temdenoise.registry import families, takes_videos
+from temdenoise.registry import entry_on, families, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
@@ -35,9 +35,14 @@ def check_config(config):
             raise ConfigError(
                 f"methods.{name}.family: unknown family {entry['family']!r}; registered: {', '.join(sorted(known))}"
             )
-        recipe = entry.get("training", "quick")
-        if known[entry["family"]].kind == "network" and recipe not in config["training"]:
-            raise ConfigError(f"methods.{name}.training: no recipe {recipe!r} under training")
+        for dataset in entry.get("datasets", {}):
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"methods.{name}.datasets.{dataset}: no such dataset under datasets")
+        for dataset in [None, *entry.get("datasets", {})]:
+            recipe = entry_on(entry, dataset).get("training", "quick")
+            where = f"methods.{name}" + (f".datasets.{dataset}" if dataset else "")
+            if known[entry["family"]].kind == "network" and recipe not in config["training"]:
+                raise ConfigError(f"{where}.training: no recipe {recipe!r} under training")
     for dataset, methods in config["benchmark"].items():
         if dataset not in config["datasets"]:
             raise ConfigError(f"benchmark.{dataset}: no such dataset under datasets")
@@ -72,8 +77,9 @@ def conditions(dataset):
     return [condition_name(kind, level) for kind in ("poisson", "gaussian") for level in noise.get(kind, [])]
 
 
-def method_entry(model):
-    return config["methods"][model]
+def method_entry(model, dataset=None):
+    """The ``methods:`` entry of ``model`` as used on ``dataset`` (its per-dataset overrides merged in)."""
+    return entry_on(config["methods"][model], dataset)
 
 
 def is_network(model):
@@ -94,13 +100,13 @@ def supervised_methods():
     return [m for m in network_methods() if not takes_videos(method_entry(m))]
 
 
-def training_recipe(model):
-    return config["training"][method_entry(model).get("training", "quick")]
+def training_recipe(dataset, model):
+    return config["training"][method_entry(model, dataset).get("training", "quick")]
 
 
 def training_noise(dataset, model):
     """The method's own train_noise, else the dataset's (a clear error when neither is set)."""
-    noise = method_entry(model).get("train_noise") or config["datasets"][dataset].get("train_noise")
+    noise = method_entry(model, dataset).get("train_noise") or config["datasets"][dataset].get("train_noise")
     if not noise:
         raise ConfigError(f"methods.{model}.train_noise or datasets.{dataset}.train_noise must be set to train {model}")
     return noise

@@ -10,7 +10,7 @@ rule fit_classical:
     wildcard_constraints:
         model=alternatives(classical_methods()),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     log:
         "results/logs/fit_classical/{dataset}-{model}-{noise}.log",
     benchmark:
@@ -35,7 +35,7 @@ rule denoise:
     wildcard_constraints:
         model=alternatives(list(config["methods"])),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     log:
         "results/logs/denoise/{dataset}-{noise}-{model}.log",
     benchmark:

@@ -20,8 +20,8 @@ rule train:
     wildcard_constraints:
         model=alternatives(supervised_methods()),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
-        recipe=lambda wildcards: training_recipe(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
         train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
         seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
@@ -55,7 +55,7 @@ rule tem_table:
         latex="results/tables/tem_table.tex",
     params:
         networks=tem_table_networks(),
-        entries={m: method_entry(m) for m in tem_table_methods()},
+        entries={m: method_entry(m, tem_table_dataset()) for m in tem_table_methods()},
     log:
         "results/logs/tem_table.log",
     benchmark:
@@ -94,8 +94,8 @@ rule train_udvd:
     wildcard_constraints:
         model=alternatives(udvd_methods()),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model),
-        recipe=lambda wildcards: training_recipe(wildcards.model),
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
         train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
         seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),

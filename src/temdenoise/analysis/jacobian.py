@@ -135,11 +135,11 @@ def _conv_stack(denoiser: Denoiser) -> tuple[list[nn.Module], float, bool] | Non
     """``(layers, offset, residual)`` when ``denoiser`` is a plain stack of local layers, else None.
 
     The denoiser computes ``o + s(y - o)`` (``nn.Sequential``: ``o = 0``) or, residual,
-    ``y - s(y - o)`` (DnCNN), with ``s`` the layers in order: same-size convolutions (odd kernel,
+    ``y - s(y - o)`` (a residual DnCNN), with ``s`` the layers in order: same-size convolutions (odd kernel,
     stride 1, zero padding of the kernel radius), per-channel normalisations, ReLUs. Hooks (e.g.
     GainTuning's gains) change what a layer computes, so a hooked network is not a plain stack."""
     if isinstance(denoiser, DnCNN):
-        stack, offset, residual = denoiser.body, denoiser.offset, True
+        stack, offset, residual = denoiser.body, denoiser.offset, denoiser.residual
     elif isinstance(denoiser, nn.Sequential):
         stack, offset, residual = denoiser, 0.0, False
     else:
