@@ -1,5 +1,7 @@
 """End to end: the tiny config (abTEM images and natural images) produces every table and figure."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -18,6 +20,11 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
     counts = tidy.groupby(["dataset", "noise", "method"]).size()
     assert counts.groupby(level=["dataset", "noise"]).nunique().eq(1).all()
     assert {"noisy", "wiener", "wavelet", "dncnn"} <= set(tidy.loc[tidy["dataset"] == "tem", "method"])
+    # the per-dataset override (methods.dncnn.datasets.tem) reached training; denoising loaded
+    # its weights (6 channels), so it built the same merged entry
+    info = json.loads((tmp_path / "results/models/tem/dncnn/info.json").read_text())
+    assert info["params"] == {"depth": 3, "channels": 6, "residual": False}
+    assert len(pd.read_csv(tmp_path / "results/models/tem/dncnn/metrics.csv")) == 2  # recipe tiny_tem
     summary = pd.read_csv(tables / "psnr_summary.csv").set_index(["dataset", "noise", "method"])["psnr_mean"]
     for (dataset, noise), group in summary.groupby(level=["dataset", "noise"]):
         noisy = group[(dataset, noise, "noisy")]
