@@ -1,21 +1,18 @@
 """Rule gaintuning_case: GainTuning on the test images of one case, against the compared models."""
 
 from temdenoise.adapt.experiments import case_job
-from temdenoise.registry import entry_on
 from temdenoise.runtime import job
 
 with job(snakemake) as run:
     entry = snakemake.params.entry
-    methods = run.config["methods"]
+    entries = snakemake.params.entries
     case_job(
         case=snakemake.wildcards.case,
         section=snakemake.params.section,
         entry=entry,
-        # the pre-trained model was trained on the case's train dataset, the compared ones on its test dataset
-        pretrained=(snakemake.input.model, entry_on(methods[entry["model"]], entry["train"])),
+        pretrained=(snakemake.input.model, entries["model"]),
         compared={
-            m: (path, entry_on(methods[m], entry["test"]))
-            for m, path in zip(entry.get("compare", []), snakemake.input.compared)
+            m: (path, entries["compared"][m]) for m, path in zip(entry.get("compare", []), snakemake.input.compared)
         },
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
         clean_path=snakemake.input.clean,

@@ -1,7 +1,6 @@
 """Rule gaintuning_curve: PSNR vs adaptation steps, gains only vs all parameters."""
 
 from temdenoise.adapt.experiments import curve_job
-from temdenoise.registry import entry_on
 from temdenoise.runtime import job
 
 with job(snakemake) as run:
@@ -10,7 +9,7 @@ with job(snakemake) as run:
     curve_job(
         section=section,
         entry=entry,
-        model=(snakemake.input.model, entry_on(run.config["methods"][entry["model"]], entry["train"])),
+        model=(snakemake.input.model, snakemake.params.entries["model"]),
         noisy_path=snakemake.input.noisy[0],
         noise=section["curve"]["noise"],
         clean_path=snakemake.input.clean,

@@ -1,7 +1,6 @@
 """Rule gaintuning_net_bias: net bias of a network with biases before and after GainTuning."""
 
 from temdenoise.adapt.experiments import net_bias_job
-from temdenoise.registry import entry_on
 from temdenoise.runtime import job
 
 with job(snakemake) as run:
@@ -10,7 +9,7 @@ with job(snakemake) as run:
     net_bias_job(
         section=section,
         entry=entry,
-        model=(snakemake.input.model, entry_on(run.config["methods"][entry["model"]], entry["train"])),
+        model=(snakemake.input.model, snakemake.params.entries["model"]),
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
         clean_path=snakemake.input.clean,
         metadata_path=snakemake.input.metadata,

@@ -38,6 +38,7 @@ rule gaintuning_case:
         case=alternatives(list(GAINTUNING_CASES)),
     params:
         entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
+        entries=lambda wildcards: gaintuning_entries(wildcards.case),
         section=GAINTUNING,
     log:
         "results/logs/gaintuning_case/{case}.log",
@@ -83,6 +84,7 @@ rule gaintuning_curve:
         expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
         figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
     params:
+        entries=lambda wildcards: gaintuning_entries(GAINTUNING["curve"]["case"]),
         section=GAINTUNING,
     log:
         "results/logs/gaintuning_curve.log",
@@ -107,6 +109,7 @@ rule gaintuning_net_bias:
         expand("results/tables/gaintuning_net_bias.{ext}", ext=["csv", "md", "tex"]),
         figure=report("results/plots/gaintuning_net_bias.png", caption="../report/gaintuning.rst", category="GainTuning"),
     params:
+        entries=lambda wildcards: gaintuning_entries(GAINTUNING["net_bias"]["case"]),
         section=GAINTUNING,
     log:
         "results/logs/gaintuning_net_bias.log",

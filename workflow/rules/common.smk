@@ -35,12 +35,11 @@ def check_config(config):
             raise ConfigError(
                 f"methods.{name}.family: unknown family {entry['family']!r}; registered: {', '.join(sorted(known))}"
             )
-        for dataset in entry.get("datasets", {}):
-            if dataset not in config["datasets"]:
-                raise ConfigError(f"methods.{name}.datasets.{dataset}: no such dataset under datasets")
         for dataset in [None, *entry.get("datasets", {})]:
-            recipe = entry_on(entry, dataset).get("training", "quick")
             where = f"methods.{name}" + (f".datasets.{dataset}" if dataset else "")
+            if dataset is not None and dataset not in config["datasets"]:
+                raise ConfigError(f"{where}: no such dataset under datasets")
+            recipe = entry_on(entry, dataset).get("training", "quick")
             if known[entry["family"]].kind == "network" and recipe not in config["training"]:
                 raise ConfigError(f"{where}.training: no recipe {recipe!r} under training")
     for dataset, methods in config["benchmark"].items():
@@ -216,6 +215,16 @@ def gaintuning_case_inputs(case, noises=None, compared=True):
         "noisy": [noisy_split(entry["test"], noise, "test") for noise in (noises or entry["noise"])],
         "clean": clean_split(entry["test"], "test"),
         "metadata": clean_metadata(entry["test"], "test"),
+    }
+
+
+def gaintuning_entries(case):
+    """Method entries of a case's networks as trained (see gaintuning_case_inputs): the adapted
+    model on the case's train dataset, the compared ones on its test dataset."""
+    entry = GAINTUNING_CASES[case]
+    return {
+        "model": method_entry(entry["model"], entry["train"]),
+        "compared": {m: method_entry(m, entry["test"]) for m in entry.get("compare", [])},
     }
 
 

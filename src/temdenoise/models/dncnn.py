@@ -55,5 +55,5 @@ class DnCNN(nn.Module):
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         output = self.body(noisy - self.offset)
-        # (y - offset) - body(y - offset) + offset: the residual form is unchanged by the offset.
+        # Residual: (y - offset) - body(y - offset) + offset, so the offset cancels; image: offset + body.
         return noisy - output if self.residual else output + self.offset
