@@ -35,11 +35,12 @@ def check_config(config):
             raise ConfigError(
                 f"methods.{name}.family: unknown family {entry['family']!r}; registered: {', '.join(sorted(known))}"
             )
+        for dataset in entry.get("datasets", {}):
+            if dataset not in config["datasets"]:
+                raise ConfigError(f"methods.{name}.datasets.{dataset}: no such dataset under datasets")
         for dataset in [None, *entry.get("datasets", {})]:
-            where = f"methods.{name}" + (f".datasets.{dataset}" if dataset else "")
-            if dataset is not None and dataset not in config["datasets"]:
-                raise ConfigError(f"{where}: no such dataset under datasets")
             recipe = entry_on(entry, dataset).get("training", "quick")
+            where = f"methods.{name}" + (f".datasets.{dataset}" if dataset else "")
             if known[entry["family"]].kind == "network" and recipe not in config["training"]:
                 raise ConfigError(f"{where}.training: no recipe {recipe!r} under training")
     for dataset, methods in config["benchmark"].items():
