@@ -12,9 +12,9 @@ import yaml
 
 from temdenoise.io import load_stack
 from temdenoise.simulate import dataset, imaging, sample
-from temdenoise.simulate.settings import SimulationSettings, VideoSettings
+from temdenoise.simulate.settings import SUPPORT_NAMES, SimulationSettings, VideoSettings, shard_count
 from temdenoise.simulate.structures import (
-    FCC_LATTICE_CONSTANTS, build_particle, equivalent_diameter_nm, oriented_support_cell,
+    FCC_LATTICE_CONSTANTS, SUPPORTS, build_particle, equivalent_diameter_nm, oriented_support_cell,
 )
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
@@ -80,6 +80,11 @@ def imaging_regions(settings, images, rows):
 def pt_on_ceo2():
     imaging.configure_abtem()
     return simulate_one(physics_settings())
+
+
+def test_settings_support_menu_equals_the_built_supports():
+    """The light settings module checks configs against SUPPORT_NAMES; the structures build SUPPORTS."""
+    assert sorted(SUPPORT_NAMES) == sorted(SUPPORTS)
 
 
 def test_pt_particle_shows_pt_lattice(pt_on_ceo2):
@@ -204,7 +209,7 @@ def test_merge_keeps_splits_apart_and_renumbers_items(tmp_path):
     paths = {}
     for split in ("train", "validation"):
         npz, csv = [], []
-        for shard in range(dataset.shard_count(settings, split)):
+        for shard in range(shard_count(settings, split)):
             npz.append(tmp_path / f"{split}-{shard}.npz")
             csv.append(tmp_path / f"{split}-{shard}.csv")
             dataset.write_shard(settings, "tem", split, shard, 0, npz[-1], csv[-1])

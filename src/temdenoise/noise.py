@@ -8,46 +8,15 @@ Gaussian noise levels ``sigma`` are on the 0..255 scale of the natural-image anc
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+# Condition names are light (the workflow lists them while parsing, before numpy is needed).
+from temdenoise.conditions import NoiseCondition, condition_name, parse_condition
+
 if TYPE_CHECKING:
     import pandas as pd
-
-_CONDITION = re.compile(r"^(poisson|gaussian)-([0-9]+(?:\.[0-9]+)?)$")
-
-
-@dataclass(frozen=True)
-class NoiseCondition:
-    """A noise condition: ``kind`` is ``poisson`` (level = dose, e/A^2) or ``gaussian`` (level = sigma/255)."""
-
-    kind: str
-    level: float
-
-    @property
-    def name(self) -> str:
-        return condition_name(self.kind, self.level)
-
-
-def condition_name(kind: str, level: float) -> str:
-    """Canonical wildcard name, e.g. ``poisson-5``, ``poisson-0.5``, ``gaussian-25``."""
-    if kind not in ("poisson", "gaussian"):
-        raise ValueError(f"unknown noise kind {kind!r} (expected 'poisson' or 'gaussian')")
-    if level <= 0:
-        raise ValueError(f"noise level must be positive, got {level}")
-    return f"{kind}-{float(level):g}"
-
-
-def parse_condition(name: str) -> NoiseCondition:
-    """Inverse of :func:`condition_name`."""
-    match = _CONDITION.match(name)
-    if not match:
-        raise ValueError(f"not a noise condition name: {name!r} (expected e.g. 'poisson-5' or 'gaussian-25')")
-    return NoiseCondition(match.group(1), float(match.group(2)))
-
 
 def expected_counts(intensity: np.ndarray, dose: float, pixel_size: float) -> np.ndarray:
     """Expected electron counts per pixel: intensity x dose (e/A^2) x pixel area (A^2)."""

@@ -2,8 +2,8 @@
 
 A config entry under ``methods:`` names a ``family`` and its ``params``; the family is a class
 registered here with :func:`register`. Adding a variant is one config entry; adding a family is
-one module that decorates its class with ``@register("name")`` plus one import in
-:func:`_load_families`.
+one module that decorates its class with ``@register("name")`` plus its declaration (kind, module,
+video input) in :mod:`temdenoise.families`, which the workflow reads without importing torch.
 """
 
 from __future__ import annotations
@@ -11,29 +11,31 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, TypeVar
 
+from temdenoise.families import declared_families, family_info
+
 T = TypeVar("T", bound=type)
 
 _FAMILIES: dict[str, type] = {}
-
-# Modules that define families; imported lazily so that `import temdenoise` stays light.
-_FAMILY_MODULES = (
-    "temdenoise.classical.wiener",
-    "temdenoise.classical.wavelet",
-    "temdenoise.models.dncnn",
-    "temdenoise.models.unet",
-    "temdenoise.models.udvd",
-)
 
 
 def register(name: str) -> Callable[[T], T]:
     """Class decorator: register a method family under ``name``.
 
-    The class must define ``kind = "classical"`` or ``kind = "network"``.
+    The class must define ``kind = "classical"`` or ``kind = "network"``, and ``kind`` and
+    ``video_input`` (default False) must equal the family's declaration in
+    :mod:`temdenoise.families`, which the workflow plans with.
     """
 
     def decorate(cls: T) -> T:
         if getattr(cls, "kind", None) not in ("classical", "network"):
             raise TypeError(f"family {name!r}: class {cls.__name__} must set kind = 'classical' or 'network'")
+        declared = family_info(name)
+        found = (cls.kind, getattr(cls, "video_input", False))
+        if found != (declared.kind, declared.video_input):
+            raise TypeError(
+                f"family {name!r}: class {cls.__name__} has (kind, video_input) = {found}, "
+                f"declared {(declared.kind, declared.video_input)} in temdenoise.families"
+            )
         if name in _FAMILIES and _FAMILIES[name] is not cls:
             raise ValueError(f"method family {name!r} registered twice")
         cls.family = name
@@ -44,8 +46,9 @@ def register(name: str) -> Callable[[T], T]:
 
 
 def _load_families() -> None:
-    for module in _FAMILY_MODULES:
-        importlib.import_module(module)
+    # Imported on first use so that `import temdenoise.registry` stays light.
+    for info in declared_families().values():
+        importlib.import_module(info.module)
 
 
 def families() -> dict[str, type]:
@@ -63,17 +66,18 @@ def family(name: str) -> type:
 
 
 def method_kind(entry: dict[str, Any]) -> str:
-    """``classical`` or ``network`` for a ``methods:`` config entry."""
-    return family(entry["family"]).kind
+    """``classical`` or ``network`` for a ``methods:`` config entry (from its declaration: no import)."""
+    return family_info(entry["family"]).kind
 
 
 def takes_videos(entry: dict[str, Any]) -> bool:
     """Whether a ``methods:`` entry's family denoises video windows (``video_input = True``).
 
     Such families are trained self-supervised on noisy videos and applied to whole videos; every
-    other network family is trained supervised and applied frame by frame.
+    other network family is trained supervised and applied frame by frame. Read from the family's
+    declaration (:mod:`temdenoise.families`), so the Snakefile can ask without importing torch.
     """
-    return getattr(family(entry["family"]), "video_input", False)
+    return family_info(entry["family"]).video_input
 
 
 def build(entry: dict[str, Any]) -> Any:

@@ -1,12 +1,20 @@
 # Helpers shared by every stage: config look-ups, cross-reference checks, resources, targets.
 import os
 import re
+import sys
 
 import yaml
 from pathlib import Path
 
-from temdenoise.noise import condition_name
-from temdenoise.registry import entry_on, families, takes_videos
+# The parse imports the package from this source tree, installed or not, and only its light
+# modules (standard library): `snakemake --lint` and `-n` work where only Snakemake is installed
+# (tests/test_lint.py blocks torch, numpy, abTEM... and checks). Jobs get the same tree through
+# PYTHONPATH (below).
+sys.path.insert(0, str(Path(workflow.basedir, "src")))
+
+from temdenoise.conditions import condition_name
+from temdenoise.families import declared_families
+from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
@@ -29,7 +37,7 @@ class ConfigError(ValueError):
 
 def check_config(config):
     """Cross-reference checks, run before any job; each message names the offending key."""
-    known = families()
+    known = declared_families()
     for name, entry in config["methods"].items():
         if entry["family"] not in known:
             raise ConfigError(
@@ -83,7 +91,7 @@ def method_entry(model, dataset=None):
 
 
 def is_network(model):
-    return families()[method_entry(model)["family"]].kind == "network"
+    return declared_families()[method_entry(model)["family"]].kind == "network"
 
 
 def network_methods():

@@ -1,6 +1,5 @@
 # Simulated TEM datasets (abTEM): shards of structures -> one clean split + metadata -> figures.
-from temdenoise.simulate.dataset import shard_paths
-from temdenoise.simulate.settings import SPLITS, SimulationSettings
+from temdenoise.simulate.settings import SPLITS, SimulationSettings, shard_paths
 
 # Parsed (and physically checked) before any job runs; errors name the offending key.
 SIMULATION = {

@@ -11,7 +11,6 @@ or frame.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -33,22 +32,10 @@ from temdenoise.simulate.video import simulate_video
 log = logging.getLogger("temdenoise")
 
 
-def shard_count(settings: SimulationSettings, split: str) -> int:
-    """Number of shards of ``split`` (0 when the split has no structure)."""
-    return math.ceil(settings.structures[split] / settings.structures_per_shard)
-
-
 def shard_structures(settings: SimulationSettings, split: str, shard: int) -> range:
     """Indices (within the split) of the structures of one shard."""
     start = shard * settings.structures_per_shard
     return range(start, min(start + settings.structures_per_shard, settings.structures[split]))
-
-
-def shard_paths(settings: SimulationSettings, dataset: str, split: str) -> dict[str, list[str]]:
-    """Shard files of one split (``results/data/{dataset}/shards/{split}-{shard}.npz`` / ``.csv``)."""
-    stem = f"results/data/{dataset}/shards/{split}"
-    shards = range(shard_count(settings, split))
-    return {"stacks": [f"{stem}-{shard}.npz" for shard in shards], "metadata": [f"{stem}-{shard}.csv" for shard in shards]}
 
 
 def simulate_images(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator,

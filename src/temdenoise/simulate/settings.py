@@ -8,12 +8,22 @@ than the field of view) are made by :func:`check_settings` with a message naming
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from temdenoise.simulate.structures import FCC_LATTICE_CONSTANTS, SHAPES, SUPPORTS
+# Standard library only: the Snakefile parses and checks every simulation section with this
+# module before any job runs, possibly where only Snakemake is installed (no numpy, ase, abTEM).
 
 SPLITS = ("train", "validation", "test")
+
+# Room-temperature lattice constants (A) of the fcc metals a particle may be made of.
+FCC_LATTICE_CONSTANTS: dict[str, float] = {
+    "Pt": 3.924, "Au": 4.078, "Pd": 3.891, "Ag": 4.086, "Cu": 3.615, "Ni": 3.524, "Ir": 3.839, "Rh": 3.803,
+}
+SHAPES = ("wulff", "octahedron", "cuboctahedron", "decahedron", "icosahedron")
+# The oxide supports built by temdenoise.simulate.structures.SUPPORTS (a test keeps the two equal).
+SUPPORT_NAMES = ("CeO2", "ZrO2", "MgO", "TiO2")
 
 
 @dataclass(frozen=True)
@@ -98,8 +108,8 @@ def check_settings(settings: SimulationSettings, key: str = "simulation") -> Non
 
     if settings.element not in FCC_LATTICE_CONSTANTS:
         fail("element", f"unknown element {settings.element!r}; known: {sorted(FCC_LATTICE_CONSTANTS)}")
-    if settings.support not in SUPPORTS:
-        fail("support", f"unknown support {settings.support!r}; known: {sorted(SUPPORTS)}")
+    if settings.support not in SUPPORT_NAMES:
+        fail("support", f"unknown support {settings.support!r}; known: {sorted(SUPPORT_NAMES)}")
     for shape in settings.shapes:
         if shape not in SHAPES:
             fail("shapes", f"unknown shape {shape!r}; known: {list(SHAPES)}")
@@ -128,3 +138,15 @@ def check_settings(settings: SimulationSettings, key: str = "simulation") -> Non
         fail("structures", f"needs a count for split(s) {missing}")
     if settings.structures_per_shard < 1:
         fail("structures_per_shard", "must be >= 1")
+
+
+def shard_count(settings: SimulationSettings, split: str) -> int:
+    """Number of shards of ``split`` (0 when the split has no structure)."""
+    return math.ceil(settings.structures[split] / settings.structures_per_shard)
+
+
+def shard_paths(settings: SimulationSettings, dataset: str, split: str) -> dict[str, list[str]]:
+    """Shard files of one split (``results/data/{dataset}/shards/{split}-{shard}.npz`` / ``.csv``)."""
+    stem = f"results/data/{dataset}/shards/{split}"
+    shards = range(shard_count(settings, split))
+    return {"stacks": [f"{stem}-{shard}.npz" for shard in shards], "metadata": [f"{stem}-{shard}.csv" for shard in shards]}

@@ -21,11 +21,9 @@ from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
 from scipy.spatial.transform import Rotation
 
-# Room-temperature lattice constants (A) of the fcc metals a particle may be made of.
-FCC_LATTICE_CONSTANTS: dict[str, float] = {
-    "Pt": 3.924, "Au": 4.078, "Pd": 3.891, "Ag": 4.086, "Cu": 3.615, "Ni": 3.524, "Ir": 3.839, "Rh": 3.803,
-}
-SHAPES = ("wulff", "octahedron", "cuboctahedron", "decahedron", "icosahedron")
+# The menus live in the light settings module (the Snakefile checks a config against them while parsing).
+from temdenoise.simulate.settings import FCC_LATTICE_CONSTANTS, SHAPES
+
 
 # Rows: the image-plane x, y (surface normal) and beam z directions in the crystal's cubic axes.
 # [11-2] x [111] is parallel to [1-10], so the frame is right-handed.
