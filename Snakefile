@@ -25,6 +25,19 @@ include: "workflow/rules/adapt.smk"
 include: "workflow/rules/report.smk"
 
 
+# Jobs that read a few small tables and write a table, a figure or a page run in the Snakemake
+# process itself, never submitted to a cluster (profiles/slurm): a SLURM job's queueing would
+# cost more than the work.
+localrules:
+    aggregate,
+    plot_psnr,
+    plot_example,
+    html_report,
+    tem_table,
+    gaintuning_tables,
+    udvd_table,
+
+
 rule all:
     default_target: True
     input:
