@@ -1,4 +1,5 @@
-"""The scheduler patch keeps one daemon re-evaluation timer pending, and still wakes the loop."""
+"""The scheduler patch keeps one daemon re-evaluation timer pending, and still wakes the loop; it
+is applied only to the Snakemake releases where the pile-up was confirmed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 
 from snakemake.scheduling.job_scheduler import JobScheduler
 
-from temdenoise.scheduling import one_pending_reevaluation
+from temdenoise.scheduling import CONFIRMED_VERSIONS, one_pending_reevaluation
 
 
 class LoopStandIn:
@@ -23,8 +24,10 @@ def live_timers() -> int:
 
 
 def test_one_timer_pending_per_window_and_each_fires_a_wakeup():
-    assert one_pending_reevaluation()
-    assert one_pending_reevaluation(), "a second call must keep the patch"
+    # Judged as a confirmed release whatever is installed: the installed one's internals must
+    # still be the patched ones (else the patch is stale and this fails).
+    assert one_pending_reevaluation(version=CONFIRMED_VERSIONS[0])
+    assert one_pending_reevaluation(version=CONFIRMED_VERSIONS[0]), "a second call must keep the patch"
     LoopStandIn._schedule_reevalutation = JobScheduler._schedule_reevalutation
     loop = LoopStandIn()
     before = live_timers()
@@ -40,3 +43,12 @@ def test_one_timer_pending_per_window_and_each_fires_a_wakeup():
     assert loop._open_jobs.acquire(timeout=2.0)
     time.sleep(0.05)
     assert live_timers() == before
+
+
+def test_unconfirmed_release_is_left_alone_with_one_warning_line(capsys):
+    method = JobScheduler._schedule_reevalutation
+    assert not one_pending_reevaluation(version="9.99.0")
+    assert JobScheduler._schedule_reevalutation is method
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and "not applied" in warning and "9.99.0" in warning
+    assert "snakemake#2967" in warning

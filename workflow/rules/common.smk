@@ -18,7 +18,7 @@ from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
-# Snakemake 9's scheduler piles up rate-limit timers, one more per finished job, each waking its
+# Snakemake 9.27.1's scheduler piles up rate-limit timers (snakemake#2967), one more per finished job, each waking its
 # loop (21% of a core late in the laptop config); keep one pending (temdenoise/scheduling.py).
 one_pending_reevaluation()
 
