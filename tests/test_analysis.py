@@ -70,7 +70,8 @@ def test_generalization_pairs_bias_free_with_its_twin_per_level(tmp_path) -> Non
     assert pairs.loc["gaussian-70", "verdict"] == "not resolved"
     markdown = open(outputs["markdown"]).read()
     assert "bf_dncnn − dncnn" in markdown and "not resolved" in markdown and "95% t-interval" in markdown
-    assert "95\\% t-interval" in open(outputs["latex"]).read()
+    latex = open(outputs["latex"]).read()
+    assert "95\\% t-interval" in latex and "bf\\_dncnn $-$ dncnn" in latex  # no bare U+2212 for pdflatex
 
 
 def test_generalization_table_rejects_mixed_kinds(tmp_path) -> None:

@@ -196,5 +196,6 @@ def write_tables(
 
 
 def tex_escape(text: object) -> str:
-    """``text`` (any cell value) for a LaTeX caption or cell: underscores and percent signs escaped, Δ as math."""
-    return str(text).replace("_", "\\_").replace("%", "\\%").replace("Δ", "$\\Delta$")
+    """``text`` (any cell value) for a LaTeX caption or cell: underscores and percent signs escaped,
+    Δ and the minus sign (U+2212, not set up in pdflatex) as math."""
+    return str(text).replace("_", "\\_").replace("%", "\\%").replace("Δ", "$\\Delta$").replace("−", "$-$")

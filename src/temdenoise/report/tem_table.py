@@ -68,7 +68,8 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.D
 def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """Paired per-image differences per condition: each model vs the next row of ``table``, and ``named``."""
     orders = {(noise,): part["model"].tolist() for noise, part in table.groupby("noise", sort=False)}
-    return compare_pairs(tidy, orders, named, by=["noise"], item=["image"])
+    pairs = compare_pairs(tidy, orders, named, by=["noise"], item=["image"])
+    return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
 
 
 def with_next(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
