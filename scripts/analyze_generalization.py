@@ -1,4 +1,5 @@
-"""Rule generalization: PSNR table and plot of networks vs noise level, training ranges shaded."""
+"""Rule generalization: PSNR table and plot of networks vs noise level, training ranges shaded, and
+the paired bias-free vs biased differences."""
 
 from temdenoise.analysis.generalization import run_generalization
 from temdenoise.runtime import job
@@ -10,4 +11,5 @@ with job(snakemake):
         snakemake.params.train_noise,
         snakemake.wildcards.dataset,
         dict(snakemake.output.items()),
+        snakemake.params.entries,
     )

@@ -1,4 +1,4 @@
-"""Rule evaluate: per-image PSNR and SSIM of one estimate."""
+"""Rules evaluate / evaluate_video: per-image (and for videos per-frame) PSNR and SSIM of one estimate."""
 
 from temdenoise.benchmark import evaluate_split
 from temdenoise.runtime import job
@@ -11,5 +11,6 @@ with job(snakemake):
         snakemake.params.domain,
         snakemake.wildcards.noise,
         snakemake.wildcards.model,
-        snakemake.output[0],
+        snakemake.output.scores,
+        snakemake.output.get("frames"),
     )

@@ -1,4 +1,4 @@
-"""Rule tem_table: the Electron Microscopy table (parameters, measured FoV, PSNR, SSIM)."""
+"""Rule tem_table: the Electron Microscopy table (parameters, measured FoV, PSNR, SSIM, paired Δ)."""
 
 from temdenoise.report.tem_table import write_tem_table
 from temdenoise.runtime import job
@@ -11,4 +11,6 @@ with job(snakemake):
         snakemake.output.csv,
         snakemake.output.markdown,
         snakemake.output.latex,
+        snakemake.output.pairs,
+        snakemake.params.pairs,
     )

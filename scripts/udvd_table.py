@@ -1,8 +1,10 @@
-"""Rule udvd_table: PSNR mean +- std of UDVD 1/3/5 frames vs supervised CNNs vs classical methods."""
+"""Rule udvd_table: PSNR mean +- std of UDVD 1/3/5 frames vs supervised CNNs vs classical methods,
+with paired per-frame differences."""
 
 from temdenoise.analysis.udvd import write_udvd_table
 from temdenoise.runtime import job
 
 with job(snakemake):
-    write_udvd_table(snakemake.input, snakemake.output.csv, snakemake.output.summary,
-                     snakemake.output.markdown, snakemake.output.latex)
+    write_udvd_table(snakemake.input.metrics, snakemake.input.frames, snakemake.params.entries,
+                     snakemake.output.csv, snakemake.output.summary, snakemake.output.markdown,
+                     snakemake.output.latex, snakemake.output.pairs)

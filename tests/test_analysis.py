@@ -26,8 +26,8 @@ def test_generalization_table_and_outputs(tmp_path) -> None:
             name = f"gaussian-{sigma}"
             paths.append(_metric_file(tmp_path / f"{name}-{method}.csv", name, method, [base + gain, base + gain + 2]))
     ranges = {m: {"kind": "gaussian", "range": [0, 55]} for m in ("dncnn", "bf_dncnn")}
-    outputs = {k: str(tmp_path / f"out.{k}") for k in ("csv", "markdown", "latex", "png", "svg")}
-    table = generalization.run_generalization(paths, ["bf_dncnn", "dncnn"], ranges, "natural", outputs)
+    outputs = {k: str(tmp_path / f"out.{k}") for k in ("csv", "markdown", "latex", "png", "svg", "pairs")}
+    table = generalization.run_generalization(paths, ["bf_dncnn", "dncnn"], ranges, "natural", outputs, TWINS)
     assert list(table.index) == ["noisy", "bf_dncnn", "dncnn"]
     assert list(table.columns) == ["trained on", "10", "70"]
     assert table.loc["dncnn", "70"] == pytest.approx(18.0)
@@ -40,6 +40,38 @@ def test_generalization_table_and_outputs(tmp_path) -> None:
         assert (tmp_path / f"out.{key}").stat().st_size > 0
     with pytest.raises(ValueError, match="no metrics"):
         generalization.generalization_table(paths, ["dncnn", "unet"], ranges)
+
+
+TWINS = {"dncnn": {"family": "dncnn", "params": {"depth": 7}},
+         "bf_dncnn": {"family": "dncnn", "params": {"depth": 7, "bias_free": True}}}
+
+
+def test_generalization_pairs_bias_free_with_its_twin_per_level(tmp_path) -> None:
+    # Three images 10 dB apart. sigma 10: the bias-free net is 0.2 dB better on every image
+    # (resolved); sigma 70: +0.2 dB on average but -0.8 / +1.2 image by image (not resolved).
+    base = np.array([20.0, 30.0, 25.0, 35.0])
+    scores = {("gaussian-10", "dncnn"): base, ("gaussian-10", "bf_dncnn"): base + 0.2 + [0.01, -0.01, 0.0, 0.0],
+              ("gaussian-70", "dncnn"): base - 8, ("gaussian-70", "bf_dncnn"): base - 7.8 + [-1, 1, -1, 1],
+              ("gaussian-70", "noisy"): base - 15, ("gaussian-10", "noisy"): base - 5}
+    paths = []
+    for (noise, method), psnr in scores.items():
+        path = _metric_file(tmp_path / f"{noise}-{method}.csv", noise, method, list(psnr))
+        pd.read_csv(path).iloc[::-1].to_csv(path, index=False)  # row order must not matter
+        paths.append(path)
+    outputs = {k: str(tmp_path / f"out.{k}") for k in ("csv", "markdown", "latex", "png", "svg", "pairs")}
+    ranges = {m: {"kind": "gaussian", "range": [0, 55]} for m in TWINS}
+    generalization.run_generalization(paths, ["dncnn", "bf_dncnn"], ranges, "natural", outputs, TWINS)
+    pairs = pd.read_csv(outputs["pairs"]).set_index("noise")
+    assert pairs.index.tolist() == ["gaussian-10", "gaussian-70"]
+    assert (pairs["a"] == "bf_dncnn").all() and (pairs["b"] == "dncnn").all()
+    assert pairs.loc["gaussian-10", "diff_mean"] == pytest.approx(0.2)
+    assert pairs.loc["gaussian-10", "verdict"] == "bf_dncnn > dncnn"
+    assert pairs.loc["gaussian-70", "diff_mean"] == pytest.approx(0.2)
+    assert pairs.loc["gaussian-70", "verdict"] == "not resolved"
+    markdown = open(outputs["markdown"]).read()
+    assert "bf_dncnn − dncnn" in markdown and "not resolved" in markdown and "95% t-interval" in markdown
+    latex = open(outputs["latex"]).read()
+    assert "95\\% t-interval" in latex and "bf\\_dncnn $-$ dncnn" in latex  # no bare U+2212 for pdflatex
 
 
 def test_generalization_table_rejects_mixed_kinds(tmp_path) -> None:

@@ -14,8 +14,10 @@ import pandas as pd
 from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
 from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
+from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
 
 METRIC_COLUMNS = ["dataset", "noise", "method", "image", "psnr", "ssim"]
+FRAME_METRIC_COLUMNS = ["dataset", "noise", "method", "image", "frame", "psnr", "ssim"]
 
 
 def write_noisy_split(clean_path: str, metadata_path: str, noise: str, seed: int, out: str) -> None:
@@ -70,9 +72,20 @@ def denoise_split(
 
 
 def evaluate_split(
-    clean_path: str, estimate_path: str, dataset: str, domain: str, noise: str, method: str, out: str
+    clean_path: str,
+    estimate_path: str,
+    dataset: str,
+    domain: str,
+    noise: str,
+    method: str,
+    out: str,
+    frames_out: str | None = None,
 ) -> None:
-    """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the convention)."""
+    """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the convention).
+
+    Videos are scored whole (PSNR over all frames) in ``out``; ``frames_out``, for video datasets,
+    adds one row per frame, the items of the paired comparisons of the UDVD table.
+    """
     clean = load_stack(clean_path)
     estimate = load_stack(estimate_path)
     if len(clean) != len(estimate):
@@ -82,6 +95,16 @@ def evaluate_split(
         for index, (c, e) in enumerate(zip(clean, estimate))
     ]
     save_table(out, pd.DataFrame(rows, columns=METRIC_COLUMNS))
+    if frames_out is None:
+        return
+    if any(np.ndim(item) != 3 for item in clean):
+        raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
+    frames = [
+        (dataset, noise, method, index, frame, metrics.psnr(cf, ef, domain), metrics.ssim(cf, ef, domain))
+        for index, (c, e) in enumerate(zip(clean, estimate))
+        for frame, (cf, ef) in enumerate(zip(c, e))
+    ]
+    save_table(frames_out, pd.DataFrame(frames, columns=FRAME_METRIC_COLUMNS))
 
 
 def collect_metrics(paths: Sequence[str]) -> pd.DataFrame:
@@ -116,24 +139,63 @@ def _wide(summary: pd.DataFrame, dataset: str, fmt: str) -> pd.DataFrame:
     return wide.loc[rank.index]
 
 
-def write_tables(tidy: pd.DataFrame, csv: str, summary_csv: str, markdown: str, latex: str) -> None:
-    """The tidy CSV, the summary CSV and Markdown / LaTeX (booktabs) tables of mean +- std PSNR."""
+def ranked_pairs(
+    summary: pd.DataFrame, items: pd.DataFrame, named: Sequence[tuple[str, str]] = ()
+) -> pd.DataFrame:
+    """Paired PSNR differences per dataset and condition: each method vs the next-ranked one (by the
+    mean PSNR of ``summary``) and the ``named`` pairs, over the test items of ``items`` (rows per
+    image, or per frame when ``items`` has a ``frame`` column)."""
+    by = ["dataset", "noise"]
+    orders = {
+        key: part.sort_values("psnr_mean", ascending=False)["method"].tolist()
+        for key, part in summary.groupby(by, sort=False)
+    }
+    item = ["image", "frame"] if "frame" in items else ["image"]
+    return compare_pairs(items, orders, named, by=by, item=item)
+
+
+def write_tables(
+    tidy: pd.DataFrame,
+    csv: str,
+    summary_csv: str,
+    markdown: str,
+    latex: str,
+    pairs_csv: str,
+    items: pd.DataFrame | None = None,
+    named: Sequence[tuple[str, str]] = (),
+) -> pd.DataFrame:
+    """The tidy CSV, the summary CSV, Markdown / LaTeX (booktabs) tables of mean +- std PSNR, and
+    the paired differences of :func:`ranked_pairs` (over ``items``, default the rows of ``tidy``)
+    as CSV and as a section of the Markdown under each dataset."""
     save_table(csv, tidy)
     summary = summary_table(tidy)
     save_table(summary_csv, summary)
+    items = tidy if items is None else items
+    pairs = ranked_pairs(summary, items, named)
+    save_table(pairs_csv, pairs)
     convention = metrics.CONVENTION["unit"]
+    unit = "frame" if "frame" in items else "image"
+    note = delta_note(unit)
     md_parts = [f"# PSNR (dB), mean ± std over test images\n\nConvention: {convention}.\n"]
     tex_parts = [f"% PSNR (dB), mean +- std over test images. Convention: {convention}.\n"]
     for dataset in summary["dataset"].unique():
         md_parts.append(f"\n## {dataset}\n\n" + _wide(summary, dataset, "{:.2f} ± {:.2f}").to_markdown() + "\n")
+        part = pairs[pairs["dataset"] == dataset].sort_values("noise", key=noise_order, kind="stable")
+        md_parts.append(f"\nPaired differences on {dataset}: each method vs the next-ranked one in the same "
+                        f"condition{' and the named comparisons' if named else ''}. {note}.\n\n"
+                        + pairs_display(part, by=["noise"]).to_markdown(index=False) + "\n")
         wide_tex = _wide(summary, dataset, "{:.2f} $\\pm$ {:.2f}")
-        wide_tex = wide_tex.rename(index=_tex_escape, columns=_tex_escape)
+        wide_tex = wide_tex.rename(index=tex_escape, columns=tex_escape)
         wide_tex.index.name = wide_tex.columns.name = None
-        caption = _tex_escape(f"PSNR (dB) on {dataset}. {convention}.")
+        caption = tex_escape(f"PSNR (dB) on {dataset}. Paired differences (Δ, 95% interval) in the Markdown "
+                             f"table and {pairs_csv.rsplit('/', 1)[-1]}. {convention}.")
         tex_parts.append(wide_tex.to_latex(caption=caption, label=f"tab:psnr-{dataset.replace('_', '-')}"))
     save_text(markdown, "".join(md_parts))
     save_text(latex, "\n".join(tex_parts))
+    return pairs
 
 
-def _tex_escape(text: str) -> str:
-    return text.replace("_", "\\_").replace("%", "\\%")
+def tex_escape(text: object) -> str:
+    """``text`` (any cell value) for a LaTeX caption or cell: underscores and percent signs escaped,
+    Δ and the minus sign (U+2212, not set up in pdflatex) as math."""
+    return str(text).replace("_", "\\_").replace("%", "\\%").replace("Δ", "$\\Delta$").replace("−", "$-$")

@@ -28,10 +28,14 @@ rule generalization:
             labels={"dataset": "{dataset}", "figure": "PSNR vs noise"},
         ),
         svg="results/plots/generalization_{dataset}.svg",
+        pairs="results/tables/generalization_{dataset}_pairs.csv",
     wildcard_constraints:
         dataset=alternatives(list(GENERALIZATION)),
     params:
         models=lambda wildcards: GENERALIZATION[wildcards.dataset]["models"],
+        entries=lambda wildcards: {
+            m: method_entry(m, wildcards.dataset) for m in GENERALIZATION[wildcards.dataset]["models"]
+        },
         train_noise=lambda wildcards: analysis_train_noise(
             wildcards.dataset, GENERALIZATION[wildcards.dataset]["models"]
         ),
@@ -173,7 +177,8 @@ ALL_TARGETS.extend(
 
 
 # -- UDVD (issue 7; Sheth, Mohan et al., ICCV 2021): config experiments.udvd ------------------------
-# udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset;
+# udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset, with
+# paired per-frame differences (evaluate_video scores every frame);
 # udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
 # udvd_motion: equivalent filters of a multi-frame UDVD vs the true simulated drift.
 check_udvd()
@@ -181,12 +186,21 @@ check_udvd()
 
 rule udvd_table:
     input:
-        lambda wildcards: udvd_table_metrics(),
+        metrics=lambda wildcards: udvd_table_metrics(),
+        frames=lambda wildcards: udvd_table_metrics(frame_metrics_file),
     output:
         csv="results/tables/udvd_table.csv",
         summary="results/tables/udvd_table_summary.csv",
         markdown=report("results/tables/udvd_table.md", caption="../report/udvd_table.rst", category="UDVD"),
         latex="results/tables/udvd_table.tex",
+        pairs="results/tables/udvd_table_pairs.csv",
+    params:
+        entries=lambda wildcards: {
+            m: method_entry(m, UDVD["dataset"])
+            for noise in conditions(UDVD["dataset"])
+            for m in udvd_table_methods(noise)
+            if m != "noisy"
+        },
     log:
         "results/logs/udvd_table.log",
     benchmark:

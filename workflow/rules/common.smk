@@ -347,10 +347,12 @@ def check_udvd():
         raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
 
 
-def udvd_table_metrics():
+def udvd_table_methods(noise):
+    """Rows of the UDVD table on condition ``noise``: the noisy input and that noise kind's methods."""
+    return ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]
+
+
+def udvd_table_metrics(file=metrics_file):
+    """Scores of every row of the UDVD table (``file``: `metrics_file`, or `frame_metrics_file` per frame)."""
     dataset = UDVD["dataset"]
-    return [
-        metrics_file(dataset, noise, model)
-        for noise in conditions(dataset)
-        for model in ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]
-    ]
+    return [file(dataset, noise, model) for noise in conditions(dataset) for model in udvd_table_methods(noise)]

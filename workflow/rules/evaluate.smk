@@ -1,4 +1,5 @@
-# Fit classical methods per noise condition, denoise the test split, score every estimate.
+# Fit classical methods per noise condition, denoise the test split, score every estimate
+# (videos also frame by frame).
 
 
 rule fit_classical:
@@ -50,12 +51,28 @@ rule denoise:
         "../../scripts/denoise.py"
 
 
+def video_datasets():
+    """Datasets whose items are (T, H, W) videos (datasets.<name>.simulation.video.frames > 0)."""
+    return [
+        name
+        for name, dataset in config["datasets"].items()
+        if dataset.get("simulation", {}).get("video", {}).get("frames", 0) > 0
+    ]
+
+
+def frame_metrics_file(dataset, noise, model):
+    """Per-frame scores of a video dataset, beside the per-video ones of `metrics_file`."""
+    return f"results/metrics/{dataset}/{noise}/{model}.frames.csv"
+
+
 rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",
         estimate=estimate_file,
     output:
-        "results/metrics/{dataset}/{noise}/{model}.csv",
+        scores="results/metrics/{dataset}/{noise}/{model}.csv",
+    wildcard_constraints:
+        dataset=alternatives([d for d in config["datasets"] if d not in video_datasets()]),
     params:
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
     log:
@@ -70,3 +87,12 @@ rule evaluate:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/evaluate.py"
+
+
+# Videos: the same job also scores every frame, the items of the UDVD table's paired comparisons.
+use rule evaluate as evaluate_video with:
+    output:
+        scores="results/metrics/{dataset}/{noise}/{model}.csv",
+        frames=frame_metrics_file("{dataset}", "{noise}", "{model}"),
+    wildcard_constraints:
+        dataset=alternatives(video_datasets()),

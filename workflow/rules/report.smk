@@ -9,6 +9,7 @@ rule aggregate:
         summary="results/tables/psnr_summary.csv",
         markdown=report("results/tables/psnr_summary.md", caption="../report/psnr_table.rst", category="Tables"),
         latex="results/tables/psnr_summary.tex",
+        pairs="results/tables/psnr_pairs.csv",
     log:
         "results/logs/aggregate.log",
     benchmark:

@@ -41,6 +41,11 @@ rule train:
         "../../scripts/train.py"
 
 
+for pair in tem_table_settings().get("pairs", []):
+    if unknown := [m for m in pair if m not in tem_table_methods()]:
+        raise ConfigError(f"experiments.tem_table.pairs: {unknown} not among the table's methods {tem_table_methods()}")
+
+
 rule tem_table:
     input:
         metrics=lambda wildcards: [
@@ -53,9 +58,11 @@ rule tem_table:
         csv="results/tables/tem_table.csv",
         markdown=report("results/tables/tem_table.md", caption="../report/tem_table.rst", category="Tables"),
         latex="results/tables/tem_table.tex",
+        pairs="results/tables/tem_table_pairs.csv",
     params:
         networks=tem_table_networks(),
         entries={m: method_entry(m, tem_table_dataset()) for m in tem_table_methods()},
+        pairs=tem_table_settings().get("pairs", []),
     log:
         "results/logs/tem_table.log",
     benchmark:

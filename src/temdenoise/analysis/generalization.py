@@ -4,7 +4,8 @@ Mohan, Kadkhodaie, Simoncelli & Fernandez-Granda (ICLR 2020), table 1 / figure 1
 on Gaussian sigma in [0, 55] collapses above 55 while its bias-free version keeps denoising. Here
 the same comparison is made from the per-image metric files of the benchmark (one per model and
 noise condition): a table with one row per model and one column per noise level, and a plot of
-PSNR against the noise level with each training range shaded.
+PSNR against the noise level with each training range shaded. Each bias-free model is compared
+with its biased twin at every level by the paired per-image difference and its 95% interval.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from temdenoise import metrics  # noqa: E402
-from temdenoise.benchmark import _tex_escape, collect_metrics, summary_table  # noqa: E402
+from temdenoise.benchmark import collect_metrics, noise_order, summary_table, tex_escape  # noqa: E402
 from temdenoise.io import save_table, save_text  # noqa: E402
 from temdenoise.noise import parse_condition  # noqa: E402
 from temdenoise.plots import save_figure  # noqa: E402
+from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, pairs_display  # noqa: E402
 
 NOISY = "noisy"
 
@@ -59,22 +61,37 @@ def generalization_table(
     return wide
 
 
-def write_generalization_tables(table: pd.DataFrame, dataset: str, csv: str, markdown: str, latex: str) -> None:
-    """The table as CSV, Markdown and LaTeX, each headed by the PSNR convention."""
+def generalization_pairs(metric_paths: Sequence[str], entries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Paired per-image PSNR difference of each bias-free model and its biased twin (both among
+    ``entries``) at every noise level, easiest level first."""
+    tidy = collect_metrics(metric_paths)
+    pairs = compare_pairs(tidy, {}, bias_free_twins(entries), by=["noise"], item=["image"])
+    return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
+
+
+def write_generalization_tables(
+    table: pd.DataFrame, pairs: pd.DataFrame, dataset: str, csv: str, markdown: str, latex: str, pairs_csv: str
+) -> None:
+    """The table and the bias-free vs biased ``pairs`` as CSV, Markdown and LaTeX, each headed by
+    the PSNR convention."""
     save_table(csv, table.reset_index())
-    convention = metrics.CONVENTION["unit"]
+    save_table(pairs_csv, pairs)
+    convention, note = metrics.CONVENTION["unit"], delta_note("image")
     kind = table.columns.name
     title = f"Mean PSNR (dB) on the {dataset} test set vs noise level ({kind}); models trained on the stated range"
-    save_text(markdown, f"# {title}\n\nConvention: {convention}.\n\n{table.round(2).to_markdown()}\n")
-    tex = table.round(2).rename(index=_tex_escape)
+    twins = pairs_display(pairs, by=["noise"])
+    save_text(markdown, f"# {title}\n\nConvention: {convention}.\n\n{table.round(2).to_markdown()}\n\n"
+              f"Bias-free vs biased twin at each level. {note}.\n\n{twins.to_markdown(index=False)}\n")
+    tex = table.round(2).rename(index=tex_escape)
     tex.index.name = tex.columns.name = None
+    label = f"tab:generalization-{dataset.replace('_', '-')}"
     save_text(
         latex,
-        tex.to_latex(
-            float_format="%.2f",
-            caption=_tex_escape(f"{title}. {convention}."),
-            label=f"tab:generalization-{dataset.replace('_', '-')}",
-        ),
+        tex.to_latex(float_format="%.2f", caption=tex_escape(f"{title}. {convention}."), label=label)
+        + "\n"
+        + twins.map(tex_escape).rename(columns=tex_escape).to_latex(
+            index=False, caption=tex_escape(f"Bias-free vs biased twin on the {dataset} test set. {note}."),
+            label=f"{label}-pairs"),
     )
 
 
@@ -112,9 +129,13 @@ def run_generalization(
     train_noise: Mapping[str, Mapping[str, Any]],
     dataset: str,
     outputs: Mapping[str, str],
+    entries: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
-    """Table (``csv``, ``markdown``, ``latex``) and plot (``png``, ``svg``) of one dataset's study."""
+    """Table (``csv``, ``markdown``, ``latex``), bias-free vs biased pairs (``pairs``) and plot
+    (``png``, ``svg``) of one dataset's study; ``entries``: the models' method entries."""
     table = generalization_table(metric_paths, models, train_noise)
-    write_generalization_tables(table, dataset, outputs["csv"], outputs["markdown"], outputs["latex"])
+    pairs = generalization_pairs(metric_paths, {m: entries[m] for m in models})
+    write_generalization_tables(table, pairs, dataset, outputs["csv"], outputs["markdown"], outputs["latex"],
+                                outputs["pairs"])
     plot_generalization(table, train_noise, dataset, outputs["png"], outputs["svg"])
     return table

@@ -146,11 +146,36 @@ AUGMENTATION_VARIANTS = tuple(
 """The seed's six single-video settings: no augmentation / flips / flips + time reversal, x early stopping."""
 
 
-def write_udvd_table(metric_paths: Sequence[str], csv: str, summary_csv: str, markdown: str, latex: str) -> None:
-    """The UDVD table: PSNR mean +- std of every method on every condition of the video dataset."""
+def udvd_claim_pairs(entries: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """The UDVD table's named comparisons: each UDVD vs every UDVD with fewer frames (same training
+    noise), then each UDVD vs the supervised (biased) DnCNNs and vs the Wiener filters."""
+    def of(family: str) -> list[str]:
+        return [m for m, e in entries.items() if e["family"] == family and not e.get("params", {}).get("bias_free")]
+
+    frames = {m: entries[m].get("params", {}).get("frames", 1) for m in of("udvd")}
+    fewer = [(a, b) for a in frames for b in frames
+             if frames[a] > frames[b] and entries[a].get("train_noise") == entries[b].get("train_noise")]
+    return fewer + [(u, other) for u in frames for other in (*of("dncnn"), *of("wiener"))]
+
+
+def write_udvd_table(
+    metric_paths: Sequence[str],
+    frame_paths: Sequence[str],
+    entries: dict[str, dict[str, Any]],
+    csv: str,
+    summary_csv: str,
+    markdown: str,
+    latex: str,
+    pairs_csv: str,
+) -> None:
+    """The UDVD table: PSNR mean +- std over test videos of every method on every condition of the
+    video dataset, and paired differences over test frames (each method vs the next-ranked one and
+    :func:`udvd_claim_pairs`). Frames of one video are not independent, so the intervals are
+    narrower than over independent images."""
     from temdenoise.benchmark import collect_metrics, write_tables
 
-    write_tables(collect_metrics(metric_paths), csv, summary_csv, markdown, latex)
+    write_tables(collect_metrics(metric_paths), csv, summary_csv, markdown, latex, pairs_csv,
+                 items=collect_metrics(frame_paths), named=udvd_claim_pairs(entries))
 
 
 def _short_videos(stack: Sequence[np.ndarray], videos: int, frames: int, crop: int) -> list[np.ndarray]:

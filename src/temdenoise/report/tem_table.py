@@ -1,6 +1,12 @@
 """The seed's "Electron Microscopy" table: every model on the Poisson TEM test set, with its
 parameter count and measured field of view beside PSNR (mean +- std over images) and SSIM.
 
+Beside each model: the paired per-image PSNR difference to the next-ranked model with its 95%
+interval; ``tem_table_pairs.csv`` holds those and the study's named comparisons (every UNet vs
+DnCNN, DnCNN vs Wiener, Wiener vs wavelet, each bias-free net vs its biased twin, or the pairs
+of ``experiments.tem_table.pairs``). Every UNet is compared, not the best one by test PSNR: a
+model picked as the best on the test images and then tested on them would win by selection.
+
 Networks take parameters and FoV from the ``info.json`` written at training time
 (:func:`temdenoise.train.supervised.model_info`); the Wiener filter has ``kernel_size**2`` weights
 and a ``kernel_size`` FoV; the wavelet shrinkage learns nothing and sees the whole image.
@@ -14,10 +20,12 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from temdenoise import metrics
-from temdenoise.benchmark import collect_metrics, noise_order
+from temdenoise.benchmark import collect_metrics, noise_order, tex_escape
 from temdenoise.io import save_table, save_text
+from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, format_delta, pairs_display
 
 COLUMNS = ["noise", "model", "parameters", "fov", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
+NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
 
 
 def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -26,6 +34,18 @@ def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
         size = int(entry.get("params", {}).get("kernel_size", 0)) or None
         return {"parameters": size * size if size else None, "fov": size}
     return {"parameters": 0, "fov": None}
+
+
+def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """The study's named comparisons among ``entries``: every UNet vs every DnCNN, DnCNN vs Wiener,
+    Wiener vs wavelet (biased networks only), then each bias-free network vs its biased twin."""
+    def of(family: str) -> list[str]:
+        return [name for name, e in entries.items()
+                if e["family"] == family and not e.get("params", {}).get("bias_free")]
+
+    claims = [(a, b) for upper, lower in (("unet", "dncnn"), ("dncnn", "wiener"), ("wiener", "wavelet"))
+              for a in of(upper) for b in of(lower)]
+    return claims + bias_free_twins(entries)
 
 
 def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -45,6 +65,19 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.D
     return summary[COLUMNS].reset_index(drop=True)
 
 
+def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Paired per-image differences per condition: each model vs the next row of ``table``, and ``named``."""
+    orders = {(noise,): part["model"].tolist() for noise, part in table.groupby("noise", sort=False)}
+    pairs = compare_pairs(tidy, orders, named, by=["noise"], item=["image"])
+    return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
+
+
+def with_next(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each model's difference to the next-ranked one (empty on the last row)."""
+    adjacent = pairs[pairs["next_ranked"]].rename(columns={"a": "model", "b": "next_model"})
+    return table.merge(adjacent[["noise", "model", *NEXT_COLUMNS]], on=["noise", "model"], how="left")
+
+
 def _display(table: pd.DataFrame, pm: str) -> pd.DataFrame:
     def count(value: Any) -> str:
         if pd.isna(value):
@@ -58,6 +91,7 @@ def _display(table: pd.DataFrame, pm: str) -> pd.DataFrame:
         "FoV": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
         "PSNR (dB)": [f"{m:.2f} {pm} {s:.2f}" for m, s in zip(table["psnr_mean"], table["psnr_std"])],
         "SSIM": [f"{m:.3f}" for m in table["ssim_mean"]],
+        "Δ vs next (95% CI)": ["–" if pd.isna(row["next_model"]) else format_delta(row) for _, row in table.iterrows()],
     })
 
 
@@ -68,20 +102,35 @@ def write_tem_table(
     out_csv: str,
     out_md: str,
     out_tex: str,
+    out_pairs: str,
+    pairs: Sequence[Sequence[str]] = (),
 ) -> pd.DataFrame:
-    """Build the table from per-image metric CSVs and write it as CSV, Markdown and LaTeX."""
+    """Build the table from per-image metric CSVs and write it as CSV, Markdown and LaTeX, and
+    the paired comparisons (``pairs``, else :func:`claim_pairs`, plus the adjacent rows) as CSV."""
+    named = [tuple(pair) for pair in pairs] or claim_pairs(entries)
+    unknown = sorted({name for pair in named for name in pair} - set(entries))
+    if unknown:
+        raise ValueError(f"experiments.tem_table.pairs names {unknown}, not methods of the table {sorted(entries)}")
     info = {name: classical_info(entry) for name, entry in entries.items() if name not in info_paths}
     info.update({name: json.loads(open(path).read()) for name, path in info_paths.items()})
-    table = tem_table(collect_metrics(metric_paths), info)
+    tidy = collect_metrics(metric_paths)
+    table = tem_table(tidy, info)
+    compared = table_pairs(tidy, table, named)
+    table = with_next(table, compared)
     save_table(out_csv, table)
-    convention = metrics.CONVENTION["unit"]
+    save_table(out_pairs, compared)
+    convention, note = metrics.CONVENTION["unit"], delta_note("image")
     md = [f"# TEM denoising: PSNR (dB, mean ± std over test images), SSIM, parameters, measured FoV\n\n"
-          f"Convention: {convention}. FoV: gradient support of the centre output pixel.\n"]
+          f"Convention: {convention}. FoV: gradient support of the centre output pixel. "
+          f"{note}; Δ vs next compares a row with the row below it.\n"]
     tex = [f"% TEM table. Convention: {convention}.\n"]
     for noise, part in table.groupby("noise", sort=False):
-        md.append(f"\n## {noise}\n\n" + _display(part, "±").to_markdown(index=False) + "\n")
-        caption = f"Denoising {noise} TEM images: PSNR (dB) mean $\\pm$ std. {convention}.".replace("_", "\\_")
-        tex.append(_display(part, "$\\pm$").to_latex(index=False, caption=caption, label=f"tab:tem-{noise}"))
+        claims = compared[(compared["noise"] == noise) & compared["named"]]
+        md.append(f"\n## {noise}\n\n" + _display(part, "±").to_markdown(index=False) + "\n\n"
+                  f"Named comparisons ({noise}):\n\n" + pairs_display(claims).to_markdown(index=False) + "\n")
+        caption = tex_escape(f"Denoising {noise} TEM images: PSNR (dB) mean $\\pm$ std. {note}. {convention}.")
+        display = _display(part, "$\\pm$").map(tex_escape).rename(columns=tex_escape)
+        tex.append(display.to_latex(index=False, caption=caption, label=f"tab:tem-{noise}"))
     save_text(out_md, "".join(md))
     save_text(out_tex, "\n".join(tex))
     return table

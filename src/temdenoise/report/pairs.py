@@ -1,0 +1,91 @@
+"""Which pairs of methods a table compares, and how the paired differences are shown.
+
+Every table that lists methods in PSNR order invites the reading "each beats the next one". The
+tables therefore report, beside the means, the paired difference of each method and the
+next-ranked one (and of the study's named comparisons) over the same test items, with its 95%
+Student-t interval (:func:`temdenoise.stats.paired_table`). The interval, not the order of the
+means, says whether an ordering is established.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from temdenoise.stats import PairedDifference, paired_table
+
+PAIR_COLUMNS = ["a", "b", "diff_mean", "diff_low", "diff_high", "diff_items", "diff_resolved", "verdict",
+                "next_ranked", "named"]
+
+
+def delta_note(item: str = "image") -> str:
+    """The sentence every table with a Δ column states in its header or caption."""
+    return f"Δ = paired per-{item} difference, 95% t-interval; 'not resolved' when it includes 0"
+
+
+def adjacent_pairs(order: Sequence[str]) -> list[tuple[str, str]]:
+    """``(method, next-ranked method)`` for each consecutive pair of ``order`` (best first)."""
+    return list(zip(order[:-1], order[1:]))
+
+
+def compare_pairs(
+    items: pd.DataFrame,
+    orders: Mapping[Any, Sequence[str]],
+    named: Sequence[tuple[str, str]] = (),
+    *,
+    by: Sequence[str],
+    item: Sequence[str],
+) -> pd.DataFrame:
+    """Paired PSNR differences per group: each method vs the next-ranked, plus the ``named`` pairs.
+
+    ``items``: one row per test item x method x group (the per-image or per-frame metric rows).
+    ``orders`` maps each group key (the values of ``by``, a tuple) to its methods, best first, as
+    the table shows them. A pair that is both adjacent and named appears once with both flags set.
+    """
+    rows = []
+    for key, part in items.groupby(list(by), sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        adjacent = adjacent_pairs(orders.get(key, []))
+        pairs = list(dict.fromkeys([*adjacent, *named]))
+        table = paired_table(part, pairs, by=by, item=item)
+        table["next_ranked"] = [pair in adjacent for pair in zip(table["a"], table["b"])]
+        table["named"] = [pair in named for pair in zip(table["a"], table["b"])]
+        rows.append(table)
+    if not rows:
+        return pd.DataFrame(columns=[*by, *PAIR_COLUMNS])
+    return pd.concat(rows, ignore_index=True)[[*by, *PAIR_COLUMNS]]
+
+
+def format_delta(row: Mapping[str, Any]) -> str:
+    """``+0.31 dB [+0.12, +0.50]``, followed by "not resolved" when the interval includes 0."""
+    result = PairedDifference(row["diff_mean"], row["diff_low"], row["diff_high"], int(row["diff_items"]))
+    return result.format() + ("" if result.resolved else " not resolved")
+
+
+def pairs_display(pairs: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The pairs as text columns for Markdown / LaTeX: the ``by`` keys, ``A − B``, Δ, items, verdict."""
+    return pd.DataFrame({
+        **{key: pairs[key] for key in by},
+        "A − B": [f"{a} − {b}" for a, b in zip(pairs["a"], pairs["b"])],
+        "Δ PSNR (95% CI)": [format_delta(row) for _, row in pairs.iterrows()],
+        "items": pairs["diff_items"].astype(int),
+        "verdict": pairs["verdict"],
+    })
+
+
+def _twin_key(entry: Mapping[str, Any]) -> tuple:
+    """What a bias-free network shares with its biased twin: family, recipe, training noise and
+    every parameter except ``bias_free`` and the ``offset`` a bias-free net works about."""
+    params = {k: v for k, v in entry.get("params", {}).items() if k not in ("bias_free", "offset")}
+    return (entry["family"], repr(sorted(params.items())), repr(entry.get("train_noise")), entry.get("training"))
+
+
+def bias_free_twins(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """``(bias-free method, biased twin)`` for every bias-free entry whose twin is among ``entries``."""
+    biased = {_twin_key(e): name for name, e in entries.items() if not e.get("params", {}).get("bias_free")}
+    return [
+        (name, biased[_twin_key(entry)])
+        for name, entry in entries.items()
+        if entry.get("params", {}).get("bias_free") and _twin_key(entry) in biased
+    ]
