@@ -116,6 +116,13 @@ def on_particle(frame: Mapping[str, float], points_rc: np.ndarray) -> np.ndarray
     return (distance <= frame["particle_radius_px"] + 0.5) & (points_rc[:, 0] < frame["particle_floor_row_px"])
 
 
+def content_region(frame: Mapping[str, float], points_rc: np.ndarray) -> np.ndarray:
+    """``"particle"``, ``"support"`` (below the particle's floor) or ``"vacuum"`` for each point of a frame."""
+    points_rc = np.atleast_2d(np.asarray(points_rc, dtype=float))
+    support = np.where(points_rc[:, 0] >= frame["particle_floor_row_px"], "support", "vacuum")
+    return np.where(on_particle(frame, points_rc), "particle", support)
+
+
 def displacement_field(source: Mapping[str, float], target: Mapping[str, float], points_rc: np.ndarray) -> np.ndarray:
     """(N, 2) true displacement (rows down, columns right, px) from frame ``source`` to frame
     ``target`` (their metadata rows) of the content at ``points_rc`` of the source frame: where
