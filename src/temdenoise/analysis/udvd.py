@@ -464,7 +464,7 @@ def _motion_figure(frame: np.ndarray, records: pd.DataFrame, centre: int, offset
     scale = 4.0   # arrows are drawn 4 times their length
     figure, axes = plt.subplots(2, len(names) + 1, figsize=(3.0 * (len(names) + 1), 6.2))
     pair = records[(records["centre_frame"] == centre) & (records["offset"] == offset)]
-    panels = [("true", pair[pair["estimator"] == names[0]], "true_drow", "true_dcol", "k")]
+    panels = [("true", pair[pair["estimator"] == names[0]], "true_drow", "true_dcol", "yellow")]
     panels += [(name, pair[pair["estimator"] == name], "est_drow", "est_dcol", f"C{i}") for i, name in enumerate(names)]
     for axis, (title, data, drow, dcol, colour) in zip(axes[0], panels):
         axis.imshow(frame, cmap="gray")
