@@ -1,4 +1,4 @@
-"""Rule udvd_motion: equivalent filters of a multi-frame UDVD vs the true simulated drift."""
+"""Rule udvd_motion: UDVD's implicit motion estimate vs the true motion, zero motion and optical flow."""
 
 from temdenoise.analysis.udvd import run_motion_study
 from temdenoise.runtime import job
@@ -6,12 +6,8 @@ from temdenoise.runtime import job
 with job(snakemake) as run:
     run_motion_study(
         snakemake.params.entry,
-        snakemake.input.weights,
-        snakemake.input.noisy,
-        snakemake.input.metadata,
+        {name: str(path) for name, path in snakemake.input.items()},
+        {name: str(path) for name, path in snakemake.output.items()},
         snakemake.params.section,
         run.device,
-        snakemake.output.csv,
-        snakemake.output.markdown,
-        snakemake.output.png,
     )

@@ -248,6 +248,41 @@ def test_video_frames_move_by_the_stored_displacement():
         assert residual < 0.02 * unmoved, (residual, unmoved)
 
 
+def test_displacement_field_moves_every_atom_to_its_next_position():
+    """Move the atoms of a video (drift, and a rotation large enough to matter), project them into
+    the crop, and compare each atom's move with the field at its site: particle atoms follow drift
+    plus rotation, support atoms the drift alone."""
+    from temdenoise.simulate.structures import contact_anchor
+    from temdenoise.simulate.video import VideoMotion, displacement_field, frame_motion, frame_specimen, on_particle
+
+    settings = tiny_settings(video={"frames": 3, "drift_px": 1.5, "rotation_deg": 3.0, "surface_moves": 0})
+    rng = np.random.default_rng(5)
+    draw = sample.draw_structure(settings, "v", 5, rng)
+    particle, _ = sample.particle_with_defects(settings, draw, rng)
+    motion = VideoMotion(drift_px=np.array([[0.0, 0.0], [2.3, -1.7], [-1.1, 2.6]]), rotation_deg=np.array([0.0, 4.0, -3.0]))
+    anchor = contact_anchor(particle)
+    specs = [frame_specimen(settings, draw, particle, anchor, motion, t) for t in range(3)]
+    height = int(round(sample.cell_geometry(settings)[0][1] / settings.pixel_size))
+    window = sample.crop_window_of(settings, specs[0], (height, height))
+    rows = [frame_motion(settings, spec, motion, t, height, window) for t, spec in enumerate(specs)]
+    sites = [sample.crop_pixels(spec.atoms.positions[:, :2], height, window, settings.pixel_size) for spec in specs]
+    is_particle = np.zeros(len(specs[0].atoms), bool)
+    is_particle[specs[0].particle] = True
+    size = settings.image_size
+    for s, t in ((0, 1), (1, 2), (2, 0)):
+        # support atoms that stay in the crop and were not wrapped across the periodic cell
+        inside = np.all((sites[s] >= 0) & (sites[s] < size) & (sites[t] >= 0) & (sites[t] < size), axis=1)
+        kept = inside & (np.hypot(*(sites[t] - sites[s]).T) < 10)
+        assert is_particle[kept].sum() == is_particle.sum() and (~is_particle[kept]).sum() > 50
+        moved = sites[t][kept] - sites[s][kept]
+        field = displacement_field(rows[s], rows[t], sites[s][kept])
+        np.testing.assert_allclose(field, moved, atol=1e-6)
+        np.testing.assert_array_equal(on_particle(rows[s], sites[s][kept]), is_particle[kept])
+        drift = [rows[t]["displacement_row_px"] - rows[s]["displacement_row_px"],
+                 rows[t]["displacement_col_px"] - rows[s]["displacement_col_px"]]
+        assert np.abs(field[is_particle[kept]] - drift).max() > 0.5   # the rotation shows, not the drift alone
+
+
 def test_schema_defaults_match_library_defaults():
     schema = yaml.safe_load(SCHEMA.read_text())
     section = schema["properties"]["datasets"]["additionalProperties"]["properties"]["simulation"]["properties"]

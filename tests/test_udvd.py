@@ -11,7 +11,9 @@ import torch
 from scipy.ndimage import gaussian_filter, shift as subpixel_shift
 from torch import nn
 
-from temdenoise.analysis.udvd import grid_pixels, motion_compensation, video_displacement
+from temdenoise.analysis.udvd import (
+    UDVD_ESTIMATE, ZERO_MOTION, flow_shifts, grid_pixels, motion_records, motion_summary, udvd_shifts, video_motion_rows,
+)
 from temdenoise.metrics import psnr
 from temdenoise.models import build_model
 from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows, window_frames
@@ -231,9 +233,9 @@ class _MotionCompensatingAverage(nn.Module):
 
     frames = 3
 
-    def __init__(self, step: tuple[int, int]) -> None:
+    def __init__(self, step: tuple[int, int], tile: int) -> None:
         super().__init__()
-        self.step = step
+        self.step, self.tile = step, tile
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         back = torch.roll(x[:, 0:1], self.step, dims=(2, 3))
@@ -241,27 +243,63 @@ class _MotionCompensatingAverage(nn.Module):
         return 0.5 * (back + forward)
 
 
+@pytest.mark.parametrize("tile", [0, 12])
 @pytest.mark.parametrize("step", [(0, 2), (1, -3)])
-def test_filter_centroids_recover_a_constructed_motion(step: tuple[int, int]) -> None:
-    model = _MotionCompensatingAverage(step)
+def test_filter_centroids_recover_a_constructed_motion(step: tuple[int, int], tile: int) -> None:
+    """Content moving by ``step`` per frame: the centroid of the previous frame's filter sits at
+    -step, the next frame's at +step, on whole frames and on tiles around each pixel."""
+    model = _MotionCompensatingAverage(step, tile)
     video = np.random.default_rng(0).random((5, 24, 24)).astype(np.float32)
-    displacement = np.arange(5)[:, None] * np.asarray(step, dtype=float)  # content moves by step per frame
     pixels = grid_pixels(24, 24, margin=6, count=2)
-    table, example = motion_compensation(model, video, displacement, [1, 2, 3], pixels, radius=4)
-    moving = table[table["offset"] != 0]
-    assert len(moving) == 3 * 2 * len(pixels) and moving["error_px"].max() < 1e-6
-    np.testing.assert_allclose(example["centroids"][[0, 2]], example["true"][[0, 2]], atol=1e-6)
+    shifts = udvd_shifts(model, video, [1, 2, 3], pixels, radius=4, chunk=3)
+    assert shifts.shape == (3, 3, len(pixels), 2)
+    np.testing.assert_allclose(shifts[:, 0], np.broadcast_to(-np.asarray(step, float), (3, len(pixels), 2)), atol=1e-6)
+    np.testing.assert_allclose(shifts[:, 2], np.broadcast_to(np.asarray(step, float), (3, len(pixels), 2)), atol=1e-6)
     # the centre frame has no filter at all here: its centroid is undefined, not 0
-    assert np.abs(example["filters"][1]).sum() == 0 and np.isnan(example["centroids"][1]).all()
+    assert np.isnan(shifts[:, 1]).all()
+    with pytest.raises(ValueError, match="centre frame 0"):
+        udvd_shifts(model, video, [0], pixels, radius=4)
 
 
-def test_video_displacement_reads_one_video_in_frame_order() -> None:
+def test_flow_shifts_recover_a_translation() -> None:
+    """Frame 1 is frame 0 moved by (1.5, -2) px: the flow from frame 0 to 1 is that shift."""
+    image = gaussian_filter(np.random.default_rng(1).random((64, 64)), 2.0)
+    video = np.stack([image, subpixel_shift(image, (1.5, -2.0), order=3, mode="wrap")])
+    pixels = grid_pixels(64, 64, margin=16, count=3)
+    flow = flow_shifts(video, [0], [1], pixels, smoothing=0.0)
+    assert flow.shape == (1, 1, len(pixels), 2)
+    np.testing.assert_allclose(flow[0, 0], np.tile([1.5, -2.0], (len(pixels), 1)), atol=0.2)
+
+
+def test_motion_summary_scores_the_same_items_and_pairs_the_errors() -> None:
+    rng = np.random.default_rng(2)
+    centres, offsets, pixels = [2, 3], [-1, 1], grid_pixels(20, 20, margin=2, count=4)
+    truth = rng.normal(0, 2, size=(2, 2, len(pixels), 2))
+    regions = np.where(np.arange(len(pixels)) < 4, "vacuum", "support")[None].repeat(2, axis=0)
+    noisy = truth + rng.normal(0, 0.5, size=truth.shape)
+    noisy[0, 0, 5] = np.nan   # an undefined centroid drops that item for every estimator
+    estimates = {UDVD_ESTIMATE: noisy, ZERO_MOTION: np.zeros_like(truth), "perfect": truth.copy()}
+    records = motion_records(estimates, truth, regions, centres, offsets, pixels)
+    assert len(records) == 3 * 2 * 2 * len(pixels)
+    summary = motion_summary(records).set_index("estimator")
+    assert (summary["pixels"] == 2 * 2 * (len(pixels) - 4) - 1).all()
+    assert summary.loc["perfect", "epe_mean_px"] == 0 and summary.loc["perfect", "slope_row"] == pytest.approx(1)
+    assert summary.loc["perfect", "corr_col"] == pytest.approx(1)
+    assert summary.loc[ZERO_MOTION, "slope_col"] == 0 and np.isnan(summary.loc[ZERO_MOTION, "corr_col"])
+    # UDVD (error ~0.6 px) is resolved worse than the perfect estimate and better than zero motion
+    assert summary.loc["perfect", "udvd_minus_this_low"] > 0 and summary.loc[ZERO_MOTION, "udvd_minus_this_high"] < 0
+    assert np.isnan(summary.loc[UDVD_ESTIMATE, "udvd_minus_this_mean"])
+
+
+def test_video_motion_rows_reads_one_video_in_frame_order() -> None:
+    from temdenoise.simulate.video import MOTION_COLUMNS
+
     metadata = pd.DataFrame({"item": [0, 0, 1, 1, 1], "frame": [1, 0, 2, 0, 1],
-                             "displacement_row_px": [0.5, 0.0, 2.0, 0.0, 1.0],
-                             "displacement_col_px": [-0.5, 0.0, -2.0, 0.0, -1.0]})
-    np.testing.assert_array_equal(video_displacement(metadata, 1), [[0, 0], [1, -1], [2, -2]])
-    with pytest.raises(KeyError, match="displacement_col_px"):
-        video_displacement(metadata.drop(columns="displacement_col_px"), 0)
+                             **{column: [0.5, 0.0, 2.0, 0.0, 1.0] for column in MOTION_COLUMNS}})
+    rows = video_motion_rows(metadata, 1)
+    assert [r["frame"] for r in rows] == [0, 1, 2] and [r["rotation_deg"] for r in rows] == [0.0, 1.0, 2.0]
+    with pytest.raises(KeyError, match="pivot_row_px"):
+        video_motion_rows(metadata.drop(columns="pivot_row_px"), 0)
 
 
 def test_tiled_inference_keeps_the_blind_spot_and_matches_whole_frames_for_big_tiles() -> None:

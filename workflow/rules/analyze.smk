@@ -180,7 +180,8 @@ ALL_TARGETS.extend(
 # udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset, with
 # paired per-frame differences (evaluate_video scores every frame);
 # udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
-# udvd_motion: equivalent filters of a multi-frame UDVD vs the true simulated drift.
+# udvd_motion: the filter-centroid motion estimate of a multi-frame UDVD vs the true motion,
+# zero motion and TV-L1 optical flow.
 check_udvd()
 
 
@@ -250,9 +251,16 @@ rule udvd_motion:
     input:
         weights=lambda wildcards: f"results/models/{UDVD['dataset']}/{UDVD_MOTION['model']}/model.pt",
         noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_MOTION["noise"], "test"),
+        # clean test frames: only for the flow on clean frames, scored as a labelled upper bound
+        clean=lambda wildcards: clean_split(UDVD["dataset"], "test"),
         metadata=lambda wildcards: clean_metadata(UDVD["dataset"], "test"),
+        # the flows' smoothing is chosen on the validation video
+        validation_noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_MOTION["noise"], "validation"),
+        validation_clean=lambda wildcards: clean_split(UDVD["dataset"], "validation"),
+        validation_metadata=lambda wildcards: clean_metadata(UDVD["dataset"], "validation"),
     output:
         csv="results/tables/udvd_motion.csv",
+        pixels="results/tables/udvd_motion_pixels.csv",
         markdown="results/tables/udvd_motion.md",
         png=report("results/plots/udvd_motion.png", caption="../report/udvd_motion.rst", category="UDVD"),
     params:

@@ -6,12 +6,14 @@ frames of these filters applied to the input (f(y) = A_y y), so each frame's fil
 network takes its evidence from. If the content moved by ``d`` pixels between the centre frame
 and frame ``t + k``, a motion-compensating network centres its frame-``t + k`` filter ``d``
 pixels away from the output pixel: the filter centroid tracks the motion without optical flow.
+The motion study scores that estimate against the simulator's true per-pixel motion beside zero
+motion and a classical optical flow (``run_motion_study``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -64,44 +66,6 @@ def grid_pixels(height: int, width: int, margin: int, count: int) -> list[tuple[
     rows = np.linspace(margin, height - 1 - margin, count).round().astype(int)
     cols = np.linspace(margin, width - 1 - margin, count).round().astype(int)
     return [(int(r), int(c)) for r in rows for c in cols]
-
-
-def motion_compensation(
-    model: nn.Module,
-    noisy_video: np.ndarray,
-    displacement: np.ndarray,
-    centre_frames: Sequence[int],
-    pixels: Sequence[tuple[int, int]],
-    radius: int,
-    device: str = "cpu",
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Filter-centroid shift vs true displacement for every (centre frame, input frame, pixel).
-
-    ``displacement``: (T, 2) true position of the content in each frame (rows down, columns
-    right, pixels). The true shift of input frame ``t + k`` for centre frame ``t`` is
-    ``displacement[t + k] - displacement[t]``. Returns the table (one row per centre frame, offset
-    ``k`` and pixel, with ``error_px`` the Euclidean distance) and the filters of the first centre
-    frame and pixel for the figure.
-    """
-    half = model.frames // 2
-    records, example = [], {}
-    for t in centre_frames:
-        if not half <= t < len(noisy_video) - half:
-            raise ValueError(f"centre frame {t} needs {half} frames on each side (video of {len(noisy_video)})")
-        window = frame_windows(noisy_video, model.frames, [t])[0]
-        filters = equivalent_filters(model, window, pixels, device)
-        centroids = filter_centroids(filters, pixels, radius)
-        if not example:
-            example = {"filters": filters[0], "pixel": np.asarray(pixels[0]), "centroids": centroids[0],
-                       "true": displacement[t - half : t + half + 1] - displacement[t]}
-        for k in range(-half, half + 1):
-            true = displacement[t + k] - displacement[t]
-            for p, pixel in enumerate(pixels):
-                est = centroids[p, k + half]
-                records.append({"centre_frame": t, "offset": k, "row": pixel[0], "col": pixel[1],
-                                "true_drow": true[0], "true_dcol": true[1], "est_drow": est[0], "est_dcol": est[1],
-                                "error_px": float(np.hypot(*(est - true)))})
-    return pd.DataFrame(records), example
 
 
 def augmentation_study(
@@ -222,58 +186,298 @@ def run_augmentation_study(
               f"held-out noisy frames (no clean data). PSNR convention: {CONVENTION['unit']}.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n")
 
 
-def video_displacement(metadata: pd.DataFrame, item: int) -> np.ndarray:
-    """(T, 2) true displacement (rows down, columns right, px) of video ``item`` from its metadata."""
-    columns = ["displacement_row_px", "displacement_col_px"]
-    missing = [c for c in ["item", "frame", *columns] if c not in metadata]
+# -- implicit motion compensation against the true motion and classical baselines ---------------
+
+UDVD_ESTIMATE = "UDVD filter centroid (noisy)"
+ZERO_MOTION = "zero motion"
+FLOW_NOISY = "TV-L1 flow (noisy)"
+FLOW_CLEAN = "TV-L1 flow (clean, upper bound)"
+MOTION_ITEM = ["centre_frame", "offset", "row", "col"]
+DIFFERENCE = "udvd_minus_this"   # prefix of the paired-difference columns of the motion summary
+"""One scored item of the motion study: a pixel of a centre frame and the offset of the other frame."""
+
+
+def local_equivalent_filters(
+    model: nn.Module, window: np.ndarray, pixels: Sequence[tuple[int, int]], side: int, device: str = "cpu"
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Equivalent filters of each pixel on a ``side`` x ``side`` crop of a ``(frames, H, W)`` window
+    around it, the context a net that works in tiles sees: (P, frames, side, side), and each
+    pixel's position in its crop. The crops form one batch; its items do not interact."""
+    _, height, width = window.shape
+    crops, local = [], []
+    for row, col in pixels:
+        top = int(np.clip(row - side // 2, 0, height - side))
+        left = int(np.clip(col - side // 2, 0, width - side))
+        crops.append(window[:, top : top + side, left : left + side])
+        local.append((row - top, col - left))
+    model.eval()
+    source = torch.as_tensor(np.stack(crops).astype(np.float32)).to(device).requires_grad_(True)
+    output = model(source)[:, 0]
+    rows = torch.as_tensor([p[0] for p in local])
+    cols = torch.as_tensor([p[1] for p in local])
+    (grads,) = torch.autograd.grad(output[torch.arange(len(local)), rows, cols].sum(), source)
+    return grads.detach().cpu().numpy(), local
+
+
+def udvd_shifts(
+    model: nn.Module,
+    noisy_video: np.ndarray,
+    centre_frames: Sequence[int],
+    pixels: Sequence[tuple[int, int]],
+    radius: int,
+    device: str = "cpu",
+    chunk: int = 64,
+) -> np.ndarray:
+    """The UDVD estimate of the motion: filter-centroid shift of every input frame of the window of
+    each centre frame, at each pixel, (centres, frames, P, 2) as (rows down, columns right).
+
+    A net with a ``tile`` size smaller than the frames is differentiated on a tile around each
+    pixel (how it denoises), otherwise on whole frames; ``chunk`` pixels at a time.
+    """
+    half = model.frames // 2
+    side = getattr(model, "tile", 0)
+    out = np.full((len(centre_frames), model.frames, len(pixels), 2), np.nan)
+    for i, t in enumerate(centre_frames):
+        if not half <= t < len(noisy_video) - half:
+            raise ValueError(f"centre frame {t} needs {half} frames on each side (video of {len(noisy_video)})")
+        window = frame_windows(noisy_video, model.frames, [t])[0]
+        for start in range(0, len(pixels), chunk):
+            part = list(pixels[start : start + chunk])
+            if side and side < min(window.shape[1:]):
+                filters, local = local_equivalent_filters(model, window, part, side, device)
+            else:
+                filters, local = equivalent_filters(model, window, part, device), part
+            out[i, :, start : start + len(part)] = filter_centroids(filters, local, radius).transpose(1, 0, 2)
+    return out
+
+
+def flow_shifts(
+    video: np.ndarray,
+    centre_frames: Sequence[int],
+    offsets: Sequence[int],
+    pixels: Sequence[tuple[int, int]],
+    smoothing: float,
+) -> np.ndarray:
+    """TV-L1 optical flow (``skimage.registration.optical_flow_tvl1``, its default parameters) from
+    each centre frame ``t`` to frame ``t + k``, read at ``pixels``: (centres, offsets, P, 2).
+
+    Both frames are smoothed by a Gaussian of ``smoothing`` px (0: none) and scaled by the centre
+    frame's 1-99 percentile range, the intensity scale the flow's data term is tuned for.
+    """
+    from scipy.ndimage import gaussian_filter
+    from skimage.registration import optical_flow_tvl1
+
+    def prepare(frame: np.ndarray) -> np.ndarray:
+        frame = frame.astype(np.float64)
+        return gaussian_filter(frame, smoothing) if smoothing > 0 else frame
+
+    rows, cols = np.asarray(pixels).T
+    out = np.zeros((len(centre_frames), len(offsets), len(pixels), 2))
+    for i, t in enumerate(centre_frames):
+        reference = prepare(video[t])
+        low, high = np.percentile(reference, [1, 99])
+        scale = (high - low) or 1.0
+        for j, k in enumerate(offsets):
+            flow = optical_flow_tvl1((reference - low) / scale, (prepare(video[t + k]) - low) / scale)
+            out[i, j] = flow[:, rows, cols].T
+    return out
+
+
+def true_shifts(
+    frames: Sequence[Mapping[str, float]],
+    centre_frames: Sequence[int],
+    offsets: Sequence[int],
+    pixels: Sequence[tuple[int, int]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """True displacement from each centre frame to frame ``t + k`` at ``pixels`` (centres, offsets,
+    P, 2) and the content region of each pixel in its centre frame (centres, P); ``frames``: the
+    video's metadata rows in frame order (:func:`video_motion_rows`)."""
+    from temdenoise.simulate.video import content_region, displacement_field
+
+    truth = np.stack([np.stack([displacement_field(frames[t], frames[t + k], pixels) for k in offsets])
+                      for t in centre_frames])
+    regions = np.stack([content_region(frames[t], pixels) for t in centre_frames])
+    return truth, regions
+
+
+def motion_records(
+    estimates: Mapping[str, np.ndarray],
+    truth: np.ndarray,
+    regions: np.ndarray,
+    centre_frames: Sequence[int],
+    offsets: Sequence[int],
+    pixels: Sequence[tuple[int, int]],
+) -> pd.DataFrame:
+    """One row per estimator and :data:`MOTION_ITEM`: true and estimated shift, endpoint error
+    ``epe_px``; ``estimates`` map a name to a (centres, offsets, P, 2) array like ``truth``."""
+    c, k, p = np.meshgrid(np.arange(len(centre_frames)), np.arange(len(offsets)), np.arange(len(pixels)), indexing="ij")
+    pixel = np.asarray(pixels)[p.ravel()]
+    base = pd.DataFrame({"centre_frame": np.asarray(centre_frames)[c.ravel()], "offset": np.asarray(offsets)[k.ravel()],
+                         "row": pixel[:, 0], "col": pixel[:, 1], "region": regions[c.ravel(), p.ravel()],
+                         "true_drow": truth[..., 0].ravel(), "true_dcol": truth[..., 1].ravel()})
+    tables = []
+    for name, estimate in estimates.items():
+        error = np.hypot(estimate[..., 0] - truth[..., 0], estimate[..., 1] - truth[..., 1]).ravel()
+        tables.append(base.assign(estimator=name, est_drow=estimate[..., 0].ravel(), est_dcol=estimate[..., 1].ravel(),
+                                  epe_px=error))
+    return pd.concat(tables, ignore_index=True)[["estimator", *base.columns, "est_drow", "est_dcol", "epe_px"]]
+
+
+def _slope_and_correlation(truth: np.ndarray, estimate: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope of ``estimate`` on ``truth`` and their correlation (NaN for a constant)."""
+    truth, estimate = truth - truth.mean(), estimate - estimate.mean()
+    spread = float((truth**2).sum())
+    slope = float((truth * estimate).sum() / spread) if spread > 0 else np.nan
+    norm = np.sqrt(spread * float((estimate**2).sum()))
+    return slope, float((truth * estimate).sum() / norm) if norm > 0 else np.nan
+
+
+def motion_summary(records: pd.DataFrame, reference: str = UDVD_ESTIMATE) -> pd.DataFrame:
+    """One row per estimator over the same items (pixels on the particle or the support, where every
+    estimator is finite): endpoint error mean and median, slope and correlation of estimate vs
+    truth per axis, and the paired per-item difference ``epe(reference) - epe(estimator)`` with
+    its 95% interval, columns ``udvd_minus_this_*`` (negative: the reference is closer to the truth)."""
+    from temdenoise.stats import paired_difference
+
+    scored = records[records["region"] != "vacuum"]
+    errors = scored.pivot_table(index=MOTION_ITEM, columns="estimator", values="epe_px", dropna=False).dropna()
+    out = []
+    for name in records["estimator"].unique():
+        group = scored[scored["estimator"] == name].set_index(MOTION_ITEM).loc[errors.index]
+        row = {"estimator": name, "pixels": len(group),
+               "epe_mean_px": group["epe_px"].mean(), "epe_median_px": group["epe_px"].median()}
+        for axis in ("row", "col"):
+            row[f"slope_{axis}"], row[f"corr_{axis}"] = _slope_and_correlation(
+                group[f"true_d{axis}"].to_numpy(), group[f"est_d{axis}"].to_numpy())
+        if name != reference:
+            row.update(paired_difference(errors[reference], errors[name]).as_dict(DIFFERENCE))
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def choose_flow_smoothing(
+    video: np.ndarray,
+    frames: Sequence[Mapping[str, float]],
+    centre_frames: Sequence[int],
+    offsets: Sequence[int],
+    pixels: Sequence[tuple[int, int]],
+    candidates: Sequence[float],
+) -> tuple[float, dict[float, float]]:
+    """The smoothing of :func:`flow_shifts` with the lowest mean endpoint error on the particle and
+    support pixels of ``video`` (a validation video), and the error of every candidate."""
+    truth, regions = true_shifts(frames, centre_frames, offsets, pixels)
+    content = np.broadcast_to((regions != "vacuum")[:, None, :], truth.shape[:3])
+    scores = {}
+    for smoothing in candidates:
+        estimate = flow_shifts(video, centre_frames, offsets, pixels, smoothing)
+        scores[float(smoothing)] = float(np.hypot(*(estimate - truth)[content].T).mean())
+    return min(scores, key=scores.get), scores
+
+
+def video_motion_rows(metadata: pd.DataFrame, item: int) -> list[dict[str, float]]:
+    """The metadata rows of video ``item`` in frame order, with the motion columns of
+    :data:`temdenoise.simulate.video.MOTION_COLUMNS`."""
+    from temdenoise.simulate.video import MOTION_COLUMNS
+
+    missing = [c for c in ["item", "frame", *MOTION_COLUMNS] if c not in metadata]
     if missing:
-        raise KeyError(f"video metadata lacks the column(s) {missing}")
+        raise KeyError(f"video metadata lacks the column(s) {missing} (simulated before the motion truth was stored?)")
     rows = metadata[metadata["item"] == item].sort_values("frame")
     if rows.empty:
         raise ValueError(f"no metadata rows for video {item}")
-    return rows[columns].to_numpy(dtype=float)
+    return rows.to_dict("records")
 
 
 def run_motion_study(
-    entry: dict[str, Any],
-    weights: str,
-    noisy_path: str,
-    metadata_path: str,
-    section: dict[str, Any],
-    device: str,
-    csv: str,
-    markdown: str,
-    figure_path: str,
+    entry: dict[str, Any], inputs: Mapping[str, str], outputs: Mapping[str, str], section: dict[str, Any], device: str
 ) -> None:
-    """Equivalent filters of a trained multi-frame UDVD on one noisy test video vs the true drift."""
-    from temdenoise.io import load_stack, save_table, save_text
+    """UDVD's implicit motion estimate vs the true per-pixel motion and three baselines on one test video.
+
+    ``inputs``: ``weights`` (a multi-frame UDVD), ``noisy``, ``clean`` and ``metadata`` of the test
+    split, ``validation_noisy``, ``validation_clean``, ``validation_metadata``. The UDVD and the
+    noisy flow read noisy frames only; the clean test frames feed only the labelled upper bound.
+    Each flow's smoothing is chosen on validation video 0 at the same noise. ``outputs``: ``csv``
+    (one row per estimator), ``pixels`` (every scored item), ``markdown``, ``png``.
+    """
+    from temdenoise.io import load_stack, save_table
     from temdenoise.models import load_trained
 
-    model = load_trained(weights, entry, device)
+    model = load_trained(inputs["weights"], entry, device)
     if model.frames < 3:
         raise ValueError(f"experiments.udvd.motion.model must be a multi-frame UDVD, got {model.frames} frame(s)")
     item = section.get("video", 0)
-    video = load_stack(noisy_path)[item]
-    displacement = video_displacement(pd.read_csv(metadata_path), item)
+    noisy, clean = load_stack(inputs["noisy"])[item], load_stack(inputs["clean"])[item]
+    frames = video_motion_rows(pd.read_csv(inputs["metadata"]), item)
     half = model.frames // 2
-    pixels = grid_pixels(video.shape[1], video.shape[2], section.get("margin", 16), section.get("pixels", 3))
-    table, example = motion_compensation(model, video, displacement, range(half, len(video) - half), pixels,
-                                         section.get("radius", 6), device)
-    save_table(csv, table)
-    moving = table[table["offset"] != 0]
-    moving = moving.assign(true_shift_px=np.hypot(moving["true_drow"], moving["true_dcol"]))
-    summary = moving.groupby("offset").agg(true_shift_px=("true_shift_px", "mean"),
-                                           error_px_mean=("error_px", "mean"), error_px_median=("error_px", "median"))
-    save_text(markdown, "# UDVD implicit motion compensation\n\n"
-              f"Centroid (positive part, radius {section.get('radius', 6)} px) of the equivalent filter of each "
-              f"input frame vs the true displacement of the content, {len(pixels)} pixels x "
-              f"{len(video) - 2 * half} centre frames of test video {item}. Overall error: "
-              f"{moving['error_px'].mean():.3f} px mean, {moving['error_px'].median():.3f} px median.\n\n"
-              + summary.to_markdown(floatfmt=".3f") + "\n")
-    _motion_figure(example, moving, figure_path)
+    centre_frames = list(range(half, len(noisy) - half))
+    offsets = [k for k in range(-half, half + 1) if k != 0]
+    pixels = grid_pixels(noisy.shape[1], noisy.shape[2], section.get("margin", 16), section.get("pixels", 3))
+
+    candidates = section.get("flow_smoothing", [0.0, 1.0, 2.0, 3.0])
+    validation = {kind: load_stack(inputs[f"validation_{kind}"])[0] for kind in ("noisy", "clean")}
+    validation_frames = video_motion_rows(pd.read_csv(inputs["validation_metadata"]), 0)
+    validation_centres = list(range(half, len(validation["noisy"]) - half))
+    chosen = {kind: choose_flow_smoothing(video, validation_frames, validation_centres, offsets, pixels, candidates)
+              for kind, video in validation.items()}
+    for kind, (smoothing, scores) in chosen.items():
+        log.info("flow on %s frames: smoothing %.1f px chosen on validation video 0 (%s)", kind, smoothing, scores)
+
+    truth, regions = true_shifts(frames, centre_frames, offsets, pixels)
+    centroids = udvd_shifts(model, noisy, centre_frames, pixels, section.get("radius", 6), device)
+    estimates = {
+        UDVD_ESTIMATE: centroids[:, [k + half for k in offsets]],
+        ZERO_MOTION: np.zeros_like(truth),
+        FLOW_NOISY: flow_shifts(noisy, centre_frames, offsets, pixels, chosen["noisy"][0]),
+        FLOW_CLEAN: flow_shifts(clean, centre_frames, offsets, pixels, chosen["clean"][0]),
+    }
+    records = motion_records(estimates, truth, regions, centre_frames, offsets, pixels)
+    summary = motion_summary(records)
+    save_table(outputs["csv"], summary)
+    save_table(outputs["pixels"], records)
+    _motion_markdown(outputs["markdown"], summary, records, chosen, noisy.shape, item, section, pixels, offsets)
+    _motion_figure(noisy[centre_frames[0]], records, centre_frames[0], max(offsets), outputs["png"])
 
 
-def _motion_figure(example: dict[str, np.ndarray], moving: pd.DataFrame, path: str) -> None:
+def _motion_markdown(path: str, summary: pd.DataFrame, records: pd.DataFrame,
+                     chosen: Mapping[str, tuple[float, dict[float, float]]], shape: tuple[int, ...], item: int,
+                     section: Mapping[str, Any], pixels: Sequence[tuple[int, int]], offsets: Sequence[int]) -> None:
+    from temdenoise.io import save_text
+
+    items = records[records["estimator"] == UDVD_ESTIMATE]
+    regions = items["region"].value_counts().to_dict()
+    moving = items[items["region"] != "vacuum"]
+    shift = np.hypot(moving["true_drow"], moving["true_dcol"])
+    smoothing = "; ".join(
+        f"{kind} frames: {value:g} px (validation EPE " + ", ".join(f"{s:g} px: {e:.3f}" for s, e in scores.items()) + ")"
+        for kind, (value, scores) in chosen.items())
+    shown = summary.assign(**{"EPE(UDVD) - EPE(this), 95% CI (px)": [
+        "" if pd.isna(r.get(f"{DIFFERENCE}_mean")) else
+        f"{r[f'{DIFFERENCE}_mean']:+.3f} [{r[f'{DIFFERENCE}_low']:+.3f}, {r[f'{DIFFERENCE}_high']:+.3f}]"
+        for r in summary.to_dict("records")]})
+    shown = shown.drop(columns=[c for c in summary.columns if c.startswith(DIFFERENCE)]).set_index("estimator")
+    save_text(path, "# UDVD implicit motion compensation vs the true motion\n\n"
+              f"Test video {item} ({shape[0]} frames of {shape[1]} x {shape[2]} px). Items: a "
+              f"{section.get('pixels', 3)} x {section.get('pixels', 3)} pixel grid (margin {section.get('margin', 16)} px) "
+              f"x every centre frame with a full window x frame offsets {list(offsets)}; pixels of the centre frame on "
+              f"the particle ({regions.get('particle', 0)} items) or the support ({regions.get('support', 0)}) are "
+              f"scored, vacuum ({regions.get('vacuum', 0)}) is not (no content, no observable motion). True shifts "
+              f"there: {shift.mean():.2f} px mean, {shift.max():.2f} px max (the simulator's drift plus the particle's "
+              "rotation, `temdenoise.simulate.video.displacement_field`).\n\n"
+              f"- {UDVD_ESTIMATE}: centroid of the positive part of the equivalent filter of each input frame within "
+              f"{section.get('radius', 6)} px of the pixel, from the noisy window.\n"
+              f"- {ZERO_MOTION}: 0 everywhere.\n"
+              f"- {FLOW_NOISY} / {FLOW_CLEAN}: `skimage.registration.optical_flow_tvl1` (default parameters) on "
+              f"Gaussian-smoothed frames; smoothing chosen on validation video 0 from {list(chosen['noisy'][1])}: "
+              f"{smoothing}. The clean-frame flow reads clean test frames and is an upper bound, not a method.\n\n"
+              "EPE: endpoint error (px); slope and correlation: of the estimated vs the true shift per axis. "
+              "The paired difference is over the same items (t interval; neighbouring pixels and frame pairs are "
+              "correlated, so the interval is narrower than independent items would give). Negative: UDVD closer "
+              "to the truth.\n\n" + shown.to_markdown(floatfmt=".3f") + "\n")
+
+
+def _motion_figure(frame: np.ndarray, records: pd.DataFrame, centre: int, offset: int, path: str) -> None:
+    """Top: true and estimated shifts from frame ``centre`` to ``centre + offset`` as arrows on the
+    noisy centre frame; bottom: estimated vs true shift per axis over every scored item."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,28 +485,29 @@ def _motion_figure(example: dict[str, np.ndarray], moving: pd.DataFrame, path: s
 
     from temdenoise.io import atomic_path
 
-    filters, (row, col) = example["filters"], example["pixel"]
-    frames, radius = filters.shape[0], 8
-    figure, axes = plt.subplots(1, frames + 1, figsize=(2.6 * (frames + 1), 2.8))
-    for k, axis in enumerate(axes[:frames]):
-        crop = filters[k, max(row - radius, 0) : row + radius + 1, max(col - radius, 0) : col + radius + 1]
-        limit = np.abs(filters).max() or 1.0
-        axis.imshow(crop, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                    extent=(-radius - 0.5, radius + 0.5, radius + 0.5, -radius - 0.5))
-        true, est = example["true"][k], example["centroids"][k]
-        axis.plot(true[1], true[0], "k+", markersize=10, label="true shift")
-        axis.plot(est[1], est[0], "gx", markersize=8, label="filter centroid")
-        axis.set_title(f"frame t{k - frames // 2:+d}" if k != frames // 2 else "frame t")
+    names = [n for n in records["estimator"].unique() if n != ZERO_MOTION]
+    scale = 4.0   # arrows are drawn 4 times their length
+    figure, axes = plt.subplots(2, len(names) + 1, figsize=(3.0 * (len(names) + 1), 6.2))
+    pair = records[(records["centre_frame"] == centre) & (records["offset"] == offset)]
+    panels = [("true", pair[pair["estimator"] == names[0]], "true_drow", "true_dcol", "yellow")]
+    panels += [(name, pair[pair["estimator"] == name], "est_drow", "est_dcol", f"C{i}") for i, name in enumerate(names)]
+    for axis, (title, data, drow, dcol, colour) in zip(axes[0], panels):
+        axis.imshow(frame, cmap="gray")
+        content = data[data["region"] != "vacuum"]
+        axis.quiver(content["col"], content["row"], scale * content[dcol], scale * content[drow], color=colour,
+                    angles="xy", scale_units="xy", scale=1, width=0.008)
+        axis.set_title(f"{title}\nframe {centre} -> {centre + offset} (arrows x{scale:g})", fontsize=7)
         axis.set_xticks([]), axis.set_yticks([])
-    axes[0].legend(loc="lower left", fontsize=7)
-    scatter = axes[-1]
-    for name, true, est in (("rows", "true_drow", "est_drow"), ("columns", "true_dcol", "est_dcol")):
-        scatter.scatter(moving[true], moving[est], s=8, alpha=0.6, label=name)
-    span = np.nanmax(np.abs(moving[["true_drow", "true_dcol", "est_drow", "est_dcol"]].to_numpy())) + 0.5
-    scatter.plot([-span, span], [-span, span], "k--", linewidth=0.8)
-    scatter.set(xlabel="true shift (px)", ylabel="centroid shift (px)",
-                title=f"error {moving['error_px'].mean():.2f} px")
-    scatter.legend(fontsize=7)
+    scored = records[records["region"] != "vacuum"]
+    span = float(np.nanmax(np.abs(scored[["true_drow", "true_dcol"]].to_numpy()))) + 1.0
+    for axis, name in zip(axes[1], records["estimator"].unique()):
+        data = scored[scored["estimator"] == name]
+        for label, true, est in (("rows", "true_drow", "est_drow"), ("columns", "true_dcol", "est_dcol")):
+            axis.scatter(data[true], data[est], s=5, alpha=0.5, label=label)
+        axis.plot([-span, span], [-span, span], "k--", linewidth=0.8)
+        axis.set(xlim=(-span, span), ylim=(-span, span), xlabel="true shift (px)", ylabel="estimate (px)")
+        axis.set_title(f"{name}\nEPE {data['epe_px'].mean():.2f} px", fontsize=7)
+    axes[1][0].legend(fontsize=7)
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format=str(path).rsplit(".", 1)[-1], dpi=120)

@@ -80,18 +80,30 @@ def particle_with_defects(settings: SimulationSettings, draw: StructureDraw, rng
     return particle, info
 
 
+def drift_allowance_px(settings: SimulationSettings) -> int:
+    """Largest drift (px, per axis) of a video from its first frame: 3 standard deviations of its
+    random walk's end point. The cell has this much more vacuum on each side, so the cell-edge
+    seam never drifts into the field of view; the drift is clipped to it."""
+    video = settings.video
+    if video.frames < 2:
+        return 0
+    return int(np.ceil(3.0 * video.drift_px * np.sqrt(video.frames - 1)))
+
+
 def cell_geometry(settings: SimulationSettings) -> tuple[tuple[float, float], float]:
     """Cell size (A, a whole number of detector pixels) and the y of the support surface."""
-    margin_px = int(np.ceil(EDGE_MARGIN / settings.pixel_size))
+    margin_px = int(np.ceil(EDGE_MARGIN / settings.pixel_size)) + drift_allowance_px(settings)
     side = (settings.image_size + 2 * margin_px) * settings.pixel_size
     interface_y = margin_px * settings.pixel_size + settings.support_fraction * field_of_view(settings)
     return (side, side), interface_y
 
 
-def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms) -> Specimen:
-    """``particle`` on the drawn support, tilted, in the simulation cell of ``settings``."""
+def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms,
+             anchor: np.ndarray | None = None) -> Specimen:
+    """``particle`` on the drawn support, tilted, in the simulation cell of ``settings``
+    (``anchor``: see :func:`~temdenoise.simulate.structures.assemble_specimen`)."""
     cell, interface_y = cell_geometry(settings)
-    return assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt)
+    return assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt, anchor)
 
 
 def crop_centre(settings: SimulationSettings, spec: Specimen) -> np.ndarray:
@@ -102,18 +114,27 @@ def crop_centre(settings: SimulationSettings, spec: Specimen) -> np.ndarray:
     return np.array([spec.centre[0], interface_y - settings.support_fraction * fov + fov / 2])
 
 
+def crop_pixels(xy: np.ndarray, image_height: int, window: tuple[slice, slice], pixel_size: float) -> np.ndarray:
+    """(x, y) positions in A -> (row, column) in the crop ``window`` of a detector image."""
+    return imaging.to_pixels(xy, image_height, pixel_size) - [window[0].start, window[1].start]
+
+
 def particle_columns(spec: Specimen, image_height: int, window: tuple[slice, slice], pixel_size: float) -> np.ndarray:
     """(row, column) of the particle's atoms in a cropped image."""
-    columns = imaging.to_pixels(spec.atoms.positions[spec.particle, :2], image_height, pixel_size)
-    return columns - [window[0].start, window[1].start]
+    return crop_pixels(spec.atoms.positions[spec.particle, :2], image_height, window, pixel_size)
+
+
+def crop_window_of(settings: SimulationSettings, spec: Specimen, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The crop window of a detector image of ``shape`` of ``spec`` (see :func:`crop_centre`)."""
+    centre = imaging.to_pixels(crop_centre(settings, spec), shape[0], settings.pixel_size)[0]
+    return imaging.crop_window(centre, shape, (settings.image_size, settings.image_size))
 
 
 def crop_and_score(settings: SimulationSettings, spec: Specimen, image: np.ndarray,
                    window: tuple[slice, slice] | None = None) -> tuple[np.ndarray, float, tuple[slice, slice]]:
     """The cropped image, its contrast score and the crop window (computed when not given)."""
     if window is None:
-        centre = imaging.to_pixels(crop_centre(settings, spec), image.shape[0], settings.pixel_size)[0]
-        window = imaging.crop_window(centre, image.shape, (settings.image_size, settings.image_size))
+        window = crop_window_of(settings, spec, image.shape)
     crop = image[window]
     score = imaging.contrast_score(crop, particle_columns(spec, image.shape[0], window, settings.pixel_size))
     return crop, score, window

@@ -31,7 +31,7 @@ class VideoSettings:
     """Video options; ``frames: 0`` makes an image dataset."""
 
     frames: int = 0
-    drift_px: float = 0.4            # std of the per-frame drift step, detector pixels
+    drift_px: float = 1.5            # std per axis of the per-frame drift step, detector pixels
     rotation_deg: float = 0.3        # std of the per-frame rotation step about the beam, degrees
     surface_moves: int = 2           # surface atoms hopping to a new site between frames
 

@@ -245,15 +245,29 @@ def support_block(name: str, width: float, height: float, depth: float) -> Atoms
     return block[inside]
 
 
+# Distance (A) between the particle's lowest atoms and the support surface.
+SUPPORT_GAP = 2.3
+
+
+def contact_anchor(particle: Atoms, gap: float = SUPPORT_GAP) -> np.ndarray:
+    """The point of ``particle`` (its own coordinates) that :func:`assemble_specimen` puts at the
+    contact point: mean x and z of its atoms, ``gap`` below its lowest atom."""
+    positions = particle.positions
+    return np.array([positions[:, 0].mean(), positions[:, 1].min() - gap, positions[:, 2].mean()])
+
+
 def assemble_specimen(particle: Atoms, support: str, thickness: float, cell_xy: tuple[float, float],
-                      interface_y: float, tilt_deg: tuple[float, float], gap: float = 2.3,
+                      interface_y: float, tilt_deg: tuple[float, float], anchor: np.ndarray | None = None,
                       padding: float = 2.0) -> Specimen:
     """Put ``particle`` on a ``support`` slab of ``thickness`` (A, along the beam) in a cell of
     lateral size ``cell_xy`` (A) whose support surface is at ``interface_y``; tilt the specimen by
     ``tilt_deg`` (about x, then y; degrees) around the particle's contact point.
 
-    The support is built wider than the cell, tilted, then cut back to the cell laterally and to
-    ``thickness`` along the beam, so the tilt leaves no hole at the cell edges.
+    ``anchor`` (default :func:`contact_anchor` of ``particle``) is the particle point placed at the
+    contact point; a video passes its first frame's anchor so that surface atoms hopping between
+    frames do not move the rest of the particle. The support is built wider than the cell, tilted,
+    then cut back to the cell laterally and to ``thickness`` along the beam, so the tilt leaves no
+    hole at the cell edges.
     """
     width, height = cell_xy
     particle = particle.copy()
@@ -261,8 +275,7 @@ def assemble_specimen(particle: Atoms, support: str, thickness: float, cell_xy: 
     depth = max(thickness, particle_depth) + 2 * padding + 4.0
     zc = depth / 2
     contact = np.array([width / 2, interface_y, zc])
-    particle.positions += contact - [particle.positions[:, 0].mean(), particle.positions[:, 1].min() - gap,
-                                     particle.positions[:, 2].mean()]
+    particle.positions += contact - (contact_anchor(particle) if anchor is None else anchor)
     margin = 0.3 * max(width, depth)
     block = support_block(support, width + 2 * margin, interface_y + margin, depth + 2 * margin)
     block.positions -= [margin, margin, margin]
