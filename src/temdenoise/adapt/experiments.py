@@ -429,7 +429,7 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary.copy()
     for stem in [c.removesuffix("_resolved") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_resolved")]:
         shown[stem] = [
-            PairedDifference(mean, low, high, int(items)).format()
+            "" if np.isnan(mean) else PairedDifference(mean, low, high, int(items)).format()  # method not in this case
             for mean, low, high, items in zip(summary[stem], summary[f"{stem}_low"], summary[f"{stem}_high"], summary["images"])
         ]
         shown = shown.drop(columns=[f"{stem}_low", f"{stem}_high", f"{stem}_resolved"])
