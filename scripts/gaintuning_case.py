@@ -1,4 +1,4 @@
-"""Rule gaintuning_case: GainTuning on the test images of one case, against the compared models."""
+"""Rule gaintuning_case: GainTuning on the noisy test items of one case; estimates of every compared model."""
 
 from temdenoise.adapt.experiments import case_job
 from temdenoise.runtime import job
@@ -10,17 +10,16 @@ with job(snakemake) as run:
         case=snakemake.wildcards.case,
         section=snakemake.params.section,
         entry=entry,
+        selection_path=next(iter(snakemake.input.selection), None),
         pretrained=(snakemake.input.model, entries["model"]),
         compared={
             m: (path, entries["compared"][m]) for m, path in zip(entry.get("compare", []), snakemake.input.compared)
         },
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
-        clean_path=snakemake.input.clean,
         metadata_path=snakemake.input.metadata,
-        domain=run.config["datasets"][entry["test"]]["domain"],
-        table_path=snakemake.output.table,
+        adaptation_path=snakemake.output.adaptation,
+        estimates_path=snakemake.output.estimates,
         gains_path=snakemake.output.gains,
-        figure_path=snakemake.output.figure,
         device=run.device,
         seed=run.seed,
         log=run.log,

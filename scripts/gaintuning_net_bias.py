@@ -9,9 +9,9 @@ with job(snakemake) as run:
     net_bias_job(
         section=section,
         entry=entry,
+        selection_path=next(iter(snakemake.input.selection), None),
         model=(snakemake.input.model, snakemake.params.entries["model"]),
         noisy_paths=dict(zip(entry["noise"], snakemake.input.noisy)),
-        clean_path=snakemake.input.clean,
         metadata_path=snakemake.input.metadata,
         table_stem=snakemake.output[0][: -len(".csv")],
         figure_path=snakemake.output.figure,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -254,7 +255,7 @@ def test_resample_gaintuning_raises_psnr_on_low_dose_poisson_ood() -> None:
 
 
 def test_case_overrides_and_net_bias_jvp() -> None:
-    from temdenoise.adapt.experiments import AdaptSettings
+    from temdenoise.adapt.settings import AdaptSettings
     from temdenoise.analysis.jacobian import net_bias_jvp
     from temdenoise.analysis.jacobian import net_bias
 
@@ -268,9 +269,66 @@ def test_case_overrides_and_net_bias_jvp() -> None:
     assert float(net_bias_jvp(small_cnn(bias=False).eval(), image).abs().max()) < 1e-5  # bias-free: zero
 
 
+def test_selection_grid_and_provenance(tmp_path) -> None:
+    from temdenoise.adapt.settings import FROM_CONFIG, FROM_VALIDATION, selection_grid, settings_of_case, write_selection
+
+    section = {"loss": "sure", "lr": 0.01, "steps": 30, "selection": {"losses": ["sure", "resample"], "lr": [], "steps": [10, 30], "images": 2}}
+    grid = selection_grid(section, {"lr": 0.05})
+    assert [(s.loss, s.lr, s.steps) for s in grid] == [("sure", 0.05, 10), ("sure", 0.05, 30), ("resample", 0.05, 10), ("resample", 0.05, 30)]
+    assert selection_grid(section, {"selection": False}) == []  # pinned by the case
+    assert selection_grid(section, {"selection": {"losses": ["resample"], "steps": [30]}}) == []  # one point: nothing to choose
+    assert settings_of_case(section, {"lr": 0.05})[1] == FROM_CONFIG
+    write_selection(str(tmp_path / "s.json"), "c", grid[2], "test", 2, ["gaussian-25"])
+    settings, source = settings_of_case(section, {"lr": 0.05}, str(tmp_path / "s.json"))
+    assert (settings.loss, settings.lr, settings.steps, source) == ("resample", 0.05, 10, FROM_VALIDATION)
+
+
+def test_choose_setting_takes_the_validation_optimum() -> None:
+    from temdenoise.adapt.experiments import choose_setting
+
+    # per item: the second setting wins on the mean although the first wins on image 0
+    table = pd.DataFrame({"loss": ["sure", "sure", "resample", "sure", "sure", "resample"],
+                          "lr": [0.01, 0.05, 0.01] * 2, "steps": [30] * 6, "noise": ["gaussian-70"] * 6,
+                          "image": [0, 0, 0, 1, 1, 1], "psnr": [25.0, 24.0, 20.0, 20.0, 23.0, 21.0],
+                          "psnr_pretrained": [19.0] * 6})
+    means, chosen = choose_setting(table)
+    assert chosen == {"loss": "sure", "lr": 0.05, "steps": 30}
+    assert list(means["chosen"]) == [False, True, False]
+
+
+def test_sweep_reads_shorter_step_counts_off_the_longest_run() -> None:
+    """One adaptation of the longest step count gives the estimate of every shorter one exactly,
+    so the sweep scores the very estimate a k-step case adaptation would produce."""
+    from temdenoise.adapt.experiments import adaptation_snapshots, sweep
+    from temdenoise.adapt.settings import AdaptSettings
+
+    torch.manual_seed(0)
+    model = small_cnn(channels=8, depth=3).eval()
+    rng = np.random.default_rng(0)
+    clean = [piecewise_constant(24, rng) for _ in range(2)]
+    noisy = {"gaussian-50": [c + 50 / 255 * rng.standard_normal(c.shape).astype(np.float32) for c in clean]}
+    condition = NoiseCondition("gaussian", 50)
+    short = AdaptSettings(loss="resample", lr=0.05, steps=4)
+    snapshots, _ = adaptation_snapshots(model, noisy["gaussian-50"][0], condition, replace(short, steps=12), every=4, seed=3)
+    alone, _ = adaptation_snapshots(model, noisy["gaussian-50"][0], condition, short, every=4, seed=3)
+    assert sorted(snapshots) == [0, 4, 8, 12] and np.allclose(snapshots[4], alone[4], atol=1e-5)
+    assert not np.allclose(snapshots[4], snapshots[12])
+    grid = [replace(short, steps=s) for s in (0, 4, 12)] + [replace(short, lr=0.01, steps=12)]
+    table = sweep(model, noisy, clean, "natural", grid, seed=3)
+    assert len(table) == 4 * 2
+    assert np.allclose(table[table["steps"] == 0]["psnr"], table[table["steps"] == 0]["psnr_pretrained"])
+    first = table[(table["steps"] == 4) & (table["image"] == 0)]["psnr"].iloc[0]
+    assert np.isclose(first, psnr(clean[0], alone[4], "natural"), atol=1e-3)
+
+
 def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
-    """The rule bodies: per-image table, gains per image, summary, curve and net-bias tables."""
-    from temdenoise.adapt.experiments import case_job, curve_job, net_bias_job, summary_job
+    """The rule bodies: validation sweep, noisy-only adaptation, scoring, summary with paired CIs,
+    curve and net-bias tables."""
+    import json
+
+    from temdenoise.adapt.experiments import (
+        case_job, curve_job, load_arrays, net_bias_job, score_case_job, score_curve_job, select_job, summary_job,
+    )
     from temdenoise.adapt.piecewise import piecewise_split
     from temdenoise.io import load_stack, save_stack, save_table
     from temdenoise.models import build_model
@@ -278,38 +336,76 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
 
     entry = {"family": "dncnn", "params": {"depth": 3, "channels": 8}}
     torch.save(build_model(entry).state_dict(), tmp_path / "model.pt")
-    images, metadata = piecewise_split(3, 24, 4, seed=0)
-    save_stack(tmp_path / "clean.npz", images)
-    save_table(tmp_path / "clean.csv", metadata)
     rng = np.random.default_rng(0)
     noisy = {}
-    for sigma in (70, 80):
-        noisy[f"gaussian-{sigma}"] = str(tmp_path / f"noisy{sigma}.npz")
-        save_stack(noisy[f"gaussian-{sigma}"], [gaussian_noise(image, sigma, rng) for image in images])
-    section = {"loss": "sure", "lr": 0.01, "steps": 2, "images": 2, "crop": 16, "all_params_lr": 1e-3,
+    for split, count in (("test", 3), ("validation", 2)):
+        images, metadata = piecewise_split(count, 24, 4, seed={"test": 0, "validation": 1}[split])
+        save_stack(tmp_path / f"{split}.npz", images)
+        save_table(tmp_path / f"{split}.csv", metadata)
+        for sigma in (70, 80):
+            noisy[split, sigma] = str(tmp_path / f"noisy{sigma}-{split}.npz")
+            save_stack(noisy[split, sigma], [gaussian_noise(image, sigma, rng) for image in images])
+    section = {"loss": "sure", "lr": 0.01, "steps": 2, "images": 3, "crop": 16, "all_params_lr": 1e-3,
+               "selection": {"losses": ["sure", "resample"], "lr": [0.01], "steps": [2, 4], "images": 1},
                "curve": {"case": "c", "noise": "gaussian-70", "steps": 4, "every": 2}, "net_bias": {"case": "c", "patch": 8}}
-    common = {"clean_path": str(tmp_path / "clean.npz"), "metadata_path": str(tmp_path / "clean.csv")}
+    case = {"kind": "ood", "noise": ["gaussian-70", "gaussian-80"]}
     model = (str(tmp_path / "model.pt"), entry)
-    case_job(case="c", section=section, pretrained=model, compared={"same": model}, noisy_paths=noisy, domain="natural",
-             table_path=str(tmp_path / "c.csv"), gains_path=str(tmp_path / "gains.npz"),
-             figure_path=str(tmp_path / "c.png"), **common)
-    table = pd.read_csv(tmp_path / "c.csv")
-    assert len(table) == 4  # 2 images x 2 conditions
-    assert np.allclose(table["psnr_pretrained"], table["psnr_same"])  # same weights, same crop
+    paths = {split: {f"gaussian-{s}": noisy[split, s] for s in (70, 80)} for split in ("test", "validation")}
+    select_job(case="c", section=section, entry=case, pretrained=model, noisy_paths=paths["validation"],
+               clean_path=str(tmp_path / "validation.npz"), metadata_path=str(tmp_path / "validation.csv"),
+               domain="natural", json_path=str(tmp_path / "selection.json"), table_path=str(tmp_path / "selection.csv"))
+    grid = pd.read_csv(tmp_path / "selection.csv")
+    assert len(grid) == 4 * 2 * 1 and grid["chosen"].sum() == 2  # 4 settings x 2 conditions x 1 image
+    chosen = json.loads((tmp_path / "selection.json").read_text())["chosen"]
+    best = grid.groupby(["loss", "lr", "steps"])["psnr"].mean().idxmax()
+    assert (chosen["loss"], chosen["lr"], chosen["steps"]) == best
+
+    case_job(case="c", section=section, entry=case, selection_path=str(tmp_path / "selection.json"), pretrained=model,
+             compared={"same": model}, noisy_paths=paths["test"], metadata_path=str(tmp_path / "test.csv"),
+             adaptation_path=str(tmp_path / "adaptation.csv"), estimates_path=str(tmp_path / "estimates.npz"),
+             gains_path=str(tmp_path / "gains.npz"))
+    records = pd.read_csv(tmp_path / "adaptation.csv")
+    assert len(records) == 6 and set(records["setting_from"]) == {"validation"}
+    assert (records["steps"] == chosen["steps"]).all() and (records["loss"] == chosen["loss"]).all()
+    assert len(load_arrays(tmp_path / "estimates.npz")) == 6 * 4  # noisy, pretrained, gaintuning, same
     gains = load_stack(tmp_path / "gains.npz")
-    assert len(gains) == 4 and all(len(g) == table["adapted_params"].iloc[0] for g in gains)
+    assert len(gains) == 6 and all(len(g) == records["adapted_params"].iloc[0] for g in gains)
+    score_case_job(adaptation_path=str(tmp_path / "adaptation.csv"), estimates_path=str(tmp_path / "estimates.npz"),
+                   clean_path=str(tmp_path / "test.npz"), domain="natural", table_path=str(tmp_path / "c.csv"),
+                   figure_path=str(tmp_path / "c.png"))
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert len(table) == 6  # 3 images x 2 conditions
+    assert np.allclose(table["psnr_pretrained"], table["psnr_same"])  # same weights, same crop
     summary_job([str(tmp_path / "c.csv")], {"c": "ood"}, {"ood": str(tmp_path / "ood")})
     summary = pd.read_csv(tmp_path / "ood.csv")
     assert list(summary["noise"]) == ["gaussian-70", "gaussian-80"]
-    assert np.isclose(summary["gaintuning"].iloc[0], table["psnr_gaintuning"].iloc[:2].mean())
-    curve_job(section=section, model=model, noisy_path=noisy["gaussian-70"], noise="gaussian-70", domain="natural",
-              table_stem=str(tmp_path / "curve"), figure_path=str(tmp_path / "curve.png"), **common)
+    assert np.isclose(summary["gaintuning"].iloc[0], table["psnr_gaintuning"].iloc[:3].mean())
+    difference = table["psnr_gaintuning"].iloc[:3] - table["psnr_pretrained"].iloc[:3]
+    assert np.isclose(summary["gaintuning-pretrained"].iloc[0], difference.mean())
+    assert (summary["gaintuning-pretrained_low"] < summary["gaintuning-pretrained"]).all()
+    assert {"gaintuning-same", "gaintuning-same_high", "gaintuning-same_resolved", "setting", "setting_from"} <= set(summary.columns)
+    markdown = (tmp_path / "ood.md").read_text()
+    assert "validation" in markdown and "gaintuning-pretrained" in markdown and " dB [" in markdown
+
+    case_job(case="c", section=section, entry={**case, "selection": False}, pretrained=model, compared={},
+             noisy_paths=paths["test"], metadata_path=str(tmp_path / "test.csv"),
+             adaptation_path=str(tmp_path / "fixed.csv"), estimates_path=str(tmp_path / "fixed.npz"),
+             gains_path=str(tmp_path / "fixed-gains.npz"))
+    fixed = pd.read_csv(tmp_path / "fixed.csv")
+    assert set(fixed["setting_from"]) == {"fixed by config"} and (fixed["steps"] == 2).all()
+
+    common = {"metadata_path": str(tmp_path / "test.csv"), "selection_path": str(tmp_path / "selection.json")}
+    curve_job(section=section, entry=case, model=model, noisy_path=noisy["test", 70], noise="gaussian-70",
+              steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"), **common)
+    score_curve_job(steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"),
+                    clean_path=str(tmp_path / "test.npz"), domain="natural", noise="gaussian-70", title="c",
+                    table_stem=str(tmp_path / "curve"), figure_path=str(tmp_path / "curve.png"))
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert list(curve["step"]) == [0, 2, 4, 0, 2, 4]
     assert curve.groupby("mode")["psnr"].first().nunique() == 1  # both modes start from the pre-trained model
-    net_bias_job(section=section, model=model, noisy_paths=noisy, table_stem=str(tmp_path / "bias"),
+    net_bias_job(section=section, entry=case, model=model, noisy_paths=paths["test"], table_stem=str(tmp_path / "bias"),
                  figure_path=str(tmp_path / "bias.png"), **common)
     bias = pd.read_csv(tmp_path / "bias.csv")
-    assert (bias["net_bias_pretrained"] > 0).all() and len(bias) == 4
+    assert (bias["net_bias_pretrained"] > 0).all() and len(bias) == 6
     for name in ("c.png", "curve.png", "bias.png", "ood.md", "ood.tex", "curve.md", "bias.tex"):
         assert (tmp_path / name).stat().st_size > 0

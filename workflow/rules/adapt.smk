@@ -27,13 +27,45 @@ rule piecewise_images:
         "../../scripts/piecewise_images.py"
 
 
+# Split roles: gaintuning_select chooses a case's loss / lr / steps on validation images (scored
+# against the clean validation images); gaintuning_case, gaintuning_curve and gaintuning_net_bias
+# read noisy test items only and write estimates; gaintuning_score and gaintuning_curve_score are
+# the evaluation rules that open the clean test images (tests/test_protocol.py checks the DAG).
+rule gaintuning_select:
+    input:
+        unpack(lambda wildcards: gaintuning_selection_inputs(wildcards.case)),
+    output:
+        selection="results/adapt/{case}/selection.json",
+        grid="results/adapt/{case}/selection.csv",
+    wildcard_constraints:
+        case=alternatives([case for case in GAINTUNING_CASES if gaintuning_selects(case)]),
+    params:
+        entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
+        entries=lambda wildcards: gaintuning_entries(wildcards.case),
+        section=GAINTUNING,
+    log:
+        "results/logs/gaintuning_select/{case}.log",
+    benchmark:
+        "results/benchmarks/gaintuning_select/{case}.tsv"
+    threads: resource("adapt", "threads")
+    resources:
+        mem_mb=resource("adapt", "mem_mb"),
+        runtime=resource("adapt", "runtime"),
+        gpu=resource("adapt", "gpu"),
+        gpu_model=resource("adapt", "gpu_model"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/gaintuning_select.py"
+
+
 rule gaintuning_case:
     input:
         unpack(lambda wildcards: gaintuning_case_inputs(wildcards.case)),
     output:
-        table="results/adapt/{case}/metrics.csv",
+        adaptation="results/adapt/{case}/adaptation.csv",
+        estimates="results/adapt/{case}/estimates.npz",
         gains="results/adapt/{case}/gains.npz",
-        figure=report("results/plots/gaintuning_{case}.png", caption="../report/gaintuning.rst", category="GainTuning"),
     wildcard_constraints:
         case=alternatives(list(GAINTUNING_CASES)),
     params:
@@ -54,6 +86,32 @@ rule gaintuning_case:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/gaintuning_case.py"
+
+
+rule gaintuning_score:
+    input:
+        adaptation="results/adapt/{case}/adaptation.csv",
+        estimates="results/adapt/{case}/estimates.npz",
+        clean=lambda wildcards: clean_split(GAINTUNING_CASES[wildcards.case]["test"], "test"),
+    output:
+        table="results/adapt/{case}/metrics.csv",
+        figure=report("results/plots/gaintuning_{case}.png", caption="../report/gaintuning.rst", category="GainTuning"),
+    wildcard_constraints:
+        case=alternatives(list(GAINTUNING_CASES)),
+    params:
+        domain=lambda wildcards: config["datasets"][GAINTUNING_CASES[wildcards.case]["test"]]["domain"],
+    log:
+        "results/logs/gaintuning_score/{case}.log",
+    benchmark:
+        "results/benchmarks/gaintuning_score/{case}.tsv"
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/gaintuning_score.py"
 
 
 rule gaintuning_tables:
@@ -81,8 +139,8 @@ rule gaintuning_curve:
     input:
         unpack(lambda wildcards: gaintuning_case_inputs(GAINTUNING["curve"]["case"], [GAINTUNING["curve"]["noise"]], False)),
     output:
-        expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
-        figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
+        steps="results/adapt/curve/steps.csv",
+        estimates="results/adapt/curve/estimates.npz",
     params:
         entries=lambda wildcards: gaintuning_entries(GAINTUNING["curve"]["case"]),
         section=GAINTUNING,
@@ -100,6 +158,30 @@ rule gaintuning_curve:
         "../../envs/analysis.yaml"
     script:
         "../../scripts/gaintuning_curve.py"
+
+
+rule gaintuning_curve_score:
+    input:
+        steps="results/adapt/curve/steps.csv",
+        estimates="results/adapt/curve/estimates.npz",
+        clean=lambda wildcards: clean_split(GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"], "test"),
+    output:
+        expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
+        figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
+    params:
+        section=GAINTUNING,
+    log:
+        "results/logs/gaintuning_curve_score.log",
+    benchmark:
+        "results/benchmarks/gaintuning_curve_score.tsv"
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/gaintuning_curve_score.py"
 
 
 rule gaintuning_net_bias:
@@ -132,6 +214,6 @@ if GAINTUNING_CASES:
     ALL_TARGETS.extend(expand("results/plots/gaintuning_{case}.png", case=GAINTUNING_CASES))
 # A part is on when it names its case (schema defaults fill the other keys of an empty part).
 if GAINTUNING.get("curve", {}).get("case"):
-    ALL_TARGETS.extend(rules.gaintuning_curve.output)
+    ALL_TARGETS.extend(rules.gaintuning_curve_score.output)
 if GAINTUNING.get("net_bias", {}).get("case"):
     ALL_TARGETS.extend(rules.gaintuning_net_bias.output)

@@ -193,6 +193,8 @@ def metrics_file(dataset, noise, model):
 
 
 # -- GainTuning (experiments.gaintuning; rules in adapt.smk) --
+from temdenoise.adapt.settings import selects
+
 GAINTUNING = config["experiments"].get("gaintuning", {})
 GAINTUNING_CASES = GAINTUNING.get("cases", {})
 
@@ -215,16 +217,34 @@ def check_gaintuning():
         raise ConfigError("experiments.gaintuning.curve.every must divide curve.steps")
 
 
-def gaintuning_case_inputs(case, noises=None, compared=True):
-    """Input files of a case: its model, the compared models, noisy (``noises`` only) and clean test data."""
+def gaintuning_selects(case):
+    """True when the case's loss / lr / steps are chosen on validation images (rule gaintuning_select)."""
+    return selects(GAINTUNING, GAINTUNING_CASES[case])
+
+
+def gaintuning_selection(case):
+    """The case's selection.json as a list (empty when the config fixes the setting)."""
+    return [f"results/adapt/{case}/selection.json"] if gaintuning_selects(case) else []
+
+
+def gaintuning_case_inputs(case, noises=None, compared=True, split="test"):
+    """Input files of a case on ``split``: its model, the compared models, the noisy items
+    (``noises`` only) and the split's metadata (pixel sizes), with the chosen setting when it is
+    selected on validation. Never a clean array: test items are scored by separate rules."""
     entry = GAINTUNING_CASES[case]
     return {
         "model": f"results/models/{entry['train']}/{entry['model']}/model.pt",
         "compared": [f"results/models/{entry['test']}/{m}/model.pt" for m in entry.get("compare", [])] if compared else [],
-        "noisy": [noisy_split(entry["test"], noise, "test") for noise in (noises or entry["noise"])],
-        "clean": clean_split(entry["test"], "test"),
-        "metadata": clean_metadata(entry["test"], "test"),
+        "noisy": [noisy_split(entry["test"], noise, split) for noise in (noises or entry["noise"])],
+        "metadata": clean_metadata(entry["test"], split),
+        "selection": gaintuning_selection(case) if split == "test" else [],
     }
+
+
+def gaintuning_selection_inputs(case):
+    """Inputs of the validation sweep: the case's model, noisy and clean validation images."""
+    entry = GAINTUNING_CASES[case]
+    return {**gaintuning_case_inputs(case, compared=False, split="validation"), "clean": clean_split(entry["test"], "validation")}
 
 
 def gaintuning_entries(case):

@@ -1,17 +1,26 @@
-"""The GainTuning experiments of the study: per-image adaptation, step curves, net bias, tables, figures.
+"""The GainTuning experiments of the study: validation sweep, per-image adaptation, scoring, step
+curves, net bias, tables, figures.
 
-Each test item (an ``(H, W)`` image or a ``(T, H, W)`` video) is adapted on its own, starting from
-the pre-trained weights every time (Mohan et al., NeurIPS 2021). The central ``crop`` of each item
-is used (a multiple of the network's ``size_multiple``) so that the adaptation cost is bounded;
-every compared method is scored on the same crop.
+Each item (an ``(H, W)`` image or a ``(T, H, W)`` video) is adapted on its own, starting from the
+pre-trained weights every time (Mohan et al., NeurIPS 2021). The central ``crop`` of each item is
+used (a multiple of the network's ``size_multiple``) so that the adaptation cost is bounded; every
+compared method is scored on the same crop.
+
+Split roles: the loss, learning rate and step count of a case are chosen on *validation* images
+(:func:`select_job`, scored against the clean validation images) or fixed by the config; the test
+items are adapted and denoised from their noisy copies alone (:func:`case_job`, :func:`curve_job`,
+:func:`net_bias_job`), and separate scoring jobs (:func:`score_case_job`, :func:`score_curve_job`)
+compare the written estimates with the clean test images.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
+import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
@@ -24,44 +33,37 @@ from torch import nn  # noqa: E402
 
 from temdenoise.adapt.gaintuning import GainTuning, adapt  # noqa: E402
 from temdenoise.adapt.losses import make_loss  # noqa: E402
+from temdenoise.adapt.settings import (  # noqa: E402
+    AdaptSettings,
+    case_selection,
+    describe,
+    selection_grid,
+    settings_of_case,
+    write_selection,
+)
 from temdenoise.analysis.jacobian import net_bias_jvp  # noqa: E402
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
 from temdenoise.metrics import CONVENTION, psnr, ssim  # noqa: E402
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
 from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition  # noqa: E402
+from temdenoise.stats import PairedDifference, paired_table  # noqa: E402
+
+SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
 
 
-@dataclass
-class AdaptSettings:
-    """The ``experiments.gaintuning`` knobs of one adaptation."""
-
-    loss: str = "sure"
-    lr: float = 1e-3
-    steps: int = 20
-    all_params_lr: float = 1e-4
-    crop: int = 0
-    loss_options: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_config(cls, section: dict[str, Any], entry: dict[str, Any] | None = None) -> "AdaptSettings":
-        """Settings of ``section`` (``experiments.gaintuning``), with the per-case overrides
-        (:data:`CASE_OVERRIDES`, ``None`` = the section's value) of the case ``entry``."""
-        merged = {**section, **{k: v for k, v in (entry or {}).items() if k in CASE_OVERRIDES and v is not None}}
-        return cls(**{key: merged[key] for key in cls.__dataclass_fields__ if key in merged and merged[key] is not None})
-
-
-CASE_OVERRIDES = ("loss", "lr", "steps", "loss_options")
-"""Keys a case may set to override the section's value (e.g. noise resampling for Poisson cases)."""
+def crop_to(item: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """The central ``shape`` window of the last two axes (how a clean item is matched to an estimate)."""
+    height, width = item.shape[-2:]
+    top, left = (height - shape[0]) // 2, (width - shape[1]) // 2
+    return item[..., top : top + shape[0], left : left + shape[1]]
 
 
 def central_crop(item: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
     """The central ``size`` x ``size`` window of the last two axes (``0`` = whole), sides cut to ``multiple``."""
     height, width = item.shape[-2:]
     crop_h, crop_w = (height, width) if size <= 0 else (min(size, height), min(size, width))
-    crop_h, crop_w = crop_h - crop_h % multiple, crop_w - crop_w % multiple
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
-    return item[..., top : top + crop_h, left : left + crop_w]
+    return crop_to(item, (crop_h - crop_h % multiple, crop_w - crop_w % multiple))
 
 
 def as_batch(item: np.ndarray, model: nn.Module) -> torch.Tensor:
@@ -115,12 +117,159 @@ def gaintune_item(
     return reference, result, tuned
 
 
-def run_case(
-    pretrained: nn.Module,
-    compared: dict[str, nn.Module],
+
+def adaptation_snapshots(
+    model: nn.Module,
+    noisy: np.ndarray,
+    condition: NoiseCondition,
+    settings: AdaptSettings,
+    *,
+    every: int,
+    mode: str = "gains",
+    pixel_size: float = 1.0,
+    device: str = "cpu",
+    seed: int = 0,
+) -> tuple[dict[int, np.ndarray], GainTuning]:
+    """Estimates of one item after 0, ``every``, 2 ``every``, ..., ``settings.steps`` adaptation steps.
+
+    The loop is deterministic given ``seed`` (constant learning rate, seeded loss noise), so the
+    snapshot after ``k`` steps is the estimate of a ``k``-step adaptation: one run of the longest
+    step count serves every shorter one of a sweep. Recording never steers the adaptation.
+    """
+    snapshots: list[np.ndarray] = []
+
+    def record(estimate: torch.Tensor) -> float:
+        snapshots.append(from_batch(estimate, noisy))
+        return float("nan")  # no score: the adaptation loop sees nothing but the noisy item
+
+    _, result, tuned = gaintune_item(
+        model, noisy, condition, settings, mode=mode, pixel_size=pixel_size, device=device, seed=seed,
+        monitor=record, monitor_every=every,
+    )
+    return dict(zip((step for step, _ in result.monitored), snapshots)), tuned
+
+
+# -- validation sweep (rule gaintuning_select) ------------------------------------------------------
+
+
+def sweep(
+    model: nn.Module,
     noisy_sets: dict[str, Sequence[np.ndarray]],
     clean: Sequence[np.ndarray],
     domain: str,
+    grid: Sequence[AdaptSettings],
+    *,
+    pixel_sizes: Sequence[float] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    score: Callable[[np.ndarray, np.ndarray, str], float] = psnr,
+) -> pd.DataFrame:
+    """``score`` (clean, estimate, domain) of every setting of ``grid`` on every validation item and condition.
+
+    Settings sharing a loss and learning rate are read off one adaptation of their longest step
+    count (:func:`adaptation_snapshots`). Tidy result: ``loss, lr, steps, noise, image, psnr,
+    psnr_pretrained``, in grid order.
+    """
+    multiple = getattr(model, "size_multiple", 1)
+    rows = []
+    for (loss, lr), group in itertools.groupby(grid, key=lambda s: (s.loss, s.lr)):
+        group = list(group)
+        longest = max(group, key=lambda s: s.steps)
+        every = math.gcd(*(s.steps for s in group))
+        for name, items in noisy_sets.items():
+            condition = parse_condition(name)
+            for index, (noisy_item, clean_item) in enumerate(zip(items, clean)):
+                noisy_item = central_crop(noisy_item, longest.crop, multiple)
+                clean_item = crop_to(clean_item, noisy_item.shape[-2:])
+                snapshots, _ = adaptation_snapshots(
+                    model, noisy_item, condition, longest, every=every, device=device, seed=seed + index,
+                    pixel_size=1.0 if pixel_sizes is None else float(pixel_sizes[index]),
+                )
+                before = score(clean_item, snapshots[0], domain)
+                rows += [{"loss": loss, "lr": lr, "steps": s.steps, "noise": name, "image": index,
+                          "psnr": score(clean_item, snapshots[s.steps], domain), "psnr_pretrained": before}
+                         for s in group]
+    return pd.DataFrame(rows)
+
+
+def choose_setting(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The setting of a :func:`sweep` with the highest mean PSNR over items and conditions.
+
+    Returns the per-setting means (grid order, column ``chosen``) and the chosen ``loss``, ``lr``,
+    ``steps``; on a tie the first in grid order wins.
+    """
+    means = table.groupby(["loss", "lr", "steps"], sort=False)[["psnr", "psnr_pretrained"]].mean().reset_index()
+    best = int(means["psnr"].to_numpy().argmax())
+    means["chosen"] = np.arange(len(means)) == best
+    row = means.iloc[best]
+    return means, {"loss": str(row["loss"]), "lr": float(row["lr"]), "steps": int(row["steps"])}
+
+
+def _noisy_items(noisy_paths: dict[str, str], metadata_path: str, images: int):
+    """The first ``images`` (0 = all) noisy items of each condition and their pixel sizes (from the
+    metadata: the microscope's calibration, which a user knows for every recording)."""
+    noisy = {name: load_stack(path) for name, path in noisy_paths.items()}
+    total = len(next(iter(noisy.values())))
+    sizes = item_pixel_sizes(pd.read_csv(metadata_path), total)
+    count = images or total
+    return {name: items[:count] for name, items in noisy.items()}, sizes[:count]
+
+
+def select_job(
+    *,
+    case: str,
+    section: dict[str, Any],
+    entry: dict[str, Any],
+    pretrained: tuple[str, dict[str, Any]],
+    noisy_paths: dict[str, str],
+    clean_path: str,
+    metadata_path: str,
+    domain: str,
+    json_path: str,
+    table_path: str,
+    device: str = "cpu",
+    seed: int = 0,
+    log=None,
+) -> None:
+    """Rule ``gaintuning_select``: sweep the case's grid on validation crops, write the whole grid
+    (per item, column ``chosen``) and the chosen setting (``selection.json``)."""
+    images = case_selection(section, entry)["images"]
+    noisy, sizes = _noisy_items(noisy_paths, metadata_path, images)
+    clean = load_stack(clean_path)[: len(sizes)]
+    grid = selection_grid(section, entry)
+    table = sweep(load_trained(*pretrained, device), noisy, clean, domain, grid, pixel_sizes=sizes, device=device, seed=seed)
+    means, chosen = choose_setting(table)
+    table = table.merge(means[["loss", "lr", "steps", "chosen"]], on=["loss", "lr", "steps"], how="left")
+    table.insert(0, "case", case)
+    save_table(table_path, table)
+    write_selection(json_path, case, replace(grid[0], **chosen), SELECTION_CRITERION, len(sizes), list(noisy_paths))
+    if log:
+        log.info("%s: chose %s on %d validation items\n%s", case, chosen, len(sizes), means.to_string(index=False))
+
+
+# -- test-time adaptation (rule gaintuning_case) and its scoring (rule gaintuning_score) -----------
+
+
+def save_arrays(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Named float32 arrays as one ``.npz`` (keys keep their order), written atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **{key: np.asarray(a, dtype=np.float32) for key, a in arrays.items()})
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def estimate_key(noise: str, image: int, label: str) -> str:
+    return f"{noise}/{image}/{label}"
+
+
+def adapt_case(
+    pretrained: nn.Module,
+    compared: dict[str, nn.Module],
+    noisy_sets: dict[str, Sequence[np.ndarray]],
     settings: AdaptSettings,
     *,
     pixel_sizes: Sequence[float] | None = None,
@@ -128,72 +277,233 @@ def run_case(
     seed: int = 0,
     log=None,
 ) -> tuple[pd.DataFrame, list[np.ndarray], dict[str, np.ndarray]]:
-    """PSNR/SSIM per item and condition of: noisy, pre-trained, GainTuning, and each ``compared`` model.
+    """Adapt ``pretrained`` to each noisy item of each condition (``noisy_sets``: condition -> items).
 
-    ``noisy_sets`` maps a condition name to the noisy test items. Returns the per-item table, the
-    adapted gains of each (condition, item) in table order, and an example (first item of the first
-    condition) as arrays ``clean``, ``noisy``, ``pretrained``, ``gaintuning``.
+    Returns one record per (condition, item) (adapted parameters, final loss, seconds), the adapted
+    gains in record order, and the estimates of the crop (:func:`estimate_key`): the noisy crop,
+    the pre-trained and GainTuning estimates and those of each ``compared`` model. Nothing clean.
     """
     multiple = max(getattr(m, "size_multiple", 1) for m in [pretrained, *compared.values()])
-    rows, gains, example = [], [], {}
+    rows, gains, estimates = [], [], {}
     for name, items in noisy_sets.items():
         condition = parse_condition(name)
-        for index, (noisy_item, clean_item) in enumerate(zip(items, clean)):
+        for index, noisy_item in enumerate(items):
             noisy_item = central_crop(noisy_item, settings.crop, multiple)
-            clean_item = central_crop(clean_item, settings.crop, multiple)
             start = time.perf_counter()
             reference, result, tuned = gaintune_item(
                 pretrained, noisy_item, condition, settings, device=device, seed=seed + index,
                 pixel_size=1.0 if pixel_sizes is None else float(pixel_sizes[index]),
             )
             seconds = time.perf_counter() - start
-            estimates = {
+            outputs = {
                 "noisy": noisy_item,
                 "pretrained": from_batch(reference, noisy_item),
                 "gaintuning": from_batch(result.estimate, noisy_item),
             }
             for label, model in compared.items():
-                estimates[label] = from_batch(_pretrained(model, as_batch(noisy_item, model).to(device)), noisy_item)
-            row = {"noise": name, "image": index}
-            for label, estimate in estimates.items():
-                row[f"psnr_{label}"] = psnr(clean_item, estimate, domain)
-                row[f"ssim_{label}"] = ssim(clean_item, estimate, domain)
-            row.update(tuned.count(), final_loss=result.losses[-1] if result.losses else np.nan, seconds=seconds)
-            rows.append(row)
+                outputs[label] = from_batch(_pretrained(model, as_batch(noisy_item, model).to(device)), noisy_item)
+            estimates.update({estimate_key(name, index, label): out for label, out in outputs.items()})
+            rows.append({"noise": name, "image": index, **tuned.count(),
+                         "final_loss": result.losses[-1] if result.losses else np.nan, "seconds": seconds})
             gains.append(tuned.gain_vector())
-            if not example:
-                example = {"clean": clean_item, **estimates}
             if log:
-                log.info("%s image %d: pre-trained %.2f dB -> GainTuning %.2f dB (%.1f s)", name, index,
-                         row["psnr_pretrained"], row["psnr_gaintuning"], seconds)
-    return pd.DataFrame(rows), gains, example
+                log.info("%s image %d adapted in %.1f s", name, index, seconds)
+    return pd.DataFrame(rows), gains, estimates
 
 
-def adaptation_curve(
-    model: nn.Module,
-    noisy: np.ndarray,
-    clean: np.ndarray,
-    condition: NoiseCondition,
-    domain: str,
-    settings: AdaptSettings,
+def case_job(
     *,
-    every: int,
-    pixel_size: float = 1.0,
+    case: str,
+    section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
+    selection_path: str | None = None,
+    pretrained: tuple[str, dict[str, Any]],
+    compared: dict[str, tuple[str, dict[str, Any]]],
+    noisy_paths: dict[str, str],
+    metadata_path: str,
+    adaptation_path: str,
+    estimates_path: str,
+    gains_path: str,
     device: str = "cpu",
     seed: int = 0,
-) -> pd.DataFrame:
-    """PSNR against adaptation steps for gains-only and all-parameter adaptation of one item."""
-    multiple = getattr(model, "size_multiple", 1)
-    noisy, clean = central_crop(noisy, settings.crop, multiple), central_crop(clean, settings.crop, multiple)
+    log=None,
+) -> None:
+    """Rule ``gaintuning_case``: adapt the noisy test items of one case with its chosen (or fixed)
+    setting; write the per-item records with the setting and its source, the estimates and gains.
+
+    ``pretrained`` and each ``compared`` value are ``(weights path, methods entry)``; ``entry`` is
+    the case, ``selection_path`` its ``selection.json`` (``None``: the setting is fixed by the config).
+    """
+    settings, source = settings_of_case(section, entry, selection_path)
+    noisy, sizes = _noisy_items(noisy_paths, metadata_path, section["images"])
+    model = load_trained(pretrained[0], pretrained[1], device)
+    others = {label: load_trained(path, entry, device) for label, (path, entry) in compared.items()}
+    records, gains, estimates = adapt_case(model, others, noisy, settings, pixel_sizes=sizes, device=device,
+                                           seed=seed, log=log)
+    records.insert(0, "case", case)
+    records = records.assign(**settings.chosen(), setting_from=source)
+    save_table(adaptation_path, records)
+    save_arrays(estimates_path, estimates)
+    save_stack(gains_path, gains)
+
+
+def score_case(records: pd.DataFrame, estimates: dict[str, np.ndarray], clean: Sequence[np.ndarray], domain: str) -> pd.DataFrame:
+    """PSNR/SSIM of every estimate of every adapted item against its clean crop (one row per item)."""
     rows = []
-    for mode in ("gains", "all"):
-        _, result, tuned = gaintune_item(
-            model, noisy, condition, settings, mode=mode, pixel_size=pixel_size, device=device, seed=seed,
-            monitor=lambda estimate: psnr(clean, from_batch(estimate, noisy), domain), monitor_every=every,
-        )
-        count = tuned.count()["adapted_params"]
-        rows += [{"mode": mode, "adapted_params": count, "step": s, "psnr": v} for s, v in result.monitored]
+    for record in records.to_dict("records"):
+        prefix = estimate_key(record["noise"], record["image"], "")
+        outputs = {key[len(prefix):]: value for key, value in estimates.items() if key.startswith(prefix)}
+        truth = crop_to(clean[record["image"]], next(iter(outputs.values())).shape[-2:])
+        scores = {f"psnr_{label}": psnr(truth, out, domain) for label, out in outputs.items()}
+        scores.update({f"ssim_{label}": ssim(truth, out, domain) for label, out in outputs.items()})
+        rows.append({**{k: record[k] for k in ("case", "noise", "image")}, **scores,
+                     **{k: v for k, v in record.items() if k not in ("case", "noise", "image")}})
     return pd.DataFrame(rows)
+
+
+def score_case_job(
+    *, adaptation_path: str, estimates_path: str, clean_path: str, domain: str, table_path: str, figure_path: str
+) -> None:
+    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images, and
+    the before/after figure of its first item."""
+    records = pd.read_csv(adaptation_path)
+    estimates = load_arrays(estimates_path)
+    clean = load_stack(clean_path)
+    table = score_case(records, estimates, clean, domain)
+    save_table(table_path, table)
+    first = records.iloc[0]
+    prefix = estimate_key(first["noise"], first["image"], "")
+    example = {key[len(prefix):]: value for key, value in estimates.items() if key.startswith(prefix)}
+    truth = crop_to(clean[first["image"]], example["noisy"].shape[-2:])
+    settings = AdaptSettings(loss=first["loss"], lr=first["lr"], steps=int(first["steps"]))
+    plot_example(figure_path, example, truth, domain,
+                 f"GainTuning, {first['case']}, {first['noise']} ({describe(settings)}; {first['setting_from']})")
+
+
+# -- tables ---------------------------------------------------------------------------------------
+
+
+def save_tables(stem: str, table: pd.DataFrame, caption: str, shown: pd.DataFrame | None = None) -> None:
+    """Write ``stem``.csv (``table``), .md and .tex (``shown``, default ``table``); the md/tex
+    captions repeat the PSNR convention."""
+    save_table(f"{stem}.csv", table)
+    shown = table if shown is None else shown
+    note = f"{caption} {CONVENTION['unit']}."
+    save_text(f"{stem}.md", f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")
+    save_text(f"{stem}.tex", shown.to_latex(index=False, float_format="%.2f", caption=note))
+
+
+def compared_labels(per_image: pd.DataFrame) -> list[str]:
+    """Methods of a case's metrics table that GainTuning is compared with (all but the noisy input)."""
+    labels = [c.removeprefix("psnr_") for c in per_image.columns if c.startswith("psnr_")]
+    return [label for label in labels if label not in ("noisy", "gaintuning")]
+
+
+def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Per condition of one case: mean PSNR of every method, the setting and where it came from,
+    and the paired per-image difference GainTuning - each other method with its 95% CI
+    (columns ``gaintuning-<b>``, ``..._low``, ``..._high``, ``..._resolved``)."""
+    columns = [c for c in per_image.columns if c.startswith("psnr_")]
+    summary = per_image.groupby("noise", sort=False)[columns].mean().reset_index()
+    summary = summary.rename(columns={c: c.removeprefix("psnr_") for c in columns})
+    first = per_image.iloc[0]
+    summary.insert(0, "case", first["case"])
+    summary["images"] = per_image.groupby("noise", sort=False).size().to_numpy()
+    summary["setting"] = describe(AdaptSettings(loss=first["loss"], lr=first["lr"], steps=int(first["steps"])))
+    summary["setting_from"] = first["setting_from"]
+    summary["adapted_params_percent"] = 100 * first["adapted_fraction"]
+    tidy = per_image.melt(id_vars=["noise", "image"], value_vars=columns, var_name="method", value_name="psnr")
+    tidy["method"] = tidy["method"].str.removeprefix("psnr_")
+    pairs = [("gaintuning", other) for other in compared_labels(per_image)]
+    differences = paired_table(tidy, pairs)
+    for _, row in differences.iterrows():
+        name = f"gaintuning-{row['b']}"
+        at = summary["noise"] == row["noise"]
+        for suffix, key in (("", "diff_mean"), ("_low", "diff_low"), ("_high", "diff_high"), ("_resolved", "diff_resolved")):
+            summary.loc[at, name + suffix] = row[key]
+    return summary
+
+
+def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary for md/tex: each paired difference as one cell, e.g. ``+0.52 dB [-0.10, +1.14]``."""
+    shown = summary.copy()
+    for stem in [c.removesuffix("_resolved") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_resolved")]:
+        shown[stem] = [
+            "" if np.isnan(mean) else PairedDifference(mean, low, high, int(items)).format()  # method not in this case
+            for mean, low, high, items in zip(summary[stem], summary[f"{stem}_low"], summary[f"{stem}_high"], summary["images"])
+        ]
+        shown = shown.drop(columns=[f"{stem}_low", f"{stem}_high", f"{stem}_resolved"])
+    return shown
+
+
+def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, str]) -> None:
+    """Rule ``gaintuning_tables``: per case and condition, mean PSNR, setting and its source, and the
+    paired differences with 95% CIs; one table per case kind."""
+    combined = pd.concat([summarise_case(pd.read_csv(t)) for t in tables], ignore_index=True)
+    paired = ("GainTuning - X: paired per-image PSNR difference (dB), mean [95% Student-t CI over the images]; "
+              "an ordering holds only where the interval excludes 0. Setting: loss, Adam lr, steps, chosen on the "
+              "validation images of the test dataset (setting_from = validation) or fixed by config.")
+    captions = {
+        "ood": "GainTuning on out-of-distribution noise: mean PSNR (dB) of the pre-trained model, after "
+        "GainTuning, of the bias-free model and of the model trained on the wide range. " + paired,
+        "shift": "GainTuning under distribution shift (train -> test data): mean PSNR (dB). " + paired,
+    }
+    for kind, stem in stems.items():
+        part = combined[combined["case"].map(kinds) == kind].dropna(axis=1, how="all")
+        save_tables(stem, part, captions[kind], shown_summary(part))
+
+
+# -- step curve (rules gaintuning_curve, gaintuning_curve_score) and net bias --------------------
+
+
+def curve_job(
+    *,
+    section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
+    selection_path: str | None = None,
+    model: tuple[str, dict[str, Any]],
+    noisy_path: str,
+    noise: str,
+    metadata_path: str,
+    steps_path: str,
+    estimates_path: str,
+    device: str = "cpu",
+    seed: int = 0,
+) -> None:
+    """Rule ``gaintuning_curve``: estimates of the first noisy test item every ``curve.every`` steps
+    of gains-only and all-parameter adaptation (the case's loss and lr), for the scoring job."""
+    curve = section["curve"]
+    noisy, sizes = _noisy_items({noise: noisy_path}, metadata_path, 1)
+    chosen, source = settings_of_case(section, entry, selection_path)
+    settings = replace(chosen, steps=curve["steps"])
+    pretrained = load_trained(model[0], model[1], device)
+    item = central_crop(noisy[noise][0], settings.crop, getattr(pretrained, "size_multiple", 1))
+    rows, estimates = [], {}
+    for mode in ("gains", "all"):
+        snapshots, tuned = adaptation_snapshots(pretrained, item, parse_condition(noise), settings, every=curve["every"],
+                                                mode=mode, pixel_size=float(sizes[0]), device=device, seed=seed)
+        count = tuned.count()["adapted_params"]
+        for step, estimate in snapshots.items():
+            estimates[f"{mode}/{step}"] = estimate
+            rows.append({"mode": mode, "adapted_params": count, "step": step, "loss": settings.loss,
+                         "lr": settings.lr if mode == "gains" else settings.all_params_lr, "setting_from": source})
+    save_table(steps_path, pd.DataFrame(rows))
+    save_arrays(estimates_path, estimates)
+
+
+def score_curve_job(
+    *, steps_path: str, estimates_path: str, clean_path: str, domain: str, noise: str, title: str,
+    table_stem: str, figure_path: str,
+) -> None:
+    """Rule ``gaintuning_curve_score``: PSNR against adaptation steps of the first test item."""
+    curve = pd.read_csv(steps_path)
+    estimates = load_arrays(estimates_path)
+    truth = crop_to(load_stack(clean_path)[0], next(iter(estimates.values())).shape[-2:])
+    curve["psnr"] = [psnr(truth, estimates[f"{mode}/{step}"], domain) for mode, step in zip(curve["mode"], curve["step"])]
+    first = curve.iloc[0]  # a gains row: the case's loss and lr, chosen on validation or fixed by config
+    save_tables(table_stem, curve, f"PSNR (dB) against GainTuning steps at {noise} ({first['loss']} loss, gains lr "
+                f"{first['lr']:g}, {first['setting_from']}): gains only vs all parameters.")
+    plot_curve(figure_path, curve, title)
 
 
 def net_bias_before_after(
@@ -232,22 +542,33 @@ def net_bias_before_after(
     return pd.DataFrame(rows)
 
 
-def save_tables(stem: str, table: pd.DataFrame, caption: str) -> None:
-    """Write ``stem``.csv, .md and .tex; the md/tex captions repeat the PSNR convention."""
-    save_table(f"{stem}.csv", table)
-    note = f"{caption} {CONVENTION['unit']}."
-    save_text(f"{stem}.md", f"{note}\n\n{table.to_markdown(index=False, floatfmt='.2f')}\n")
-    save_text(f"{stem}.tex", table.to_latex(index=False, float_format="%.2f", caption=note))
+def net_bias_job(
+    *,
+    section: dict[str, Any],
+    entry: dict[str, Any] | None = None,
+    selection_path: str | None = None,
+    model: tuple[str, dict[str, Any]],
+    noisy_paths: dict[str, str],
+    metadata_path: str,
+    table_stem: str,
+    figure_path: str,
+    device: str = "cpu",
+    seed: int = 0,
+) -> None:
+    """Rule ``gaintuning_net_bias``: net bias of a network with biases before and after GainTuning
+    (noisy test items only: the net bias needs no clean image)."""
+    noisy, sizes = _noisy_items(noisy_paths, metadata_path, section["images"])
+    settings, source = settings_of_case(section, entry, selection_path)
+    table = net_bias_before_after(
+        load_trained(model[0], model[1], device), noisy, settings,
+        patch=section["net_bias"]["patch"], pixel_sizes=sizes, device=device, seed=seed,
+    )
+    save_tables(table_stem, table, "Net bias f(y) - A_y y on the central patch of the adapted crop, before and after "
+                f"GainTuning ({describe(settings)}; {source}): RMS (clean scale) and relative to the RMS of the output.")
+    plot_net_bias(figure_path, table)
 
 
-def summarise_case(case: str, per_image: pd.DataFrame) -> pd.DataFrame:
-    """Mean PSNR per condition of every method of one case (one row per condition)."""
-    columns = [c for c in per_image.columns if c.startswith("psnr_")]
-    summary = per_image.groupby("noise", sort=False)[columns].mean().reset_index()
-    summary = summary.rename(columns={c: c.removeprefix("psnr_") for c in columns})
-    summary.insert(0, "case", case)
-    summary["adapted_params_percent"] = 100 * per_image["adapted_fraction"].iloc[0]
-    return summary
+# -- figures --------------------------------------------------------------------------------------
 
 
 def save_figure(path: str, figure: plt.Figure) -> None:
@@ -290,117 +611,3 @@ def plot_net_bias(path: str, table: pd.DataFrame) -> None:
     axis = means.rename(columns=lambda c: c.removeprefix("net_bias_")).plot.bar(figsize=(4.5, 3.2), rot=0)
     axis.set_ylabel("net bias RMS (clean scale)")
     save_figure(path, axis.figure)
-
-
-# -- workflow jobs: one function per rule, reading and writing the files the rule names ----------
-
-
-def _test_items(noisy_paths: dict[str, str], clean_path: str, metadata_path: str, images: int):
-    clean = load_stack(clean_path)
-    sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean))
-    count = images or len(clean)
-    noisy = {name: load_stack(path)[:count] for name, path in noisy_paths.items()}
-    return noisy, clean[:count], sizes[:count]
-
-
-def case_job(
-    *,
-    case: str,
-    section: dict[str, Any],
-    entry: dict[str, Any] | None = None,
-    pretrained: tuple[str, dict[str, Any]],
-    compared: dict[str, tuple[str, dict[str, Any]]],
-    noisy_paths: dict[str, str],
-    clean_path: str,
-    metadata_path: str,
-    domain: str,
-    table_path: str,
-    gains_path: str,
-    figure_path: str,
-    device: str = "cpu",
-    seed: int = 0,
-    log=None,
-) -> None:
-    """Rule ``gaintuning_case``: per-image PSNR of one case, adapted gains, before/after figure.
-
-    ``pretrained`` and each ``compared`` value are ``(weights path, methods entry)``; ``entry`` is
-    the case (its ``loss``/``lr``/``steps``/``loss_options`` override the section's).
-    """
-    noisy, clean, sizes = _test_items(noisy_paths, clean_path, metadata_path, section["images"])
-    model = load_trained(pretrained[0], pretrained[1], device)
-    others = {label: load_trained(path, entry, device) for label, (path, entry) in compared.items()}
-    table, gains, example = run_case(
-        model, others, noisy, clean, domain, AdaptSettings.from_config(section, entry),
-        pixel_sizes=sizes, device=device, seed=seed, log=log,
-    )
-    table.insert(0, "case", case)
-    save_table(table_path, table)
-    save_stack(gains_path, gains)
-    first = next(iter(noisy_paths))
-    plot_example(figure_path, {k: v for k, v in example.items() if k != "clean"}, example["clean"], domain,
-                 f"GainTuning, {case}, {first}")
-
-
-def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, str]) -> None:
-    """Rule ``gaintuning_tables``: mean PSNR per case and condition, one table per case kind."""
-    summaries = [summarise_case(t["case"].iloc[0], t) for t in map(pd.read_csv, tables)]
-    combined = pd.concat(summaries, ignore_index=True)
-    captions = {
-        "ood": "GainTuning on out-of-distribution noise: mean PSNR (dB) of the pre-trained model, after "
-        "GainTuning, of the bias-free model and of the model trained on the wide range.",
-        "shift": "GainTuning under distribution shift (train -> test data): mean PSNR (dB).",
-    }
-    for kind, stem in stems.items():
-        part = combined[combined["case"].map(kinds) == kind].dropna(axis=1, how="all")
-        save_tables(stem, part, captions[kind])
-
-
-def curve_job(
-    *,
-    section: dict[str, Any],
-    entry: dict[str, Any] | None = None,
-    model: tuple[str, dict[str, Any]],
-    noisy_path: str,
-    noise: str,
-    clean_path: str,
-    metadata_path: str,
-    domain: str,
-    table_stem: str,
-    figure_path: str,
-    device: str = "cpu",
-    seed: int = 0,
-) -> None:
-    """Rule ``gaintuning_curve``: PSNR vs adaptation steps, gains only vs all parameters (first image)."""
-    curve_section = section["curve"]
-    noisy, clean, sizes = _test_items({noise: noisy_path}, clean_path, metadata_path, 1)
-    settings = AdaptSettings.from_config(section, {**(entry or {}), "steps": curve_section["steps"]})
-    curve = adaptation_curve(
-        load_trained(model[0], model[1], device), noisy[noise][0], clean[0], parse_condition(noise), domain, settings,
-        every=curve_section["every"], pixel_size=float(sizes[0]), device=device, seed=seed,
-    )
-    save_tables(table_stem, curve, f"PSNR (dB) against GainTuning steps at {noise}: gains only vs all parameters.")
-    plot_curve(figure_path, curve, f"{curve_section['case']}, {noise}")
-
-
-def net_bias_job(
-    *,
-    section: dict[str, Any],
-    entry: dict[str, Any] | None = None,
-    model: tuple[str, dict[str, Any]],
-    noisy_paths: dict[str, str],
-    clean_path: str,
-    metadata_path: str,
-    table_stem: str,
-    figure_path: str,
-    device: str = "cpu",
-    seed: int = 0,
-) -> None:
-    """Rule ``gaintuning_net_bias``: net bias of a network with biases before and after GainTuning."""
-    noisy, _, sizes = _test_items(noisy_paths, clean_path, metadata_path, section["images"])
-    table = net_bias_before_after(
-        load_trained(model[0], model[1], device), noisy, AdaptSettings.from_config(section, entry),
-        patch=section["net_bias"]["patch"], pixel_sizes=sizes, device=device, seed=seed,
-    )
-    save_tables(table_stem, table, "Net bias f(y) - A_y y on the central patch of the adapted crop, before and after "
-                "GainTuning: RMS (clean scale) and relative to the RMS of the output.")
-    plot_net_bias(figure_path, table)

@@ -1,0 +1,14 @@
+"""Rule gaintuning_score: per-image PSNR/SSIM of a case's estimates against the clean test images."""
+
+from temdenoise.adapt.experiments import score_case_job
+from temdenoise.runtime import job
+
+with job(snakemake):
+    score_case_job(
+        adaptation_path=snakemake.input.adaptation,
+        estimates_path=snakemake.input.estimates,
+        clean_path=snakemake.input.clean,
+        domain=snakemake.params.domain,
+        table_path=snakemake.output.table,
+        figure_path=snakemake.output.figure,
+    )
