@@ -29,6 +29,7 @@ SCORING_RULES = {
     "add_noise": "draws the stored noisy copies from the clean images (the acquisition itself)",
     # Evaluation and reporting: score written estimates against the clean test data.
     "evaluate": "scores stored denoised test items against the clean ones",
+    "evaluate_video": "scores stored denoised test videos (per video and per frame) against the clean ones",
     "gaintuning_score": "scores the estimates written by gaintuning_case",
     "gaintuning_curve_score": "scores the estimates written by gaintuning_curve",
     "plot_example": "figure of clean / noisy / denoised test items",
