@@ -417,3 +417,15 @@ def test_augmentation_study_trains_on_the_noisy_video_and_only_the_scoring_reads
         assert row.noisy_psnr == pytest.approx(psnr(crop, noisy[0][:5, 2:18, 2:18], "tem"))
     text = Path(markdown).read_text()
     assert re.search(r"\| F \+ TR +\| F +\| [+-]\d", text) and "95%" in text  # paired differences, with intervals
+
+
+def test_a_udvd_entry_without_a_stored_recording_in_its_range_stops_the_workflow(workflow_runner) -> None:
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["methods"]["udvd3"]["train_noise"] = {"kind": "poisson", "range": [300, 400]}  # stored: doses 20, 100
+    result = workflow_runner(config, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "methods.udvd3.train_noise: no stored poisson condition" in result.stdout + result.stderr
