@@ -363,7 +363,8 @@ def test_train_udvd_reads_only_the_noisy_recordings_and_selects_by_their_validat
     assert result.best_score == max(scores) and result.best_epoch == 1 + int(np.argmax(scores))
     assert score(load_trained(str(tmp_path / "a" / "model.pt"), entry, "cpu")) == pytest.approx(max(scores), abs=1e-4)
     with pytest.raises(ValueError, match="2 noisy stacks for 1 conditions"):
-        train_udvd(entry, recipe, conditions[:1], paths["train"], paths["validation"], str(tmp_path / "b"), device="cpu")
+        train_udvd(entry, recipe, conditions[:1], paths["train"], paths["validation"], str(tmp_path / "b"),
+                   device="cpu")
 
 
 def test_train_udvd_never_resumes_another_runs_checkpoint(tmp_path) -> None:
@@ -389,7 +390,7 @@ def test_train_udvd_never_resumes_another_runs_checkpoint(tmp_path) -> None:
     assert again.history == other.history and (tmp_path / "a" / "metrics.csv").exists()
 
 
-def test_augmentation_study_trains_on_the_noisy_video_and_only_the_scoring_reads_the_clean_one(tmp_path, monkeypatch) -> None:
+def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the_clean(tmp_path, monkeypatch) -> None:
     rng = np.random.default_rng(0)
     clean = [(1.0 - 0.5 * (rng.random((6, 20, 20)) > 0.9)).astype(np.float32) for _ in range(2)]
     noisy = [apply_condition(v, NoiseCondition("poisson", 20.0), rng, 0.5) for v in clean]
