@@ -1,12 +1,12 @@
-"""Rules train and train_udvd: train one network on one dataset (resumes from last.pt)."""
+"""Rule train: train one network supervised on one dataset (resumes from last.pt)."""
 
 from pathlib import Path
 
 from temdenoise.runtime import job
-from temdenoise.train import train_method
+from temdenoise.train.supervised import train_supervised
 
 with job(snakemake, seed=snakemake.params.seed) as run:
-    train_method(
+    train_supervised(
         snakemake.params.entry,
         snakemake.params.recipe,
         snakemake.params.train_noise,

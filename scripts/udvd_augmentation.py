@@ -1,4 +1,5 @@
-"""Rule udvd_augmentation: UDVD trained on single noisy videos, with/without augmentation and early stopping."""
+"""Rule udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
+writes the denoised videos and the runs. Reads the noisy test videos only."""
 
 from temdenoise.analysis.udvd import run_augmentation_study
 from temdenoise.runtime import job
@@ -7,12 +8,10 @@ with job(snakemake, seed=snakemake.params.seed) as run:
     run_augmentation_study(
         snakemake.params.entry,
         snakemake.params.recipe,
-        snakemake.input.clean,
         snakemake.input.noisy,
         snakemake.params.section,
-        snakemake.params.domain,
         run.device,
         run.seed,
-        snakemake.output.csv,
-        snakemake.output.markdown,
+        snakemake.output.runs,
+        snakemake.output.estimates,
     )

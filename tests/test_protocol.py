@@ -32,6 +32,7 @@ SCORING_RULES = {
     "evaluate_video": "scores stored denoised test videos (per video and per frame) against the clean ones",
     "gaintuning_score": "scores the estimates written by gaintuning_case",
     "gaintuning_curve_score": "scores the estimates written by gaintuning_curve",
+    "udvd_augmentation_table": "scores the videos denoised by udvd_augmentation",
     "plot_example": "figure of clean / noisy / denoised test items",
     "plot_dataset": "figure of the dataset itself",
     "all": "the target list of the workflow; runs nothing",

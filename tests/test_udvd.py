@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,12 +14,14 @@ from scipy.ndimage import gaussian_filter, shift as subpixel_shift
 from torch import nn
 
 from temdenoise.analysis.udvd import (
-    UDVD_ESTIMATE, ZERO_MOTION, flow_shifts, grid_pixels, motion_records, motion_summary, udvd_shifts, video_motion_rows,
+    AUGMENTATION_VARIANTS, UDVD_ESTIMATE, ZERO_MOTION, flow_shifts, grid_pixels, motion_records, motion_summary,
+    run_augmentation_study, udvd_shifts, video_motion_rows, write_augmentation_table,
 )
+from temdenoise.io import load_stack, save_stack
 from temdenoise.metrics import psnr
-from temdenoise.models import build_model
+from temdenoise.models import build_model, load_trained
 from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows, window_frames
-from temdenoise.train.data import NoiseRange
+from temdenoise.noise import NoiseCondition, apply_condition, parse_condition
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import (
     VideoWindowSampler,
@@ -113,26 +117,32 @@ def test_untrained_net_starts_near_the_constant_offset(seed: int) -> None:
     assert 0 < float(deviation.std()) < 0.5 * 0.5
 
 
-def test_weighted_windows_carry_inverse_noise_variances() -> None:
-    # Poisson doses over [10, 200]: the noise variance of a window spans a factor 20, and without
-    # weights the noisiest windows dominate the loss and its gradient noise.
-    video = np.ones((3, 24, 24), np.float32)  # flat vacuum: the noise is all there is
-    noise = NoiseRange("poisson", 10.0, 200.0)
-    sampler = VideoWindowSampler([video], 3, 24, 32, noise=noise, pixel_sizes=[0.5], flips=False,
-                                 time_reversal=False, weighted=True)
+def test_weighted_windows_carry_inverse_noise_variances_estimated_from_the_recordings() -> None:
+    # Recordings at doses 10 and 200: the noise variance spans a factor 20, and without weights the
+    # noisiest recordings dominate the loss and its gradient noise. The weights come from the noisy
+    # recording (its mean, the known dose and pixel size): the sampler is never given a clean frame.
+    rng = np.random.default_rng(0)
+    vacuum = np.ones((3, 24, 24), np.float32)  # flat: the noise is all there is
+    doses = [NoiseCondition("poisson", 10.0), NoiseCondition("poisson", 200.0)]
+    recordings = [apply_condition(vacuum, c, rng, 0.5) for c in doses]
+    sampler = VideoWindowSampler(recordings, 3, 24, 64, flips=False, time_reversal=False, conditions=doses,
+                                 pixel_sizes=[0.5, 0.5])
     windows, weights = sampler(np.random.default_rng(0))
     measured = windows[:, 1].var(dim=(1, 2))
-    assert float(weights.max() / weights.min()) > 5  # doses drawn over the range
-    torch.testing.assert_close(weights * measured, torch.ones(32), rtol=0.35, atol=0)  # w = 1 / variance
+    assert float(weights.max() / weights.min()) > 15  # both recordings drawn, weights about 20 apart
+    torch.testing.assert_close(weights * measured, torch.ones(64), rtol=0.35, atol=0)  # w = 1 / variance
+    for dose, recording in zip(doses, recordings):  # from the noisy mean, not from the clean one (1)
+        assert noise_variance(dose, recording, 0.5) == pytest.approx(float(recording.mean()) / (dose.level * 0.25))
+        assert float(recording.mean()) != 1.0
+    assert noise_variance(NoiseCondition("gaussian", 25.0), recordings[0]) == pytest.approx((25 / 255) ** 2)
     # blind_spot_mse averages the per-window errors with these weights
     constant = nn.Module()
     constant.forward = lambda x: torch.ones_like(x[:, :1])
     errors = ((windows[:, 1:2] - 1.0) ** 2).mean(dim=(1, 2, 3))
     torch.testing.assert_close(blind_spot_mse(constant, (windows, weights)), (weights * errors).sum() / weights.sum())
     torch.testing.assert_close(blind_spot_mse(constant, (windows,)), errors.mean())
-    assert noise_variance("gaussian", 25.0, video[0]) == pytest.approx((25 / 255) ** 2)
-    with pytest.raises(ValueError, match="noise level"):
-        VideoWindowSampler([video], 3, 8, 4, weighted=True)  # noisy videos: the level is unknown
+    with pytest.raises(ValueError, match="conditions"):
+        VideoWindowSampler(recordings, 3, 8, 4, conditions=doses[:1])
 
 
 def test_edge_windows_mirror_about_their_centre_and_denoise_video_keeps_shape() -> None:
@@ -154,16 +164,14 @@ def test_edge_windows_mirror_about_their_centre_and_denoise_video_keeps_shape() 
     np.testing.assert_allclose(denoise_video(model, video, indices=[2]), denoise_video(model, video)[2:3], atol=1e-6)
 
 
-def test_window_sampler_draws_one_noise_realisation_per_frame() -> None:
-    """A frame used twice in an edge window carries the same noise twice, as in a noisy video."""
-    video = np.ones((6, 8, 8), np.float32)
-    noise = NoiseRange("gaussian", 25.0, 25.0)
-    sampler = VideoWindowSampler([video], 5, 8, 8, noise=noise, centres=[[0]], flips=False, time_reversal=False)
+def test_window_sampler_keeps_the_recorded_noise_of_each_frame() -> None:
+    """A window holds the stored noisy frames: a frame used twice in an edge window carries the
+    same noise twice, and a frame carries the same noise whenever it is drawn, as in a recording."""
+    recording = np.random.default_rng(0).normal(1.0, 0.1, (6, 8, 8)).astype(np.float32)
+    sampler = VideoWindowSampler([recording], 5, 8, 8, centres=[[0]], flips=False, time_reversal=False)
     (windows,) = sampler(np.random.default_rng(0))
-    for window in windows.numpy():  # frames (2, 1, 0, 1, 2)
-        np.testing.assert_array_equal(window[0], window[4])
-        np.testing.assert_array_equal(window[1], window[3])
-        assert not np.array_equal(window[0], window[1]) and not np.array_equal(window[1], window[2])
+    for window in windows.numpy():
+        np.testing.assert_array_equal(window, recording[[2, 1, 0, 1, 2]])
 
 
 def test_window_sampler_targets_only_allowed_frames_and_augments() -> None:
@@ -177,23 +185,40 @@ def test_window_sampler_targets_only_allowed_frames_and_augments() -> None:
     np.testing.assert_array_equal(held_out_frames(10, 2), [1, 8])
 
 
-def test_window_sampler_inverts_the_contrast_of_clean_windows_only() -> None:
-    # one training video of dark atoms must also teach bright atoms (the test video's contrast)
-    video = np.ones((3, 8, 8), np.float32)
-    video[:, 4, 4] = 0.25  # a dark atom; video mean = 1 - 0.75 / 64
-    mean = float(video.mean())
-    clean_copy = NoiseRange("gaussian", 0.0, 0.0)  # level 0: the clean window itself
-    sampler = VideoWindowSampler([video], 3, 8, 64, noise=clean_copy, flips=False, time_reversal=False,
-                                 contrast_inversion=True)
-    (windows,) = sampler(np.random.default_rng(0))
-    atoms = windows[:, 1, 4, 4]
-    inverted = torch.isclose(atoms, torch.tensor(2 * mean - 0.25))
-    assert inverted.any() and torch.isclose(atoms[~inverted], torch.tensor(0.25)).all()
-    torch.testing.assert_close(windows[inverted][:, 1, 0, 0], torch.full((int(inverted.sum()),), 2 * mean - 1.0))
-    plain = VideoWindowSampler([video], 3, 8, 64, noise=clean_copy, flips=False, time_reversal=False)
-    assert torch.all(plain(np.random.default_rng(0))[0][:, 1, 4, 4] == 0.25)
-    with pytest.raises(ValueError, match="clean videos"):
-        VideoWindowSampler([video], 3, 8, 4, contrast_inversion=True)  # noisy videos: never
+def _transforms(block: np.ndarray, mean: float) -> list[np.ndarray]:
+    """Every window the sampler may make of ``block`` (frames, P, P): time reversal, two flips and
+    the contrast mirror ``2 mean - x``."""
+    out = []
+    for values in (block, 2.0 * mean - block):
+        for reverse in (False, True):
+            for vertical in (False, True):
+                for horizontal in (False, True):
+                    window = values[::-1] if reverse else values
+                    window = window[:, ::-1] if vertical else window
+                    out.append(window[:, :, ::-1] if horizontal else window)
+    return out
+
+
+def test_augmentation_keeps_the_recorded_values_up_to_flips_reversal_and_the_contrast_mirror() -> None:
+    # Augmentation works on the recording itself: each window is the stored noisy frames, flipped,
+    # time-reversed or mirrored about the recording's noisy mean, never clipped (a clip at 0 would
+    # bias the noise) nor re-noised. One training video of dark atoms also teaches bright atoms.
+    rng = np.random.default_rng(0)
+    recording = apply_condition(np.ones((5, 8, 8), np.float32), NoiseCondition("poisson", 5.0), rng, 0.5)
+    mean = float(recording.mean())
+    sampler = VideoWindowSampler([recording], 3, 8, 128, contrast_inversion=True)
+    (windows,) = sampler(np.random.default_rng(1))
+    allowed = {c: _transforms(recording[window_frames(5, 3, c)], mean) for c in range(5)}
+    kinds = set()
+    for window in windows.numpy():
+        matches = [i for c in allowed for i, t in enumerate(allowed[c]) if np.allclose(window, t, atol=1e-6)]
+        assert matches, "a window that is not a transform of the recorded frames"
+        kinds.add(matches[0] >= 8)
+    assert kinds == {False, True}  # both contrasts were drawn
+    assert windows.min() < 0  # the mirror of bright noisy pixels is negative: not clipped
+    plain = VideoWindowSampler([recording], 3, 8, 64, flips=False, time_reversal=False)
+    (windows,) = plain(np.random.default_rng(1))
+    assert all(any(np.array_equal(w, recording[window_frames(5, 3, c)]) for c in range(5)) for w in windows.numpy())
 
 
 def _moving_video(frames: int, size: int, step: float, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -319,26 +344,74 @@ def test_tiled_inference_keeps_the_blind_spot_and_matches_whole_frames_for_big_t
         assert torch.all(grad[0, :, row, col] == 0) and grad.abs().sum() > 0
 
 
-def test_train_udvd_writes_its_outputs_and_never_resumes_another_runs_checkpoint(tmp_path) -> None:
-    from temdenoise.io import save_stack
+def _recordings(tmp_path, conditions: list[str], rng: np.random.Generator) -> dict[str, list[str]]:
+    """Stored noisy copies of two training videos and one validation video under each condition,
+    beside their clean training stack (which the sentinel of the test below forbids to open)."""
+    clean = [(1.0 - 0.5 * (rng.random((5, 24, 24)) > 0.9)).astype(np.float32) for _ in range(3)]
+    save_stack(tmp_path / "clean_train.npz", clean[:2])
+    paths: dict[str, list[str]] = {"train": [], "validation": []}
+    for name in conditions:
+        for split, videos in (("train", clean[:2]), ("validation", clean[2:])):
+            path = tmp_path / name / f"{split}.npz"
+            path.parent.mkdir(exist_ok=True)
+            save_stack(path, [apply_condition(v, parse_condition(name), rng, 0.5) for v in videos])
+            paths[split].append(str(path))
+    for split, count in (("train", 2), ("validation", 1)):
+        pd.DataFrame({"item": np.repeat(range(count), 5), "frame": np.tile(range(5), count),
+                      "pixel_size": 0.5}).to_csv(tmp_path / f"{split}.csv", index=False)
+    return paths
+
+
+def test_train_udvd_reads_only_the_noisy_recordings_and_selects_by_their_validation_loss(tmp_path, monkeypatch) -> None:
     from temdenoise.train.self_supervised import OUTPUTS, train_udvd
 
-    rng = np.random.default_rng(0)
-    videos = [(1.0 + 0.2 * rng.random((5, 24, 24))).astype(np.float32) for _ in range(2)]
-    save_stack(tmp_path / "train.npz", videos)
-    save_stack(tmp_path / "validation.npz", videos[:1])
+    conditions = ["poisson-20", "poisson-100"]
+    paths = _recordings(tmp_path, conditions, np.random.default_rng(0))
+    opened = []
+    real_load = np.load
+
+    def load(path, *args, **kwargs):  # the sentinel: a clean stack is never opened
+        opened.append(str(path))
+        if "clean" in str(path):
+            raise AssertionError(f"train_udvd opened a clean stack: {path}")
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(np, "load", load)
+    recipe = {"epochs": 3, "steps_per_epoch": 3, "batch_size": 2, "patch_size": 16, "validation_images": 1,
+              "schedule": "constant", "progress": False}
+    entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": 1.0}}
+    result = train_udvd(entry, recipe, conditions, paths["train"], paths["validation"], str(tmp_path / "a"),
+                        str(tmp_path / "train.csv"), str(tmp_path / "validation.csv"), device="cpu", seed=0)
+    assert sorted(opened) == sorted(paths["train"] + paths["validation"])  # every recording, nothing else
+    assert all((tmp_path / "a" / name).exists() for name in OUTPUTS)
+    info = json.loads((tmp_path / "a" / "info.json").read_text())
+    assert info["conditions"] == conditions and info["params"]["offset"] == 1.0
+    # The exported weights are those of the best blind-spot score on the stored noisy validation
+    # videos of every condition (no clean frame): recomputing that score gives the best epoch's.
+    monkeypatch.setattr(np, "load", real_load)
+    validation = [video for path in paths["validation"] for video in load_stack(path)]
+    score = noisy_frame_validation(validation, [range(len(v)) for v in validation])
+    scores = [record["val_psnr"] for record in result.history]
+    assert result.best_score == max(scores) and result.best_epoch == 1 + int(np.argmax(scores))
+    assert score(load_trained(str(tmp_path / "a" / "model.pt"), entry, "cpu")) == pytest.approx(max(scores), abs=1e-4)
+    with pytest.raises(ValueError, match="2 noisy stacks for 1 conditions"):
+        train_udvd(entry, recipe, conditions[:1], paths["train"], paths["validation"], str(tmp_path / "b"),
+                   device="cpu")
+
+
+def test_train_udvd_never_resumes_another_runs_checkpoint(tmp_path) -> None:
+    from temdenoise.train.self_supervised import train_udvd
+
+    paths = _recordings(tmp_path, ["poisson-50"], np.random.default_rng(0))
     recipe = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 16, "validation_images": 1,
               "schedule": "constant", "progress": False}
-    noise = {"kind": "poisson", "range": [50, 100]}
 
     def run(offset: float, out: str):
         entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": offset}}
-        return train_udvd(entry, recipe, noise, "tem", str(tmp_path / "train.npz"), str(tmp_path / "validation.npz"),
-                          str(tmp_path / out), device="cpu", seed=0)
+        return train_udvd(entry, recipe, ["poisson-50"], paths["train"], paths["validation"], str(tmp_path / out),
+                          device="cpu", seed=0)
 
     first = run(1.0, "a")
-    assert all((tmp_path / "a" / name).exists() for name in OUTPUTS)
-    assert json.loads((tmp_path / "a" / "info.json").read_text())["params"]["offset"] == 1.0
     # Another entry in the same folder (a config edit) trains afresh instead of resuming the old run:
     # its first epoch's loss differs from the finished run's.
     (tmp_path / "a" / "metrics.csv").unlink()
@@ -347,3 +420,45 @@ def test_train_udvd_writes_its_outputs_and_never_resumes_another_runs_checkpoint
     # The same entry again resumes the finished run: nothing is retrained, the metrics come back.
     again = run(0.0, "a")
     assert again.history == other.history and (tmp_path / "a" / "metrics.csv").exists()
+
+
+def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the_clean(tmp_path, monkeypatch) -> None:
+    rng = np.random.default_rng(0)
+    clean = [(1.0 - 0.5 * (rng.random((6, 20, 20)) > 0.9)).astype(np.float32) for _ in range(2)]
+    noisy = [apply_condition(v, NoiseCondition("poisson", 20.0), rng, 0.5) for v in clean]
+    save_stack(tmp_path / "clean.npz", clean)
+    save_stack(tmp_path / "noisy.npz", noisy)
+    section = {"videos": 1, "frames": 5, "crop": 16, "validation_frames": 1}
+    recipe = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 8, "early_stopping": 1,
+              "schedule": "constant", "progress": False}
+    entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": 1.0}}
+    opened, real_load = [], np.load
+    monkeypatch.setattr(np, "load", lambda path, *a, **k: opened.append(str(path)) or real_load(path, *a, **k))
+    runs, estimates = str(tmp_path / "runs.csv"), str(tmp_path / "denoised.npz")
+    run_augmentation_study(entry, recipe, str(tmp_path / "noisy.npz"), section, "cpu", 0, runs, estimates)
+    assert opened == [str(tmp_path / "noisy.npz")]  # the training job reads the noisy video only
+    table = pd.read_csv(runs)
+    assert list(table["variant"]) == [v["name"] for v in AUGMENTATION_VARIANTS] and "psnr" not in table
+    assert all(e.shape == (5, 16, 16) for e in load_stack(estimates))  # the configured frames and crop
+    csv, markdown = str(tmp_path / "table.csv"), str(tmp_path / "table.md")
+    write_augmentation_table(runs, estimates, str(tmp_path / "clean.npz"), str(tmp_path / "noisy.npz"), section,
+                             "tem", csv, markdown)
+    scored = pd.read_csv(csv)
+    crop = clean[0][:5, 2:18, 2:18]  # the scoring cuts the clean video as the training job cut the noisy one
+    for row in scored.itertuples():
+        assert row.psnr == pytest.approx(psnr(crop, load_stack(estimates)[row.estimate], "tem"))
+        assert row.noisy_psnr == pytest.approx(psnr(crop, noisy[0][:5, 2:18, 2:18], "tem"))
+    text = Path(markdown).read_text()
+    assert re.search(r"\| F \+ TR +\| F +\| [+-]\d", text) and "95%" in text  # paired differences, with intervals
+
+
+def test_a_udvd_entry_without_a_stored_recording_in_its_range_stops_the_workflow(workflow_runner) -> None:
+    import yaml
+
+    from conftest import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["methods"]["udvd3"]["train_noise"] = {"kind": "poisson", "range": [300, 400]}  # stored: doses 20, 100
+    result = workflow_runner(config, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "methods.udvd3.train_noise: no stored poisson condition" in result.stdout + result.stderr

@@ -179,7 +179,8 @@ ALL_TARGETS.extend(
 # -- UDVD (issue 7; Sheth, Mohan et al., ICCV 2021): config experiments.udvd ------------------------
 # udvd_table: UDVD 1/3/5 frames vs supervised CNNs vs classical methods on the video dataset, with
 # paired per-frame differences (evaluate_video scores every frame);
-# udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping);
+# udvd_augmentation: UDVD trained on single noisy videos (augmentation x early stopping), scored by
+# udvd_augmentation_table;
 # udvd_motion: the filter-centroid motion estimate of a multi-frame UDVD vs the true motion,
 # zero motion and TV-L1 optical flow.
 check_udvd()
@@ -218,18 +219,14 @@ rule udvd_table:
 
 rule udvd_augmentation:
     input:
-        clean=lambda wildcards: clean_split(UDVD["dataset"], "test"),
         noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_AUGMENTATION["noise"], "test"),
     output:
-        csv="results/tables/udvd_augmentation.csv",
-        markdown=report(
-            "results/tables/udvd_augmentation.md", caption="../report/udvd_augmentation.rst", category="UDVD"
-        ),
+        runs="results/udvd_augmentation/runs.csv",
+        estimates="results/udvd_augmentation/denoised.npz",
     params:
         entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"], UDVD["dataset"]),
         recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
         section=UDVD_AUGMENTATION,
-        domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
         seed=lambda wildcards: workflow_seed("udvd_augmentation"),
     log:
         "results/logs/udvd_augmentation.log",
@@ -245,6 +242,35 @@ rule udvd_augmentation:
         "../../envs/torch.yaml"
     script:
         "../../scripts/udvd_augmentation.py"
+
+
+# Scoring only: the one job of the study that reads the clean test videos.
+rule udvd_augmentation_table:
+    input:
+        runs="results/udvd_augmentation/runs.csv",
+        estimates="results/udvd_augmentation/denoised.npz",
+        noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_AUGMENTATION["noise"], "test"),
+        clean=lambda wildcards: clean_split(UDVD["dataset"], "test"),
+    output:
+        csv="results/tables/udvd_augmentation.csv",
+        markdown=report(
+            "results/tables/udvd_augmentation.md", caption="../report/udvd_augmentation.rst", category="UDVD"
+        ),
+    params:
+        section=UDVD_AUGMENTATION,
+        domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
+    log:
+        "results/logs/udvd_augmentation_table.log",
+    benchmark:
+        "results/benchmarks/udvd_augmentation_table.tsv"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/udvd_augmentation_table.py"
 
 
 rule udvd_motion:

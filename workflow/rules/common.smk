@@ -331,6 +331,28 @@ def udvd_methods():
     return [m for m in network_methods() if takes_videos(method_entry(m))]
 
 
+def udvd_training_conditions(dataset, model):
+    """The stored conditions of ``dataset`` a UDVD ``model`` trains on: every one of its training
+    noise kind whose level lies in its train_noise range (recordings at several doses or sigmas)."""
+    noise = training_noise(dataset, model)
+    low, high = noise["range"]
+    levels = config["datasets"][dataset].get("noise", {}).get(noise["kind"], [])
+    chosen = [condition_name(noise["kind"], level) for level in levels if low <= level <= high]
+    if not chosen:
+        key = f"methods.{model}" if method_entry(model, dataset).get("train_noise") else f"datasets.{dataset}"
+        raise ConfigError(
+            f"{key}.train_noise: no stored {noise['kind']} condition of datasets.{dataset}.noise lies in the range "
+            f"{noise['range']} (stored: {', '.join(conditions(dataset)) or 'none'}); {model} trains on the stored "
+            "noisy recordings only"
+        )
+    return chosen
+
+
+def udvd_recordings(dataset, model, split):
+    """The stored noisy copies of ``split`` that `train_udvd` reads for ``model``."""
+    return [noisy_split(dataset, noise, split) for noise in udvd_training_conditions(dataset, model)]
+
+
 # Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.
 UDVD = config["experiments"]["udvd"] if config["experiments"].get("udvd", {}).get("dataset") else {}
 UDVD_AUGMENTATION = UDVD["augmentation"] if UDVD.get("augmentation", {}).get("model") else {}
@@ -348,6 +370,8 @@ def check_udvd():
         for method in UDVD.get(key, []):
             if method not in config["methods"]:
                 raise ConfigError(f"experiments.udvd.{key}: {method!r} is not a key of methods")
+            if method in udvd_methods():
+                udvd_training_conditions(dataset, method)  # before any job: recordings to train on
     for key, section, required in (
         ("augmentation", UDVD_AUGMENTATION, ("noise", "training")),
         ("motion", UDVD_MOTION, ("noise",)),

@@ -78,14 +78,17 @@ if tem_table_settings().get("enabled"):
 
 
 # -- UDVD (issue 7): self-supervised training of the blind-spot video denoisers --------------------
-# Same inputs and outputs as `train`, but the loss targets the noisy centre frame and model
-# selection uses held-out noisy frames only (temdenoise.train.self_supervised.train_udvd).
+# Trains on the stored noisy copies of the training videos, as recordings (one fixed noise draw per
+# frame), at every stored condition of the dataset within the entry's train_noise range; the loss
+# targets the noisy centre frame and model selection uses the stored noisy validation videos
+# (temdenoise.train.self_supervised.train_udvd). No clean video is an input: the metadata tables
+# give the pixel sizes only.
 
 
 rule train_udvd:
     input:
-        train="results/data/{dataset}/train.npz",
-        validation="results/data/{dataset}/validation.npz",
+        train=lambda wildcards: udvd_recordings(wildcards.dataset, wildcards.model, "train"),
+        validation=lambda wildcards: udvd_recordings(wildcards.dataset, wildcards.model, "validation"),
         train_metadata="results/data/{dataset}/train.csv",
         validation_metadata="results/data/{dataset}/validation.csv",
     output:
@@ -103,8 +106,7 @@ rule train_udvd:
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
-        train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
-        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+        conditions=lambda wildcards: udvd_training_conditions(wildcards.dataset, wildcards.model),
         seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     log:
         "results/logs/train_udvd/{dataset}-{model}.log",
@@ -119,4 +121,4 @@ rule train_udvd:
     conda:
         "../../envs/torch.yaml"
     script:
-        "../../scripts/train.py"
+        "../../scripts/train_udvd.py"

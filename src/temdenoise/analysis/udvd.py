@@ -68,36 +68,62 @@ def grid_pixels(height: int, width: int, margin: int, count: int) -> list[tuple[
     return [(int(r), int(c)) for r in rows for c in cols]
 
 
-def augmentation_study(
+def augmentation_estimates(
     entry: dict[str, Any],
-    clean_videos: Sequence[np.ndarray],
     noisy_videos: Sequence[np.ndarray],
     settings: TrainSettings,
     variants: Sequence[dict[str, Any]],
-    domain: str,
     validation_frames: int,
     device: str = "cpu",
     seed: int = 0,
-) -> pd.DataFrame:
-    """Train one UDVD per (video, variant) on that noisy video alone; PSNR of the denoised video.
+) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """Train one UDVD per (video, variant) on that noisy video alone and denoise it.
 
     ``variants``: dicts with ``name``, ``flips``, ``time_reversal`` and ``early_stopping`` (bool).
-    The clean video is read only to score the result, never for training or selection.
+    Returns one row per run (``estimate``: its index in the list of denoised videos) and the
+    denoised videos. Only the noisy videos are read: scoring is :func:`score_augmentation`'s job.
     """
-    records = []
-    for index, (clean, noisy) in enumerate(zip(clean_videos, noisy_videos)):
+    records, estimates = [], []
+    for index, noisy in enumerate(noisy_videos):
         for variant in variants:
             model, result = fit_single_video(
                 entry, noisy, settings, bool(variant["flips"]), bool(variant["time_reversal"]),
                 bool(variant["early_stopping"]), validation_frames, device, seed + index,
             )
-            score = psnr(clean, denoise_video(model, noisy, device), domain)
-            log.info("video %d %s: %.2f dB (%d epochs)", index, variant["name"], score, len(result.history))
+            log.info("video %d %s: %d epochs, best %s", index, variant["name"], len(result.history), result.best_epoch)
             records.append({"video": index, "variant": variant["name"], "flips": variant["flips"],
                             "time_reversal": variant["time_reversal"], "early_stopping": variant["early_stopping"],
-                            "epochs": len(result.history), "best_epoch": result.best_epoch, "psnr": score,
-                            "noisy_psnr": psnr(clean, noisy, domain)})
-    return pd.DataFrame(records)
+                            "epochs": len(result.history), "best_epoch": result.best_epoch,
+                            "estimate": len(estimates)})
+            estimates.append(denoise_video(model, noisy, device))
+    return pd.DataFrame(records), estimates
+
+
+def score_augmentation(
+    runs: pd.DataFrame,
+    estimates: Sequence[np.ndarray],
+    clean_videos: Sequence[np.ndarray],
+    noisy_videos: Sequence[np.ndarray],
+    domain: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PSNR of every run of :func:`augmentation_estimates` against the clean video.
+
+    Returns the runs with ``psnr`` (over the whole video) and ``noisy_psnr``, and a tidy per-frame
+    table (``video``, ``frame``, ``variant``, ``psnr``) for paired comparisons over frames.
+    """
+    if len(clean_videos) != len(noisy_videos) or runs["video"].max() >= len(clean_videos):
+        raise ValueError(f"{len(clean_videos)} clean and {len(noisy_videos)} noisy videos for runs on "
+                         f"{runs['video'].nunique()} videos")
+    scored, frames = runs.copy(), []
+    for row in runs.itertuples():
+        clean, estimate = clean_videos[row.video], estimates[row.estimate]
+        if estimate.shape != clean.shape:
+            raise ValueError(f"estimate {row.estimate} has shape {estimate.shape}, its clean video {clean.shape}")
+        scored.loc[row.Index, "psnr"] = psnr(clean, estimate, domain)
+        scored.loc[row.Index, "noisy_psnr"] = psnr(clean, noisy_videos[row.video], domain)
+        frames += [{"video": row.video, "frame": t, "variant": row.variant, "psnr": psnr(c, e, domain)}
+                   for t, (c, e) in enumerate(zip(clean, estimate))]
+    return scored, pd.DataFrame(frames)
 
 
 # -- workflow entry points (one per rule of the UDVD section of workflow/rules/analyze.smk) ----
@@ -154,36 +180,69 @@ def _short_videos(stack: Sequence[np.ndarray], videos: int, frames: int, crop: i
     return out
 
 
+AUGMENTATION_PAIRS = (("F", "no aug"), ("F + TR", "F"), ("no aug + ES", "no aug"), ("F + ES", "F"),
+                      ("F + TR + ES", "F + TR"))
+"""Paired comparisons of the augmentation table: each augmentation added, and early stopping added."""
+
+
 def run_augmentation_study(
     entry: dict[str, Any],
     recipe: dict[str, Any],
+    noisy_path: str,
+    section: dict[str, Any],
+    device: str,
+    seed: int,
+    runs_csv: str,
+    estimates_path: str,
+) -> None:
+    """Single-video UDVD with/without augmentation and early stopping (``section``:
+    experiments.udvd.augmentation): the denoised videos and the runs, from the noisy videos only."""
+    from temdenoise.io import load_stack, save_stack, save_table
+
+    noisy = _short_videos(load_stack(noisy_path), section.get("videos", 1), section.get("frames", 0),
+                          section.get("crop", 0))
+    runs, estimates = augmentation_estimates(entry, noisy, TrainSettings.from_config(recipe), AUGMENTATION_VARIANTS,
+                                             section.get("validation_frames", 2), device, seed)
+    save_stack(estimates_path, estimates)
+    save_table(runs_csv, runs)
+
+
+def write_augmentation_table(
+    runs_csv: str,
+    estimates_path: str,
     clean_path: str,
     noisy_path: str,
     section: dict[str, Any],
     domain: str,
-    device: str,
-    seed: int,
     csv: str,
     markdown: str,
 ) -> None:
-    """Single-video UDVD with/without augmentation and early stopping (``section``: experiments.udvd.augmentation)."""
+    """Score the single-video runs of :func:`run_augmentation_study` against the clean test videos
+    (the same videos, frames and crop): per-run CSV and a Markdown table with paired differences."""
     from temdenoise.io import load_stack, save_table, save_text
+    from temdenoise.stats import PairedDifference, paired_table
 
     videos, frames, crop = section.get("videos", 1), section.get("frames", 0), section.get("crop", 0)
     clean = _short_videos(load_stack(clean_path), videos, frames, crop)
     noisy = _short_videos(load_stack(noisy_path), videos, frames, crop)
-    settings = TrainSettings.from_config(recipe)
-    table = augmentation_study(entry, clean, noisy, settings, AUGMENTATION_VARIANTS, domain,
-                               section.get("validation_frames", 2), device, seed)
+    table, per_frame = score_augmentation(pd.read_csv(runs_csv), load_stack(estimates_path), clean, noisy, domain)
     save_table(csv, table)
     order = [v["name"] for v in AUGMENTATION_VARIANTS]
     summary = (table.groupby("variant")["psnr"].agg(["mean", "std"]).reindex(order).fillna(0.0)
                .rename(columns={"mean": "PSNR mean (dB)", "std": "PSNR std (dB)"}))
-    noisy_psnr = table.drop_duplicates("video")["noisy_psnr"].mean()
+    pairs = paired_table(per_frame, AUGMENTATION_PAIRS, by=(), item=("video", "frame"), method="variant")
+    pairs = pairs.assign(**{"difference (dB) [95% CI]": [
+        PairedDifference(r.diff_mean, r.diff_low, r.diff_high, r.diff_items).format() for r in pairs.itertuples()
+    ]})[["a", "b", "difference (dB) [95% CI]", "diff_items", "verdict"]].rename(columns={"diff_items": "frames"})
     save_text(markdown, "# UDVD trained on a single noisy video\n\n"
               f"{len(clean)} video(s) of {clean[0].shape[0]} frames of {clean[0].shape[1]} x {clean[0].shape[2]} px, "
-              f"noisy input {noisy_psnr:.2f} dB. F = spatial flips, TR = time reversal, ES = early stopping on "
-              f"held-out noisy frames (no clean data). PSNR convention: {CONVENTION['unit']}.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n")
+              f"noisy input {table.drop_duplicates('video')['noisy_psnr'].mean():.2f} dB. F = spatial flips, "
+              "TR = time reversal, ES = early stopping on held-out noisy frames. Each net is trained on the noisy "
+              "video alone; the clean video is read only here, to score. PSNR over the whole video, convention: "
+              f"{CONVENTION['unit']}.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n\n"
+              "Paired per-frame PSNR difference a - b with a Student-t 95% interval over frames (one trained net "
+              "per variant: the interval covers frame-to-frame spread, not training-seed spread); an ordering "
+              "holds only where the interval excludes 0.\n\n" + pairs.to_markdown(index=False) + "\n")
 
 
 # -- implicit motion compensation against the true motion and classical baselines ---------------

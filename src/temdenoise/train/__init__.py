@@ -69,17 +69,3 @@ __all__ = [
     "psnr_validation",
     "supervised_mse",
 ]
-
-
-def train_method(entry: dict, *args, **kwargs) -> TrainResult:
-    """Train a network method entry: self-supervised for video families (UDVD), else supervised.
-
-    Both trainers share one signature (see :func:`temdenoise.train.supervised.train_supervised`).
-    """
-    from temdenoise.registry import takes_videos
-
-    if takes_videos(entry):
-        from temdenoise.train.self_supervised import train_udvd as trainer
-    else:
-        from temdenoise.train.supervised import train_supervised as trainer
-    return trainer(entry, *args, **kwargs)

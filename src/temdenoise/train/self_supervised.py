@@ -1,19 +1,19 @@
-"""Self-supervised (blind-spot) training of UDVD on noisy frames only.
+"""Self-supervised (blind-spot) training of UDVD on noisy recordings only.
 
 The loss is the MSE between the blind-spot network's output and the *noisy* centre frame
 (Sheth, Mohan et al., ICCV 2021): because the output pixel never sees its own noisy value and the
 noise is zero-mean and independent between pixels, its expectation is the MSE to the clean frame
-plus the (constant) noise variance. Nothing here ever reads a clean frame as a target or for
-model selection; clean videos only serve, in the training-set mode, to draw fresh noisy
-observations on the fly (a stand-in for an unlimited supply of noisy training videos).
+plus the (constant) noise variance. Nothing in this module reads a clean frame: the training
+windows, their augmentation, their weights and the model selection all come from stored noisy
+videos, one fixed noise draw per frame, as a microscopist's recordings.
 
 Two modes, both on the generic :class:`~temdenoise.train.engine.Trainer`:
 
-* :func:`train_udvd` - a set of training videos, noise drawn over the entry's training range,
-  model selection by the blind-spot loss on fixed noisy copies of the validation videos
-  (the workflow's ``train`` rule; same signature as :func:`~temdenoise.train.supervised.train_supervised`);
-* :func:`fit_single_video` - the test video itself (no other data), with optional spatial flips
-  and time reversal, and optional early stopping on held-out noisy frames.
+* :func:`train_udvd` - the stored noisy copies of the training videos at one or more recorded
+  conditions (doses or sigmas), model selection by the blind-spot loss on the stored noisy copies
+  of the validation videos (the workflow's ``train_udvd`` rule);
+* :func:`fit_single_video` - the noisy test video itself (no other data), with optional spatial
+  flips and time reversal, and optional early stopping on held-out noisy frames.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from torch import nn
 from temdenoise.io import save_text
 from temdenoise.models import build_model, count_parameters
 from temdenoise.models.udvd import UDVD, denoise_video, window_frames
+from temdenoise.noise import NoiseCondition, parse_condition
 from temdenoise.runtime import resolve_device
-from temdenoise.train.data import NoiseRange
 from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
 from temdenoise.train.supervised import OUTPUTS, load_split
 
@@ -43,7 +43,7 @@ def blind_spot_mse(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Ten
     """MSE between ``model(windows)`` and the noisy centre frame of ``windows`` (B, T, P, P).
 
     With a second tensor ``weights`` (B,) in the batch, the per-window MSEs are averaged with
-    those weights (:class:`VideoWindowSampler` with ``weighted``: inverse noise variances).
+    those weights (:class:`VideoWindowSampler` with ``conditions``: inverse noise variances).
     """
     windows = batch[0]
     centre = windows.shape[1] // 2
@@ -53,33 +53,41 @@ def blind_spot_mse(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Ten
     return (batch[1] * errors).sum() / batch[1].sum()
 
 
-def noise_variance(kind: str, level: float, clean: np.ndarray, pixel_size: float = 1.0) -> float:
-    """Mean noise variance of a ``kind`` noise at ``level`` on the clean frame ``clean``.
+def noise_variance(condition: NoiseCondition, noisy: np.ndarray, pixel_size: float = 1.0) -> float:
+    """Mean noise variance of a recording ``noisy`` made under ``condition``, from the noisy data.
 
-    Poisson: ``mean(I) / (D p^2)`` (shot noise on the clean scale); Gaussian: ``(sigma / 255)^2``.
-    Floored, so that a black window or a zero level never gets an infinite weight.
+    Poisson: ``mean(y) / (D p^2)``; the noisy mean is an unbiased estimate of the clean mean
+    intensity (the recorded counts divided by the known dose and pixel area). Gaussian:
+    ``(sigma / 255)^2``. Floored, so that a black recording never gets an infinite weight.
     """
-    if kind == "poisson":
-        return max(float(np.mean(clean)), 1e-3) / (level * pixel_size**2)
-    return max(level / 255.0, 1e-3) ** 2
+    if condition.kind == "poisson":
+        return max(float(np.mean(noisy)), 1e-3) / (condition.level * pixel_size**2)
+    return max(condition.level / 255.0, 1e-3) ** 2
 
 
 class VideoWindowSampler:
-    """A ``BatchSampler``: ``sampler(rng) -> (windows,)``, noisy ``(B, frames, P, P)`` patches.
+    """A ``BatchSampler``: ``sampler(rng) -> (windows,)``, ``(B, frames, P, P)`` patches of noisy videos.
 
     Each window is centred on a random allowed frame (``centres[i]``: frame indices of video
     ``i``; default all) of a random video; windows reaching past the ends of a video are completed
-    as at inference (:func:`~temdenoise.models.udvd.window_frames`). With ``noise`` the videos are
-    clean and a level and realisation are drawn per window, one per frame, so that a frame used
-    twice carries the same noise twice, as in a noisy video; without it the videos are already
-    noisy. ``flips``: random horizontal and vertical flips;
-    ``time_reversal``: the window's frame order reversed with probability 1/2;
-    ``weighted`` (clean videos only): the batch is ``(windows, weights)``, each window weighted by
-    the inverse of its noise variance (:func:`noise_variance`) in :func:`blind_spot_mse`;
-    ``contrast_inversion`` (clean videos only): with probability 1/2 the clean window is mirrored
-    about its video's mean intensity (``2 * mean - x``, clipped at 0) before the noise is drawn, so
-    that dark-atom and bright-atom contrast (the two signs of the phase contrast, set by the
-    defocus) are both seen whatever the contrast of the few training videos.
+    as at inference (:func:`~temdenoise.models.udvd.window_frames`), so a frame used twice carries
+    the same noise twice. The videos are noisy recordings and every window holds their values,
+    transformed only by what keeps the noise zero-mean and independent between pixels (the
+    blind-spot assumptions):
+
+    * ``flips``: random horizontal and vertical flips;
+    * ``time_reversal``: the window's frame order reversed with probability 1/2;
+    * ``contrast_inversion``: with probability 1/2 the window is mirrored about its video's noisy
+      mean ``m`` (``2 m - y``, not clipped: clipping would bias the noise), so that dark-atom and
+      bright-atom contrast (the two signs of the phase contrast, set by the defocus) are both seen
+      whatever the contrast of the few training videos. The noise of ``2 m - y`` is the negated
+      noise of ``y``: still zero-mean and independent, so the blind-spot loss still targets
+      ``2 m - x``.
+
+    ``conditions`` (one :class:`~temdenoise.noise.NoiseCondition` per video, the recording's
+    known dose or sigma) makes the batch ``(windows, weights)``: each window weighted by the
+    inverse of its video's noise variance (:func:`noise_variance` of the noisy video, with
+    ``pixel_sizes``) in :func:`blind_spot_mse`.
     """
 
     def __init__(
@@ -88,13 +96,12 @@ class VideoWindowSampler:
         frames: int,
         patch_size: int,
         batch_size: int,
-        noise: NoiseRange | None = None,
-        pixel_sizes: Sequence[float] | None = None,
         centres: Sequence[Sequence[int]] | None = None,
         flips: bool = True,
         time_reversal: bool = True,
         contrast_inversion: bool = False,
-        weighted: bool = False,
+        conditions: Sequence[NoiseCondition] | None = None,
+        pixel_sizes: Sequence[float] | None = None,
     ) -> None:
         if not videos:
             raise ValueError("no training videos")
@@ -110,35 +117,26 @@ class VideoWindowSampler:
         if any(len(c) == 0 for c in self.centres):
             raise ValueError("every training video needs at least one training frame")
         self.frames, self.patch_size, self.batch_size = frames, patch_size, batch_size
-        self.noise = noise
-        self.pixel_sizes = [1.0] * len(videos) if pixel_sizes is None else [float(p) for p in pixel_sizes]
-        self.flips, self.time_reversal = flips, time_reversal
-        if contrast_inversion and noise is None:
-            raise ValueError("contrast inversion needs clean videos (noise drawn on the fly): it would change the noise")
-        self.contrast_inversion = contrast_inversion
-        if weighted and noise is None:
-            raise ValueError("weighted windows need clean videos (noise drawn on the fly) whose noise level is known")
-        self.weighted = weighted
-        self.means = [float(np.mean(v)) for v in videos]
+        self.flips, self.time_reversal, self.contrast_inversion = flips, time_reversal, contrast_inversion
+        self.means = [float(np.mean(v)) for v in self.videos]
+        self.weights: list[float] | None = None
+        if conditions is not None:
+            if len(conditions) != len(self.videos):
+                raise ValueError(f"{len(conditions)} noise conditions for {len(self.videos)} videos")
+            sizes = [1.0] * len(self.videos) if pixel_sizes is None else [float(p) for p in pixel_sizes]
+            self.weights = [1.0 / noise_variance(c, v, p) for c, v, p in zip(conditions, self.videos, sizes)]
 
-    def window(self, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        """One noisy ``(frames, P, P)`` window and its mean noise variance (1 for noisy videos)."""
+    def window(self, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+        """One ``(frames, P, P)`` window and the index of its video."""
         index = int(rng.integers(len(self.videos)))
         video = self.videos[index]
         centre = int(rng.choice(self.centres[index]))
         top = int(rng.integers(video.shape[1] - self.patch_size + 1))
         left = int(rng.integers(video.shape[2] - self.patch_size + 1))
-        # The distinct frames of the window, then the window as indices into them.
-        distinct, positions = np.unique(window_frames(len(video), self.frames, centre), return_inverse=True)
-        patches = video[distinct, top : top + self.patch_size, left : left + self.patch_size]
+        frames = window_frames(len(video), self.frames, centre)
+        window = video[frames, top : top + self.patch_size, left : left + self.patch_size]
         if self.contrast_inversion and rng.random() < 0.5:
-            patches = np.clip(2.0 * self.means[index] - patches, 0.0, None)
-        variance = 1.0
-        if self.noise is not None:
-            level = self.noise.draw(rng)
-            variance = noise_variance(self.noise.kind, level, patches[positions[self.half]], self.pixel_sizes[index])
-            patches = self.noise.add(patches, level, rng, self.pixel_sizes[index])
-        window = patches[positions]
+            window = 2.0 * self.means[index] - window
         if self.flips:
             if rng.random() < 0.5:
                 window = window[:, ::-1, :]
@@ -146,14 +144,14 @@ class VideoWindowSampler:
                 window = window[:, :, ::-1]
         if self.time_reversal and rng.random() < 0.5:
             window = window[::-1]
-        return np.ascontiguousarray(window, dtype=np.float32), variance
+        return np.ascontiguousarray(window, dtype=np.float32), index
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
-        windows, variances = zip(*(self.window(rng) for _ in range(self.batch_size)))
+        windows, indices = zip(*(self.window(rng) for _ in range(self.batch_size)))
         batch = torch.from_numpy(np.stack(windows))
-        if not self.weighted:
+        if self.weights is None:
             return (batch,)
-        return batch, 1.0 / torch.tensor(variances, dtype=torch.float32)
+        return batch, torch.tensor([self.weights[i] for i in indices], dtype=torch.float32)
 
 
 def noisy_frame_validation(
@@ -180,21 +178,31 @@ def noisy_frame_validation(
     return validate
 
 
-def _videos(stack_path: str, metadata_path: str | None) -> tuple[list[np.ndarray], list[float] | None]:
-    videos, sizes = load_split(stack_path, metadata_path)
-    flat = [i for i, v in enumerate(videos) if v.ndim != 3]
-    if flat:
-        raise ValueError(f"{stack_path}: UDVD needs (T, H, W) videos, items {flat[:5]} are not videos")
-    return videos, sizes
+def _recordings(
+    paths: Sequence[str], conditions: Sequence[str], metadata_path: str | None, count: int | None = None
+) -> tuple[list[np.ndarray], list[NoiseCondition], list[float] | None]:
+    """The first ``count`` (None = all) noisy videos of every stored stack in ``paths`` (recorded
+    under ``conditions[i]``), with each video's condition and pixel size (None without metadata)."""
+    if len(paths) != len(conditions):
+        raise ValueError(f"{len(paths)} noisy stacks for {len(conditions)} conditions")
+    videos, kinds, sizes = [], [], []
+    for path, name in zip(paths, conditions):
+        stack, stack_sizes = load_split(path, metadata_path)
+        flat = [i for i, v in enumerate(stack) if v.ndim != 3]
+        if flat:
+            raise ValueError(f"{path}: UDVD needs (T, H, W) videos, items {flat[:5]} are not videos")
+        videos += stack[:count]
+        kinds += [parse_condition(name)] * len(stack[:count])
+        sizes += (stack_sizes or [1.0] * len(stack))[:count]
+    return videos, kinds, None if metadata_path is None else sizes
 
 
 def train_udvd(
     entry: dict[str, Any],
     recipe: dict[str, Any],
-    train_noise: dict[str, Any],
-    domain: str,
-    train_path: str,
-    validation_path: str,
+    conditions: Sequence[str],
+    train_paths: Sequence[str],
+    validation_paths: Sequence[str],
     out_dir: str,
     train_metadata: str | None = None,
     validation_metadata: str | None = None,
@@ -203,53 +211,53 @@ def train_udvd(
     contrast_inversion: bool = True,
     weighted: bool = True,
 ) -> TrainResult:
-    """Train a UDVD ``entry`` on noisy windows of the training videos (noise from ``train_noise``).
+    """Train a UDVD ``entry`` on stored noisy recordings of the training videos, nothing else.
 
-    The clean training windows are contrast-inverted half of the time (``contrast_inversion``, see
+    ``train_paths[i]`` / ``validation_paths[i]``: the stored noisy copies of the training /
+    validation videos under condition ``conditions[i]`` (e.g. ``poisson-20``): one fixed noise
+    draw per frame, as a recording. All of them are pooled: the net sees every training video at
+    every recorded dose (or sigma). The metadata tables give the pixel sizes only (the Poisson
+    weights need the pixel area); no clean frame is read.
+
+    The windows are contrast-inverted half of the time (``contrast_inversion``, see
     :class:`VideoWindowSampler`): with one or a few training videos the net otherwise learns the
-    contrast of those videos only (measured on the quick data: 30 dB on noisy copies of the
-    dark-atom training video, below the noisy input on the bright-atom test video).
-
-    The windows are weighted by the inverse of their noise variance (``weighted``, see
-    :class:`VideoWindowSampler`). Each window's blind-spot MSE is its error to the clean frame plus
-    its noise variance, so the unweighted loss and its gradient noise are dominated by the noisiest
-    windows (dose 10 vs 200: 20 times the variance); the quick nets then learnt mostly noise and
-    their rank depended on the seed. The weights change nothing in the minimiser (the noise level
-    is plain in every window) and make every window's noise count alike.
+    contrast of those videos only. They are weighted by the inverse of their recording's noise
+    variance (``weighted``, estimated from the noisy recording and its known dose or sigma,
+    :func:`noise_variance`): each window's blind-spot MSE is its error to the clean frame plus its
+    noise variance, so unweighted the noisiest recordings dominate the loss and its gradient noise
+    (doses 20 and 100: 5 times the variance). The weights do not change the minimiser of any one
+    recording's loss.
 
     Model selection (best weights, plateau schedule, early stopping) uses the blind-spot score of
-    :func:`noisy_frame_validation` on fixed noisy copies of the validation videos, so no clean frame
-    is ever used. ``domain`` is unused (no PSNR is computed) and kept for the signature shared with
-    :func:`~temdenoise.train.supervised.train_supervised`. Writes
-    :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
+    :func:`noisy_frame_validation` on the first ``validation_images`` stored noisy validation
+    videos of every condition. Writes :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
     """
-    del domain
     out = Path(out_dir)
     device = resolve_device(device)
     settings = TrainSettings.from_config(recipe)
-    noise = NoiseRange.from_config(train_noise)
     torch.manual_seed(seed)
     model = build_model(entry)
-    train_videos, train_sizes = _videos(train_path, train_metadata)
-    val_videos, val_sizes = _videos(validation_path, validation_metadata)
-    count = min(settings.validation_images, len(val_videos))
-    rng = np.random.default_rng(seed + 1)
-    sizes = [1.0] * count if val_sizes is None else val_sizes[:count]
-    noisy_val = [noise.add(v, level, rng, s) for v, level, s in zip(val_videos, noise.spread(count), sizes)]
-    validate = noisy_frame_validation(noisy_val, [range(len(v)) for v in noisy_val], device)
-    sampler = VideoWindowSampler(train_videos, model.frames, settings.patch_size, settings.batch_size, noise, train_sizes,
-                                 contrast_inversion=contrast_inversion, weighted=weighted)
+    train_videos, train_conditions, train_sizes = _recordings(train_paths, conditions, train_metadata)
+    val_videos, _, _ = _recordings(validation_paths, conditions, validation_metadata, settings.validation_images)
+    validate = noisy_frame_validation(val_videos, [range(len(v)) for v in val_videos], device)
+    sampler = VideoWindowSampler(train_videos, model.frames, settings.patch_size, settings.batch_size,
+                                 contrast_inversion=contrast_inversion,
+                                 conditions=train_conditions if weighted else None, pixel_sizes=train_sizes)
     trainer = Trainer(model, sampler, settings, loss_fn=blind_spot_mse, validate=validate, out_dir=out,
                       device=device, seed=seed,
-                      fingerprint={"entry": entry, "train_noise": train_noise,
+                      fingerprint={"entry": entry, "conditions": list(conditions),
                                    "contrast_inversion": contrast_inversion, "weighted": weighted})
     info: dict[str, Any] = {"family": entry["family"], "params": entry.get("params", {}),
-                            "parameters": count_parameters(model), "selection": "blind-spot score on noisy frames",
-                            "contrast_inversion": contrast_inversion, "weighted": weighted}
-    log.info("training %s (%d parameters) self-supervised on %s", entry, info["parameters"], device)
+                            "parameters": count_parameters(model),
+                            "training_data": "stored noisy recordings only",
+                            "selection": "blind-spot loss on stored noisy validation videos",
+                            "conditions": list(conditions), "contrast_inversion": contrast_inversion,
+                            "weighted": weighted}
+    log.info("training %s (%d parameters) self-supervised on %d noisy recordings (%s) on %s",
+             entry, info["parameters"], len(train_videos), ", ".join(conditions), device)
     result = trainer.fit()
     info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
-                stopped_early=result.stopped_early, train_noise=train_noise)
+                stopped_early=result.stopped_early)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
     save_text(out / "info.json", json.dumps(info, indent=2))
     trainer.export(out / "model.pt")
