@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
 from temdenoise.conditions import condition_name
-from temdenoise.families import declared_families
+from temdenoise.families import declare_config_families, declared_families
 from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
@@ -33,6 +33,10 @@ ALL_TARGETS = []
 
 class ConfigError(ValueError):
     """A config value that the schema cannot check (a cross-reference, a missing folder)."""
+
+
+# Families from outside the package: the config's `plugins:` (entry points are found by themselves).
+declare_config_families(config["plugins"])
 
 
 def check_config(config):
