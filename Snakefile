@@ -33,6 +33,7 @@ localrules:
     plot_psnr,
     plot_example,
     html_report,
+    provenance,
     tem_table,
     gaintuning_tables,
     udvd_table,

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from test_provenance import check_results_carry_provenance
 
 pytestmark = pytest.mark.slow
 
@@ -38,3 +39,4 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
     assert (tmp_path / "results/report.html").read_text().count("<img") >= 3
     # every rule wrote its log
     assert any((tmp_path / "results/logs").rglob("*.log"))
+    check_results_carry_provenance(tmp_path / "results")

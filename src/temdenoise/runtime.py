@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from temdenoise import provenance
 from temdenoise.families import declare_config_families
 
 THREAD_VARIABLES = (
@@ -180,7 +181,7 @@ class Job:
 @contextlib.contextmanager
 def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
     """Set up a Snakemake ``script:`` job: output to ``snakemake.log[0]``, threads, seeds, device,
-    the config's plugin families."""
+    the config's plugin families, and the provenance that the job's tables carry."""
     log_path = snakemake.log[0] if len(snakemake.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -203,12 +204,13 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
         declare_config_families(config.get("plugins", {}))
         job_seed = int(config.get("seed", 0) if seed is None else seed)
         seed_everything(job_seed)
-        yield Job(
-            threads=snakemake.threads,
-            seed=job_seed,
-            config=config,
-            log=logger,
-        )
+        with provenance.recording(config):
+            yield Job(
+                threads=snakemake.threads,
+                seed=job_seed,
+                config=config,
+                log=logger,
+            )
     finally:
         held_gpus.close()
         logger.removeHandler(handler)

@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families
+from temdenoise.provenance import config_sha256
 from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation

@@ -80,6 +80,23 @@ ALL_TARGETS.extend(
 )
 
 
+rule provenance:
+    output:
+        report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        # a changed config reruns the rule (the record holds the config's hash)
+        config_sha256=config_sha256(config),
+    log:
+        "results/logs/provenance.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/provenance.py"
+
+
+ALL_TARGETS.append("results/provenance.json")
+
+
 rule html_report:
     input:
         tables=lambda wildcards: [t for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".csv")],
