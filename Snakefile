@@ -15,6 +15,9 @@ if not workflow.overwrite_configfiles:
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/noise.smk"
@@ -33,6 +36,8 @@ localrules:
     plot_psnr,
     plot_example,
     html_report,
+    table_html,
+    provenance,
     tem_table,
     gaintuning_tables,
     udvd_table,

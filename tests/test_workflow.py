@@ -1,11 +1,16 @@
-"""End to end: the tiny config (abTEM images and natural images) produces every table and figure."""
+"""End to end: the tiny config (abTEM images and natural images) produces every table and figure, both
+reports lead with the headline tables, and every table carries its provenance."""
 
+import base64
 import json
+import re
 
 import pandas as pd
 import pytest
 
 from conftest import REPO
+from test_html_report import headline_tables_of
+from test_provenance import check_results_carry_provenance
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +40,20 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
     assert "\\toprule" in (tables / "psnr_summary.tex").read_text()
     for name in ("psnr_vs_noise.png", "psnr_vs_noise.svg", "example_tem_poisson-50.png", "example_natural_gaussian-25.svg"):
         assert (plots / name).stat().st_size > 0, name
-    assert (tmp_path / "results/report.html").read_text().count("<img") >= 3
+    # results/report.html opens with the headline tables and links the figures
+    sections, links = headline_tables_of((tmp_path / "results/report.html").read_text())
+    assert list(sections) == ["psnr_summary", "tem_table"]
+    assert any(row[0] == "wiener" for row in sections["psnr_summary"])
+    assert any("dncnn" in cell for row in sections["tem_table"] for cell in row)
+    assert "plots/psnr_vs_noise.png" in links
     # every rule wrote its log
     assert any((tmp_path / "results/logs").rglob("*.log"))
+    check_results_carry_provenance(tmp_path / "results")
+    # Snakemake's own report shows both headline tables as HTML tables under their caption
+    workflow_runner(REPO / "tests/configs/tiny.yaml", "--report", str(tmp_path / "snakemake_report.html"))
+    report = (tmp_path / "snakemake_report.html").read_text()
+    assert '"1 Headline tables"' in report
+    for table in ("psnr_summary", "tem_table"):
+        embedded = re.search(rf'"results/report/{table}\.html": \{{.*?"data_uri": "data:[^,]*;base64,([^"]+)"', report)
+        assert embedded, table
+        assert "<table>" in base64.b64decode(embedded.group(1)).decode(), table

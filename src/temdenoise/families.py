@@ -6,13 +6,29 @@ DAG. Importing the families themselves would import torch, so these facts are de
 the standard library only, and the registry checks every registered class against its declaration
 (:func:`temdenoise.registry.register`): the two cannot drift. ``snakemake --lint`` and a dry run
 therefore work in an environment with nothing but Snakemake.
+
+Families from outside the package are declared the same way, by one of two routes:
+
+- an installed package's entry point in the group ``temdenoise.methods`` whose object is a
+  declaration (a :class:`FamilyInfo` or a mapping with ``kind``, ``module`` and ``video_input``),
+  e.g. ``blur = my_denoisers.declarations:BLUR`` (loading it imports that light module only);
+- the config's ``plugins:`` section, ``name: {kind, module, video_input}``, declared for the
+  process by :func:`declare_config_families` (the Snakefile at parse time, every job in
+  :func:`temdenoise.runtime.job`).
+
+The family's ``module`` (importable in the jobs) registers its class with
+:func:`temdenoise.registry.register`, exactly as a built-in family's does.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Mapping
 
 KINDS = ("classical", "network")
+ENTRY_POINT_GROUP = "temdenoise.methods"
 
 
 @dataclass(frozen=True)
@@ -38,9 +54,57 @@ BUILTIN_FAMILIES: dict[str, FamilyInfo] = {
 }
 
 
+# Families of the config's `plugins:` section, declared for this process (declare_config_families).
+_CONFIG_FAMILIES: dict[str, FamilyInfo] = {}
+
+
+def as_family_info(declaration: FamilyInfo | Mapping[str, Any], where: str) -> FamilyInfo:
+    """A :class:`FamilyInfo` from a declaration object or mapping; errors name ``where``."""
+    if isinstance(declaration, FamilyInfo):
+        return declaration
+    if not isinstance(declaration, Mapping) or not {"kind", "module"} <= set(declaration):
+        raise TypeError(f"{where}: a family declaration needs kind and module, got {declaration!r}")
+    unknown = set(declaration) - {"kind", "module", "video_input"}
+    if unknown:
+        raise TypeError(f"{where}: unknown declaration keys {sorted(unknown)}")
+    try:
+        return FamilyInfo(**declaration)
+    except ValueError as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+@functools.cache
+def entry_point_families() -> dict[str, FamilyInfo]:
+    """Families declared by installed packages (entry-point group ``temdenoise.methods``).
+
+    Cached: the installed packages do not change while a process runs.
+    """
+    return {
+        point.name: as_family_info(point.load(), f"entry point {point.name} = {point.value}")
+        for point in entry_points(group=ENTRY_POINT_GROUP)
+    }
+
+
+def declare_config_families(plugins: Mapping[str, Mapping[str, Any]]) -> None:
+    """Declare the families of a config's ``plugins:`` section for this process (replacing any
+    declared before), so that the registry and the Snakefile know them like built-in families."""
+    _CONFIG_FAMILIES.clear()
+    _CONFIG_FAMILIES.update({name: as_family_info(info, f"plugins.{name}") for name, info in plugins.items()})
+
+
 def declared_families() -> dict[str, FamilyInfo]:
-    """Every declared family by name."""
-    return dict(BUILTIN_FAMILIES)
+    """Every declared family by name: built-in, from entry points, from the config's plugins.
+
+    A name declared twice with different declarations is an error (the same declaration from an
+    entry point and the config is accepted: a config may name the package it was written for).
+    """
+    known = dict(BUILTIN_FAMILIES)
+    for source, found in (("entry point", entry_point_families()), ("config plugins", _CONFIG_FAMILIES)):
+        for name, info in found.items():
+            if known.get(name, info) != info:
+                raise ValueError(f"family {name!r} from {source} is already declared as {known[name]}")
+            known[name] = info
+    return known
 
 
 def family_info(name: str) -> FamilyInfo:

@@ -2,11 +2,17 @@
 
 Every file is written to a temporary name in the destination folder and renamed into place, so an
 interrupted job never leaves a half-written output that Snakemake would take as finished.
+
+Inside a workflow job (:func:`temdenoise.provenance.recording`), tables and records carry their
+provenance: :func:`save_table` writes a JSON sidecar beside each CSV, :func:`save_text` ends each
+Markdown (``.md``) and LaTeX (``.tex``) file with a footer line, :func:`save_json` adds a
+``provenance`` key.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -17,6 +23,8 @@ import pandas as pd
 import tifffile
 from skimage import io as skio
 from skimage.util import img_as_float32
+
+from temdenoise import provenance
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -54,13 +62,34 @@ def load_stack(path: str | os.PathLike) -> list[np.ndarray]:
 
 
 def save_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
-    """Write a CSV table atomically."""
+    """Write a CSV table atomically (in a job, after its provenance sidecar)."""
+    entry = provenance.current()
+    if entry is not None:
+        _write_text(provenance.sidecar_path(path), json.dumps(entry, indent=2) + "\n")
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
 
 
+# Comment syntax of the provenance footer line per table format.
+FOOTER_PREFIX = {".md": "", ".tex": "% "}
+
+
 def save_text(path: str | os.PathLike, text: str) -> None:
-    """Write a text file atomically."""
+    """Write a text file atomically; in a job, a Markdown or LaTeX file ends with a provenance line."""
+    entry = provenance.current()
+    prefix = FOOTER_PREFIX.get(Path(path).suffix)
+    if entry is not None and prefix is not None:
+        text = f"{text.rstrip()}\n\n{prefix}{provenance.footer_line(entry)}\n"
+    _write_text(path, text)
+
+
+def save_json(path: str | os.PathLike, record: dict) -> None:
+    """Write a JSON record atomically; in a job, with its provenance under ``provenance``."""
+    entry = provenance.current()
+    _write_text(path, json.dumps(record if entry is None else {**record, "provenance": entry}, indent=2))
+
+
+def _write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
 

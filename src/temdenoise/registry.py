@@ -3,7 +3,8 @@
 A config entry under ``methods:`` names a ``family`` and its ``params``; the family is a class
 registered here with :func:`register`. Adding a variant is one config entry; adding a family is
 one module that decorates its class with ``@register("name")`` plus its declaration (kind, module,
-video input) in :mod:`temdenoise.families`, which the workflow reads without importing torch.
+video input), built in (:mod:`temdenoise.families`) or from outside the package (an entry point or
+the config's ``plugins:``), which the workflow reads without importing torch.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from temdenoise import provenance
+from temdenoise.families import declare_config_families
+
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -177,7 +180,8 @@ class Job:
 
 @contextlib.contextmanager
 def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
-    """Set up a Snakemake ``script:`` job: output to ``snakemake.log[0]``, threads, seeds, device."""
+    """Set up a Snakemake ``script:`` job: output to ``snakemake.log[0]``, threads, seeds, device,
+    the config's plugin families, and the provenance that the job's tables carry."""
     log_path = snakemake.log[0] if len(snakemake.log) else None
     stream = open(log_path, "w", buffering=1) if log_path else sys.stderr
     old_out, old_err = sys.stdout, sys.stderr
@@ -196,14 +200,17 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
             logger.info("using GPU(s) %s", ",".join(gpus))
         limit_threads(snakemake.threads)
         config = snakemake.config
+        # The config's plugin families, declared as at parse time, so the registry finds them.
+        declare_config_families(config.get("plugins", {}))
         job_seed = int(config.get("seed", 0) if seed is None else seed)
         seed_everything(job_seed)
-        yield Job(
-            threads=snakemake.threads,
-            seed=job_seed,
-            config=config,
-            log=logger,
-        )
+        with provenance.recording(config):
+            yield Job(
+                threads=snakemake.threads,
+                seed=job_seed,
+                config=config,
+                log=logger,
+            )
     finally:
         held_gpus.close()
         logger.removeHandler(handler)

@@ -13,7 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
 from temdenoise.conditions import condition_name
-from temdenoise.families import declared_families
+from temdenoise.families import declare_config_families, declared_families
+from temdenoise.provenance import config_sha256
 from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
@@ -33,6 +34,10 @@ ALL_TARGETS = []
 
 class ConfigError(ValueError):
     """A config value that the schema cannot check (a cross-reference, a missing folder)."""
+
+
+# Families from outside the package: the config's `plugins:` (entry points are found by themselves).
+declare_config_families(config["plugins"])
 
 
 def check_config(config):
@@ -400,3 +405,42 @@ def udvd_table_metrics(file=metrics_file):
     """Scores of every row of the UDVD table (``file``: `metrics_file`, or `frame_metrics_file` per frame)."""
     dataset = UDVD["dataset"]
     return [file(dataset, noise, model) for noise in conditions(dataset) for model in udvd_table_methods(noise)]
+
+
+# -- headline tables (report.smk: table_html, html_report) --
+# Headline tables, in reading order: (file-name prefix, report subcategory, caption of the table).
+HEADLINE_GROUPS = [
+    ("psnr_summary", "1 PSNR benchmark", "psnr_table.rst"),
+    ("tem_table", "2 TEM table", "tem_table.rst"),
+    ("generalization_", "3 Generalisation", "generalization.rst"),
+    ("udvd_table", "4 UDVD", "udvd_table.rst"),
+    ("udvd_augmentation", "4 UDVD", "udvd_augmentation.rst"),
+    ("udvd_motion", "4 UDVD", "udvd_motion.rst"),
+    ("gaintuning_", "5 GainTuning", "gaintuning.rst"),
+]
+
+
+def headline_group(table):
+    """The HEADLINE_GROUPS entry of a table name, and its position (the reading order)."""
+    for position, group in enumerate(HEADLINE_GROUPS):
+        if table.startswith(group[0]):
+            return position, group
+    raise ValueError(f"{table} is not a headline table")
+
+
+def headline_tables():
+    """The run's Markdown tables (results/tables/*.md among the targets), in reading order."""
+    tables = [t for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".md")]
+    if UDVD_MOTION:  # only its figure is a target; the rule writes the table beside it
+        tables.append(rules.udvd_motion.output.markdown)
+    return sorted(dict.fromkeys(tables), key=lambda t: headline_group(Path(t).stem)[0])
+
+
+def table_caption(wildcards):
+    """The caption of a table's own report entry (workflow/report/*.rst), its wildcards filled in."""
+    import jinja2
+
+    table = wildcards.table
+    rst = Path(workflow.basedir, "workflow/report", headline_group(table)[1][2]).read_text()
+    dataset = table.removeprefix("generalization_")
+    return jinja2.Template(rst).render(snakemake={"wildcards": {"dataset": dataset}})

@@ -81,14 +81,57 @@ ALL_TARGETS.extend(
 )
 
 
+rule provenance:
+    output:
+        report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
+    params:
+        # a changed config reruns the rule (the record holds the config's hash)
+        config_sha256=config_sha256(config),
+    log:
+        "results/logs/provenance.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/provenance.py"
+
+
+ALL_TARGETS.append("results/provenance.json")
+
+
+rule table_html:
+    input:
+        "results/tables/{table}.md",
+    output:
+        report(
+            "results/report/{table}.html",
+            caption="../report/headline_table.rst",
+            category="1 Headline tables",
+            subcategory=lambda wildcards: headline_group(wildcards.table)[1][1],
+            labels={"table": "{table}"},
+        ),
+    params:
+        caption=table_caption,
+    log:
+        "results/logs/table_html/{table}.log",
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../../scripts/table_html.py"
+
+
+ALL_TARGETS.extend(f"results/report/{Path(t).stem}.html" for t in headline_tables())
+
+
 rule html_report:
     input:
+        headline=lambda wildcards: headline_tables(),
         tables=lambda wildcards: [t for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".csv")],
         figures=lambda wildcards: [t for t in ALL_TARGETS if t.startswith("results/plots/") and t.endswith(".png")],
+        provenance="results/provenance.json",
     output:
         "results/report.html",
     params:
-        title="TEM denoising benchmark: tables and figures",
+        title="TEM denoising benchmark: results",
     log:
         "results/logs/html_report.log",
     conda:

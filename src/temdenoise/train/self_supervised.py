@@ -19,7 +19,6 @@ Two modes, both on the generic :class:`~temdenoise.train.engine.Trainer`:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from temdenoise.io import save_text
+from temdenoise.io import save_json
 from temdenoise.models import build_model, count_parameters
 from temdenoise.models.udvd import UDVD, denoise_video, window_frames
 from temdenoise.noise import NoiseCondition, parse_condition
@@ -259,7 +258,7 @@ def train_udvd(
     info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
                 stopped_early=result.stopped_early)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
-    save_text(out / "info.json", json.dumps(info, indent=2))
+    save_json(out / "info.json", info)
     trainer.export(out / "model.pt")
     return result
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from temdenoise.io import load_stack, save_text
+from temdenoise.io import load_stack, save_json
 from temdenoise.models import build_model, count_parameters
 from temdenoise.models.fov import measure_fov
 from temdenoise.noise import item_pixel_sizes
@@ -78,6 +77,6 @@ def train_supervised(
     info.update(best_epoch=result.best_epoch, best_val_psnr=result.best_score, epochs=len(result.history),
                 stopped_early=result.stopped_early, train_noise=train_noise)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
-    save_text(out / "info.json", json.dumps(info, indent=2))
+    save_json(out / "info.json", info)
     trainer.export(out / "model.pt")
     return result
