@@ -253,7 +253,8 @@ def test_displacement_field_moves_every_atom_to_its_next_position():
     the crop, and compare each atom's move with the field at its site: particle atoms follow drift
     plus rotation, support atoms the drift alone."""
     from temdenoise.simulate.structures import contact_anchor
-    from temdenoise.simulate.video import VideoMotion, displacement_field, frame_motion, frame_specimen, on_particle
+    from temdenoise.simulate.motion import displacement_field, on_particle
+    from temdenoise.simulate.video import VideoMotion, frame_motion, frame_specimen
 
     settings = tiny_settings(video={"frames": 3, "drift_px": 1.5, "rotation_deg": 3.0, "surface_moves": 0})
     rng = np.random.default_rng(5)

@@ -317,7 +317,7 @@ def test_motion_summary_scores_the_same_items_and_pairs_the_errors() -> None:
 
 
 def test_video_motion_rows_reads_one_video_in_frame_order() -> None:
-    from temdenoise.simulate.video import MOTION_COLUMNS
+    from temdenoise.simulate.motion import MOTION_COLUMNS
 
     metadata = pd.DataFrame({"item": [0, 0, 1, 1, 1], "frame": [1, 0, 2, 0, 1],
                              **{column: [0.5, 0.0, 2.0, 0.0, 1.0] for column in MOTION_COLUMNS}})

@@ -351,7 +351,7 @@ def true_shifts(
     """True displacement from each centre frame to frame ``t + k`` at ``pixels`` (centres, offsets,
     P, 2) and the content region of each pixel in its centre frame (centres, P); ``frames``: the
     video's metadata rows in frame order (:func:`video_motion_rows`)."""
-    from temdenoise.simulate.video import content_region, displacement_field
+    from temdenoise.simulate.motion import content_region, displacement_field
 
     truth = np.stack([np.stack([displacement_field(frames[t], frames[t + k], pixels) for k in offsets])
                       for t in centre_frames])
@@ -435,8 +435,8 @@ def choose_flow_smoothing(
 
 def video_motion_rows(metadata: pd.DataFrame, item: int) -> list[dict[str, float]]:
     """The metadata rows of video ``item`` in frame order, with the motion columns of
-    :data:`temdenoise.simulate.video.MOTION_COLUMNS`."""
-    from temdenoise.simulate.video import MOTION_COLUMNS
+    :data:`temdenoise.simulate.motion.MOTION_COLUMNS`."""
+    from temdenoise.simulate.motion import MOTION_COLUMNS
 
     missing = [c for c in ["item", "frame", *MOTION_COLUMNS] if c not in metadata]
     if missing:
@@ -521,7 +521,7 @@ def _motion_markdown(path: str, summary: pd.DataFrame, records: pd.DataFrame,
               f"the particle ({regions.get('particle', 0)} items) or the support ({regions.get('support', 0)}) are "
               f"scored, vacuum ({regions.get('vacuum', 0)}) is not (no content, no observable motion). True shifts "
               f"there: {shift.mean():.2f} px mean, {shift.max():.2f} px max (the simulator's drift plus the particle's "
-              "rotation, `temdenoise.simulate.video.displacement_field`).\n\n"
+              "rotation, `temdenoise.simulate.motion.displacement_field`).\n\n"
               f"- {UDVD_ESTIMATE}: centroid of the positive part of the equivalent filter of each input frame within "
               f"{section.get('radius', 6)} px of the pixel, from the noisy window.\n"
               f"- {ZERO_MOTION}: 0 everywhere.\n"
