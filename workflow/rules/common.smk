@@ -12,6 +12,7 @@ from pathlib import Path
 # PYTHONPATH (below).
 sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
+from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families
 from temdenoise.provenance import config_sha256
@@ -197,8 +198,21 @@ def metrics_file(dataset, noise, model):
     return f"results/metrics/{dataset}/{noise}/{model}.csv"
 
 
+def video_datasets():
+    """Datasets whose items are (T, H, W) videos (datasets.<name>.simulation.video.frames > 0)."""
+    return [
+        name
+        for name, dataset in config["datasets"].items()
+        if dataset.get("simulation", {}).get("video", {}).get("frames", 0) > 0
+    ]
+
+
+def frame_metrics_file(dataset, noise, model):
+    """Per-frame scores of a video dataset, beside the per-video ones of `metrics_file`."""
+    return f"results/metrics/{dataset}/{noise}/{model}.frames.csv"
+
+
 # -- GainTuning (experiments.gaintuning; rules in adapt.smk) --
-from temdenoise.adapt.settings import selects
 
 GAINTUNING = config["experiments"].get("gaintuning", {})
 GAINTUNING_CASES = GAINTUNING.get("cases", {})

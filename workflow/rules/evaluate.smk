@@ -51,20 +51,6 @@ rule denoise:
         "../../scripts/denoise.py"
 
 
-def video_datasets():
-    """Datasets whose items are (T, H, W) videos (datasets.<name>.simulation.video.frames > 0)."""
-    return [
-        name
-        for name, dataset in config["datasets"].items()
-        if dataset.get("simulation", {}).get("video", {}).get("frames", 0) > 0
-    ]
-
-
-def frame_metrics_file(dataset, noise, model):
-    """Per-frame scores of a video dataset, beside the per-video ones of `metrics_file`."""
-    return f"results/metrics/{dataset}/{noise}/{model}.frames.csv"
-
-
 rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",

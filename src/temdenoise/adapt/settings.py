@@ -13,7 +13,6 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from temdenoise.io import save_text
 
 CASE_OVERRIDES = ("loss", "lr", "steps", "loss_options")
 """Keys a case may set to override the section's value (e.g. noise resampling for Poisson cases)."""
@@ -81,6 +80,8 @@ def write_selection(path: str, case: str, chosen: AdaptSettings, criterion: str,
     """``selection.json``: the chosen setting, how and on what it was chosen."""
     record = {"case": case, "chosen": chosen.chosen(), "split": "validation", "criterion": criterion,
               "images": images, "noise": noise}
+    from temdenoise.io import save_text  # numpy/pandas: kept out of the Snakefile's parse (common.smk)
+
     save_text(path, json.dumps(record, indent=2) + "\n")
 
 
