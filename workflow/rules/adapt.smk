@@ -9,20 +9,20 @@ rule piecewise_images:
     output:
         stack="results/data/{dataset}/{split}.npz",
         metadata="results/data/{dataset}/{split}.csv",
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("piecewise")),
-    params:
-        settings=GAINTUNING.get("piecewise", {}),
     log:
         "results/logs/piecewise_images/{dataset}-{split}.log",
     benchmark:
         "results/benchmarks/piecewise_images/{dataset}-{split}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("piecewise")),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("noise", "threads")
     resources:
         mem_mb=resource("noise", "mem_mb"),
         runtime=resource("noise", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        settings=GAINTUNING.get("piecewise", {}),
     script:
         "../../scripts/piecewise_images.py"
 
@@ -37,24 +37,24 @@ rule gaintuning_select:
     output:
         selection="results/adapt/{case}/selection.json",
         grid="results/adapt/{case}/selection.csv",
-    wildcard_constraints:
-        case=alternatives([case for case in GAINTUNING_CASES if gaintuning_selects(case)]),
-    params:
-        entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
-        entries=lambda wildcards: gaintuning_entries(wildcards.case),
-        section=GAINTUNING,
     log:
         "results/logs/gaintuning_select/{case}.log",
     benchmark:
         "results/benchmarks/gaintuning_select/{case}.tsv"
+    wildcard_constraints:
+        case=alternatives([case for case in GAINTUNING_CASES if gaintuning_selects(case)]),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("adapt", "threads")
     resources:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
         gpu_model=resource("adapt", "gpu_model"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
+        entries=lambda wildcards: gaintuning_entries(wildcards.case),
+        section=GAINTUNING,
     script:
         "../../scripts/gaintuning_select.py"
 
@@ -66,24 +66,24 @@ rule gaintuning_case:
         adaptation="results/adapt/{case}/adaptation.csv",
         estimates="results/adapt/{case}/estimates.npz",
         gains="results/adapt/{case}/gains.npz",
-    wildcard_constraints:
-        case=alternatives(list(GAINTUNING_CASES)),
-    params:
-        entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
-        entries=lambda wildcards: gaintuning_entries(wildcards.case),
-        section=GAINTUNING,
     log:
         "results/logs/gaintuning_case/{case}.log",
     benchmark:
         "results/benchmarks/gaintuning_case/{case}.tsv"
+    wildcard_constraints:
+        case=alternatives(list(GAINTUNING_CASES)),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("adapt", "threads")
     resources:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
         gpu_model=resource("adapt", "gpu_model"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
+        entries=lambda wildcards: gaintuning_entries(wildcards.case),
+        section=GAINTUNING,
     script:
         "../../scripts/gaintuning_case.py"
 
@@ -96,20 +96,20 @@ rule gaintuning_score:
     output:
         table="results/adapt/{case}/metrics.csv",
         figure=report("results/plots/gaintuning_{case}.png", caption="../report/gaintuning.rst", category="GainTuning"),
-    wildcard_constraints:
-        case=alternatives(list(GAINTUNING_CASES)),
-    params:
-        domain=lambda wildcards: config["datasets"][GAINTUNING_CASES[wildcards.case]["test"]]["domain"],
     log:
         "results/logs/gaintuning_score/{case}.log",
     benchmark:
         "results/benchmarks/gaintuning_score/{case}.tsv"
+    wildcard_constraints:
+        case=alternatives(list(GAINTUNING_CASES)),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        domain=lambda wildcards: config["datasets"][GAINTUNING_CASES[wildcards.case]["test"]]["domain"],
     script:
         "../../scripts/gaintuning_score.py"
 
@@ -123,39 +123,43 @@ rule gaintuning_tables:
             kind=sorted({c["kind"] for c in GAINTUNING_CASES.values()}),
             ext=["csv", "md", "tex"],
         ),
-    params:
-        kinds={name: case["kind"] for name, case in GAINTUNING_CASES.items()},
     log:
         "results/logs/gaintuning_tables.log",
     benchmark:
         "results/benchmarks/gaintuning_tables.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        kinds={name: case["kind"] for name, case in GAINTUNING_CASES.items()},
     script:
         "../../scripts/gaintuning_tables.py"
 
 
 rule gaintuning_curve:
     input:
-        unpack(lambda wildcards: gaintuning_case_inputs(GAINTUNING["curve"]["case"], [GAINTUNING["curve"]["noise"]], False)),
+        unpack(
+            lambda wildcards: gaintuning_case_inputs(
+                GAINTUNING["curve"]["case"], [GAINTUNING["curve"]["noise"]], False
+            )
+        ),
     output:
         steps="results/adapt/curve/steps.csv",
         estimates="results/adapt/curve/estimates.npz",
-    params:
-        entries=lambda wildcards: gaintuning_entries(GAINTUNING["curve"]["case"]),
-        section=GAINTUNING,
     log:
         "results/logs/gaintuning_curve.log",
     benchmark:
         "results/benchmarks/gaintuning_curve.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("adapt", "threads")
     resources:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
         gpu_model=resource("adapt", "gpu_model"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entries=lambda wildcards: gaintuning_entries(GAINTUNING["curve"]["case"]),
+        section=GAINTUNING,
     script:
         "../../scripts/gaintuning_curve.py"
 
@@ -168,18 +172,18 @@ rule gaintuning_curve_score:
     output:
         expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
         figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
-    params:
-        section=GAINTUNING,
     log:
         "results/logs/gaintuning_curve_score.log",
     benchmark:
         "results/benchmarks/gaintuning_curve_score.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        section=GAINTUNING,
     script:
         "../../scripts/gaintuning_curve_score.py"
 
@@ -189,22 +193,24 @@ rule gaintuning_net_bias:
         unpack(lambda wildcards: gaintuning_case_inputs(GAINTUNING["net_bias"]["case"], compared=False)),
     output:
         expand("results/tables/gaintuning_net_bias.{ext}", ext=["csv", "md", "tex"]),
-        figure=report("results/plots/gaintuning_net_bias.png", caption="../report/gaintuning.rst", category="GainTuning"),
-    params:
-        entries=lambda wildcards: gaintuning_entries(GAINTUNING["net_bias"]["case"]),
-        section=GAINTUNING,
+        figure=report(
+            "results/plots/gaintuning_net_bias.png", caption="../report/gaintuning.rst", category="GainTuning"
+        ),
     log:
         "results/logs/gaintuning_net_bias.log",
     benchmark:
         "results/benchmarks/gaintuning_net_bias.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("adapt", "threads")
     resources:
         mem_mb=resource("adapt", "mem_mb"),
         runtime=resource("adapt", "runtime"),
         gpu=resource("adapt", "gpu"),
         gpu_model=resource("adapt", "gpu_model"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entries=lambda wildcards: gaintuning_entries(GAINTUNING["net_bias"]["case"]),
+        section=GAINTUNING,
     script:
         "../../scripts/gaintuning_net_bias.py"
 

@@ -29,8 +29,18 @@ rule generalization:
         ),
         svg="results/plots/generalization_{dataset}.svg",
         pairs="results/tables/generalization_{dataset}_pairs.csv",
+    log:
+        "results/logs/generalization/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generalization/{dataset}.tsv"
     wildcard_constraints:
         dataset=alternatives(list(GENERALIZATION)),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
     params:
         models=lambda wildcards: GENERALIZATION[wildcards.dataset]["models"],
         entries=lambda wildcards: {
@@ -39,16 +49,6 @@ rule generalization:
         train_noise=lambda wildcards: analysis_train_noise(
             wildcards.dataset, GENERALIZATION[wildcards.dataset]["models"]
         ),
-    log:
-        "results/logs/generalization/{dataset}.log",
-    benchmark:
-        "results/benchmarks/generalization/{dataset}.tsv"
-    threads: resource("analyze", "threads")
-    resources:
-        mem_mb=resource("analyze", "mem_mb"),
-        runtime=resource("analyze", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/analyze_generalization.py"
 
@@ -60,25 +60,25 @@ rule jacobian_statistics:
         metadata="results/data/{dataset}/test.csv",
     output:
         "results/analysis/net_bias/{dataset}/{model}.csv",
-    wildcard_constraints:
-        dataset=alternatives(list(NET_BIAS_DATASETS)),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
-        noise=lambda wildcards: NET_BIAS_DATASETS[wildcards.dataset]["noise"],
-        settings={key: NET_BIAS[key] for key in ("patch", "images", "chunk_size") if key in NET_BIAS},
-        seed=lambda wildcards: workflow_seed("net_bias", wildcards.dataset),
     log:
         "results/logs/jacobian_statistics/{dataset}-{model}.log",
     benchmark:
         "results/benchmarks/jacobian_statistics/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(NET_BIAS_DATASETS)),
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
         gpu_model=resource("analyze", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        noise=lambda wildcards: NET_BIAS_DATASETS[wildcards.dataset]["noise"],
+        settings={key: NET_BIAS[key] for key in ("patch", "images", "chunk_size") if key in NET_BIAS},
+        seed=lambda wildcards: workflow_seed("net_bias", wildcards.dataset),
     script:
         "../../scripts/analyze_jacobian.py"
 
@@ -106,22 +106,22 @@ rule net_bias:
             labels={"dataset": "{dataset}", "figure": "effective dimensionality"},
         ),
         dim_svg="results/plots/effective_dim_{dataset}.svg",
-    wildcard_constraints:
-        dataset=alternatives(list(NET_BIAS_DATASETS)),
-    params:
-        train_noise=lambda wildcards: analysis_train_noise(
-            wildcards.dataset, NET_BIAS_DATASETS[wildcards.dataset]["models"]
-        ),
     log:
         "results/logs/net_bias/{dataset}.log",
     benchmark:
         "results/benchmarks/net_bias/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(NET_BIAS_DATASETS)),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        train_noise=lambda wildcards: analysis_train_noise(
+            wildcards.dataset, NET_BIAS_DATASETS[wildcards.dataset]["models"]
+        ),
     script:
         "../../scripts/analyze_net_bias.py"
 
@@ -139,24 +139,24 @@ rule equivalent_filters:
             labels={"dataset": "{dataset}", "figure": "filters {model}"},
         ),
         svg="results/plots/equivalent_filters_{dataset}_{model}.svg",
-    wildcard_constraints:
-        dataset=alternatives(list(FILTERS)),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
-        settings=lambda wildcards: FILTERS[wildcards.dataset],
-        seed=lambda wildcards: workflow_seed("equivalent_filters", wildcards.dataset),
     log:
         "results/logs/equivalent_filters/{dataset}-{model}.log",
     benchmark:
         "results/benchmarks/equivalent_filters/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(FILTERS)),
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
         gpu_model=resource("analyze", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        settings=lambda wildcards: FILTERS[wildcards.dataset],
+        seed=lambda wildcards: workflow_seed("equivalent_filters", wildcards.dataset),
     script:
         "../../scripts/analyze_filters.py"
 
@@ -166,7 +166,11 @@ ALL_TARGETS.extend(
         *[f"results/tables/generalization_{dataset}.md" for dataset in GENERALIZATION],
         *[f"results/plots/generalization_{dataset}.png" for dataset in GENERALIZATION],
         *[f"results/tables/net_bias_{dataset}.csv" for dataset in NET_BIAS_DATASETS],
-        *[f"results/plots/{kind}_{dataset}.png" for kind in ("net_bias", "effective_dim") for dataset in NET_BIAS_DATASETS],
+        *[
+            f"results/plots/{kind}_{dataset}.png"
+            for kind in ("net_bias", "effective_dim")
+            for dataset in NET_BIAS_DATASETS
+        ],
         *[
             f"results/plots/equivalent_filters_{dataset}_{model}.png"
             for dataset, study in FILTERS.items()
@@ -196,6 +200,16 @@ rule udvd_table:
         markdown=report("results/tables/udvd_table.md", caption="../report/udvd_table.rst", category="UDVD"),
         latex="results/tables/udvd_table.tex",
         pairs="results/tables/udvd_table_pairs.csv",
+    log:
+        "results/logs/udvd_table.log",
+    benchmark:
+        "results/benchmarks/udvd_table.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
     params:
         entries=lambda wildcards: {
             m: method_entry(m, UDVD["dataset"])
@@ -203,16 +217,6 @@ rule udvd_table:
             for m in udvd_table_methods(noise)
             if m != "noisy"
         },
-    log:
-        "results/logs/udvd_table.log",
-    benchmark:
-        "results/benchmarks/udvd_table.tsv"
-    threads: resource("analyze", "threads")
-    resources:
-        mem_mb=resource("analyze", "mem_mb"),
-        runtime=resource("analyze", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../../scripts/udvd_table.py"
 
@@ -223,23 +227,23 @@ rule udvd_augmentation:
     output:
         runs="results/udvd_augmentation/runs.csv",
         estimates="results/udvd_augmentation/denoised.npz",
-    params:
-        entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"], UDVD["dataset"]),
-        recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
-        section=UDVD_AUGMENTATION,
-        seed=lambda wildcards: workflow_seed("udvd_augmentation"),
     log:
         "results/logs/udvd_augmentation.log",
     benchmark:
         "results/benchmarks/udvd_augmentation.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"], UDVD["dataset"]),
+        recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],
+        section=UDVD_AUGMENTATION,
+        seed=lambda wildcards: workflow_seed("udvd_augmentation"),
     script:
         "../../scripts/udvd_augmentation.py"
 
@@ -256,19 +260,19 @@ rule udvd_augmentation_table:
         markdown=report(
             "results/tables/udvd_augmentation.md", caption="../report/udvd_augmentation.rst", category="UDVD"
         ),
-    params:
-        section=UDVD_AUGMENTATION,
-        domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
     log:
         "results/logs/udvd_augmentation_table.log",
     benchmark:
         "results/benchmarks/udvd_augmentation_table.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        section=UDVD_AUGMENTATION,
+        domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
     script:
         "../../scripts/udvd_augmentation_table.py"
 
@@ -289,21 +293,21 @@ rule udvd_motion:
         pixels="results/tables/udvd_motion_pixels.csv",
         markdown="results/tables/udvd_motion.md",
         png=report("results/plots/udvd_motion.png", caption="../report/udvd_motion.rst", category="UDVD"),
-    params:
-        entry=lambda wildcards: method_entry(UDVD_MOTION["model"], UDVD["dataset"]),
-        section=UDVD_MOTION,
     log:
         "results/logs/udvd_motion.log",
     benchmark:
         "results/benchmarks/udvd_motion.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
         gpu=resource("analyze", "gpu"),
         gpu_model=resource("analyze", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(UDVD_MOTION["model"], UDVD["dataset"]),
+        section=UDVD_MOTION,
     script:
         "../../scripts/udvd_motion.py"
 

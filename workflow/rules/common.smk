@@ -25,9 +25,7 @@ from temdenoise.scheduling import one_pending_reevaluation
 one_pending_reevaluation()
 
 SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
-RESOURCE_DEFAULTS = {
-    key: spec["default"] for key, spec in SCHEMA["$defs"]["resources"]["properties"].items()
-}
+RESOURCE_DEFAULTS = {key: spec["default"] for key, spec in SCHEMA["$defs"]["resources"]["properties"].items()}
 
 # Targets of `rule all`; every stage file appends what it produces.
 ALL_TARGETS = []
@@ -253,7 +251,9 @@ def gaintuning_case_inputs(case, noises=None, compared=True, split="test"):
     entry = GAINTUNING_CASES[case]
     return {
         "model": f"results/models/{entry['train']}/{entry['model']}/model.pt",
-        "compared": [f"results/models/{entry['test']}/{m}/model.pt" for m in entry.get("compare", [])] if compared else [],
+        "compared": (
+            [f"results/models/{entry['test']}/{m}/model.pt" for m in entry.get("compare", [])] if compared else []
+        ),
         "noisy": [noisy_split(entry["test"], noise, split) for noise in (noises or entry["noise"])],
         "metadata": clean_metadata(entry["test"], split),
         "selection": gaintuning_selection(case) if split == "test" else [],
@@ -263,7 +263,10 @@ def gaintuning_case_inputs(case, noises=None, compared=True, split="test"):
 def gaintuning_selection_inputs(case):
     """Inputs of the validation sweep: the case's model, noisy and clean validation images."""
     entry = GAINTUNING_CASES[case]
-    return {**gaintuning_case_inputs(case, compared=False, split="validation"), "clean": clean_split(entry["test"], "validation")}
+    return {
+        **gaintuning_case_inputs(case, compared=False, split="validation"),
+        "clean": clean_split(entry["test"], "validation"),
+    }
 
 
 def gaintuning_entries(case):
@@ -404,7 +407,9 @@ def check_udvd():
         if model not in config["methods"] or method_entry(model)["family"] != "udvd":
             raise ConfigError(f"experiments.udvd.{key}.model: {section['model']!r} is not a udvd method")
         if section["noise"] not in conditions(dataset):
-            raise ConfigError(f"experiments.udvd.{key}.noise: {section['noise']!r} is not a stored condition of {dataset}")
+            raise ConfigError(
+                f"experiments.udvd.{key}.noise: {section['noise']!r} is not a stored condition of {dataset}"
+            )
     recipe = UDVD_AUGMENTATION.get("training")
     if recipe is not None and recipe not in config["training"]:
         raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")

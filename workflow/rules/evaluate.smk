@@ -8,20 +8,20 @@ rule fit_classical:
         clean="results/data/{dataset}/train.npz",
     output:
         "results/models/{dataset}/{model}/fit-{noise}.npz",
-    wildcard_constraints:
-        model=alternatives(classical_methods()),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     log:
         "results/logs/fit_classical/{dataset}-{model}-{noise}.log",
     benchmark:
         "results/benchmarks/fit_classical/{dataset}-{model}-{noise}.tsv"
+    wildcard_constraints:
+        model=alternatives(classical_methods()),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("fit", "threads")
     resources:
         mem_mb=resource("fit", "mem_mb"),
         runtime=resource("fit", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     script:
         "../../scripts/fit_classical.py"
 
@@ -33,20 +33,20 @@ rule denoise:
         metadata="results/data/{dataset}/test.csv",
     output:
         "results/denoised/{dataset}/{noise}/{model}.npz",
-    wildcard_constraints:
-        model=alternatives(list(config["methods"])),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     log:
         "results/logs/denoise/{dataset}-{noise}-{model}.log",
     benchmark:
         "results/benchmarks/denoise/{dataset}-{noise}-{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(list(config["methods"])),
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("denoise", "threads")
     resources:
         mem_mb=resource("denoise", "mem_mb"),
         runtime=resource("denoise", "runtime"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     script:
         "../../scripts/denoise.py"
 
@@ -57,20 +57,20 @@ rule evaluate:
         estimate=estimate_file,
     output:
         scores="results/metrics/{dataset}/{noise}/{model}.csv",
-    wildcard_constraints:
-        dataset=alternatives([d for d in config["datasets"] if d not in video_datasets()]),
-    params:
-        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
     log:
         "results/logs/evaluate/{dataset}-{noise}-{model}.log",
     benchmark:
         "results/benchmarks/evaluate/{dataset}-{noise}-{model}.tsv"
+    wildcard_constraints:
+        dataset=alternatives([d for d in config["datasets"] if d not in video_datasets()]),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("evaluate", "threads")
     resources:
         mem_mb=resource("evaluate", "mem_mb"),
         runtime=resource("evaluate", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
     script:
         "../../scripts/evaluate.py"
 

@@ -5,20 +5,20 @@ rule prepare_images:
     output:
         stack="results/data/{dataset}/{split}.npz",
         metadata="results/data/{dataset}/{split}.csv",
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("skimage", "folder")),
-    params:
-        entry=lambda wildcards: config["datasets"][wildcards.dataset],
     log:
         "results/logs/prepare_images/{dataset}-{split}.log",
     benchmark:
         "results/benchmarks/prepare_images/{dataset}-{split}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("skimage", "folder")),
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("noise", "threads")
     resources:
         mem_mb=resource("noise", "mem_mb"),
         runtime=resource("noise", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        entry=lambda wildcards: config["datasets"][wildcards.dataset],
     script:
         "../../scripts/prepare_images.py"
 
@@ -29,17 +29,17 @@ rule add_noise:
         metadata=lambda wildcards: clean_metadata(wildcards.dataset, wildcards.split),
     output:
         "results/noisy/{dataset}/{noise}/{split}.npz",
-    params:
-        seed=lambda wildcards: workflow_seed("noise", wildcards.dataset, wildcards.noise, wildcards.split),
     log:
         "results/logs/add_noise/{dataset}-{noise}-{split}.log",
     benchmark:
         "results/benchmarks/add_noise/{dataset}-{noise}-{split}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: resource("noise", "threads")
     resources:
         mem_mb=resource("noise", "mem_mb"),
         runtime=resource("noise", "runtime"),
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        seed=lambda wildcards: workflow_seed("noise", wildcards.dataset, wildcards.noise, wildcards.split),
     script:
         "../../scripts/add_noise.py"

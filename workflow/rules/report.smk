@@ -52,16 +52,16 @@ rule plot_example:
             labels={"dataset": "{dataset}", "noise": "{noise}"},
         ),
         svg="results/plots/example_{dataset}_{noise}.svg",
-    params:
-        methods=lambda wildcards: config["benchmark"][wildcards.dataset],
-        index=config["plots"]["example_index"],
-        inset_fraction=config["plots"]["inset_fraction"],
     log:
         "results/logs/plot_example/{dataset}-{noise}.log",
     benchmark:
         "results/benchmarks/plot_example/{dataset}-{noise}.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        methods=lambda wildcards: config["benchmark"][wildcards.dataset],
+        index=config["plots"]["example_index"],
+        inset_fraction=config["plots"]["inset_fraction"],
     script:
         "../../scripts/plot_example.py"
 
@@ -84,13 +84,13 @@ ALL_TARGETS.extend(
 rule provenance:
     output:
         report("results/provenance.json", caption="../report/provenance.rst", category="Provenance"),
-    params:
-        # a changed config reruns the rule (the record holds the config's hash)
-        config_sha256=config_sha256(config),
     log:
         "results/logs/provenance.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        # a changed config reruns the rule (the record holds the config's hash)
+        config_sha256=config_sha256(config),
     script:
         "../../scripts/provenance.py"
 
@@ -109,12 +109,12 @@ rule table_html:
             subcategory=lambda wildcards: headline_group(wildcards.table)[1][1],
             labels={"table": "{table}"},
         ),
-    params:
-        caption=table_caption,
     log:
         "results/logs/table_html/{table}.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        caption=table_caption,
     script:
         "../../scripts/table_html.py"
 
@@ -130,11 +130,11 @@ rule html_report:
         provenance="results/provenance.json",
     output:
         "results/report.html",
-    params:
-        title="TEM denoising benchmark: results",
     log:
         "results/logs/html_report.log",
     conda:
         "../../envs/analysis.yaml"
+    params:
+        title="TEM denoising benchmark: results",
     script:
         "../../scripts/html_report.py"

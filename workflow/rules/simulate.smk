@@ -13,21 +13,21 @@ rule simulate:
     output:
         stack="results/data/{dataset}/shards/{split}-{shard}.npz",
         metadata="results/data/{dataset}/shards/{split}-{shard}.csv",
-    wildcard_constraints:
-        dataset=alternatives(list(SIMULATION)),
-        shard=r"\d+",
-    params:
-        settings=lambda wildcards: SIMULATION[wildcards.dataset],
     log:
         "results/logs/simulate/{dataset}-{split}-{shard}.log",
     benchmark:
         "results/benchmarks/simulate/{dataset}-{split}-{shard}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+        shard=r"\d+",
+    conda:
+        "../../envs/simulate.yaml"
     threads: resource("simulate", "threads")
     resources:
         mem_mb=resource("simulate", "mem_mb"),
         runtime=resource("simulate", "runtime"),
-    conda:
-        "../../envs/simulate.yaml"
+    params:
+        settings=lambda wildcards: SIMULATION[wildcards.dataset],
     script:
         "../../scripts/simulate.py"
 
@@ -38,18 +38,18 @@ rule merge_shards:
     output:
         stack="results/data/{dataset}/{split}.npz",
         metadata="results/data/{dataset}/{split}.csv",
-    wildcard_constraints:
-        dataset=alternatives(list(SIMULATION)),
     log:
         "results/logs/merge_shards/{dataset}-{split}.log",
     benchmark:
         "results/benchmarks/merge_shards/{dataset}-{split}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    conda:
+        "../../envs/simulate.yaml"
     threads: resource("simulate", "threads")
     resources:
         mem_mb=resource("simulate", "mem_mb"),
         runtime=resource("simulate", "runtime"),
-    conda:
-        "../../envs/simulate.yaml"
     script:
         "../../scripts/merge_shards.py"
 
@@ -59,18 +59,18 @@ rule export_tiff:
         "results/data/{dataset}/{split}.npz",
     output:
         "results/data/{dataset}/{split}.tif",
-    wildcard_constraints:
-        dataset=alternatives(list(SIMULATION)),
     log:
         "results/logs/export_tiff/{dataset}-{split}.log",
     benchmark:
         "results/benchmarks/export_tiff/{dataset}-{split}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    conda:
+        "../../envs/simulate.yaml"
     threads: resource("simulate", "threads")
     resources:
         mem_mb=resource("simulate", "mem_mb"),
         runtime=resource("simulate", "runtime"),
-    conda:
-        "../../envs/simulate.yaml"
     script:
         "../../scripts/export_tiff.py"
 
@@ -87,18 +87,18 @@ rule plot_dataset:
             labels={"dataset": "{dataset}"},
         ),
         svg="results/plots/dataset_{dataset}.svg",
-    wildcard_constraints:
-        dataset=alternatives(list(SIMULATION)),
     log:
         "results/logs/plot_dataset/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    conda:
+        "../../envs/simulate.yaml"
     threads: resource("analyze", "threads")
     resources:
         mem_mb=resource("analyze", "mem_mb"),
         runtime=resource("analyze", "runtime"),
-    conda:
-        "../../envs/simulate.yaml"
     script:
         "../../scripts/plot_dataset.py"
 

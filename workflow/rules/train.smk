@@ -1,6 +1,7 @@
 # Supervised training of the CNN families (DnCNN, UNet and their bias-free versions) and the TEM
 # table (parameters, measured field of view, PSNR, SSIM of every model on the Poisson test set).
 
+
 rule train:
     input:
         train="results/data/{dataset}/train.npz",
@@ -17,26 +18,26 @@ rule train:
             labels={"dataset": "{dataset}", "model": "{model}"},
         ),
         info="results/models/{dataset}/{model}/info.json",
-    wildcard_constraints:
-        model=alternatives(supervised_methods()),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
-        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
-        train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
-        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
-        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     log:
         "results/logs/train/{dataset}-{model}.log",
     benchmark:
         "results/benchmarks/train/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(supervised_methods()),
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
+        train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
+        domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train.py"
 
@@ -59,16 +60,16 @@ rule tem_table:
         markdown=report("results/tables/tem_table.md", caption="../report/tem_table.rst", category="Tables"),
         latex="results/tables/tem_table.tex",
         pairs="results/tables/tem_table_pairs.csv",
-    params:
-        networks=tem_table_networks(),
-        entries={m: method_entry(m, tem_table_dataset()) for m in tem_table_methods()},
-        pairs=tem_table_settings().get("pairs", []),
     log:
         "results/logs/tem_table.log",
     benchmark:
         "results/benchmarks/tem_table.tsv"
     conda:
         "../../envs/analysis.yaml"
+    params:
+        networks=tem_table_networks(),
+        entries={m: method_entry(m, tem_table_dataset()) for m in tem_table_methods()},
+        pairs=tem_table_settings().get("pairs", []),
     script:
         "../../scripts/tem_table.py"
 
@@ -101,24 +102,24 @@ rule train_udvd:
             labels={"dataset": "{dataset}", "model": "{model}"},
         ),
         info="results/models/{dataset}/{model}/info.json",
-    wildcard_constraints:
-        model=alternatives(udvd_methods()),
-    params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
-        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
-        conditions=lambda wildcards: udvd_training_conditions(wildcards.dataset, wildcards.model),
-        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     log:
         "results/logs/train_udvd/{dataset}-{model}.log",
     benchmark:
         "results/benchmarks/train_udvd/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(udvd_methods()),
+    conda:
+        "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
         mem_mb=resource("train", "mem_mb"),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
+        conditions=lambda wildcards: udvd_training_conditions(wildcards.dataset, wildcards.model),
+        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train_udvd.py"
