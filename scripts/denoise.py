@@ -1,15 +1,18 @@
 """Rule denoise: apply one method to the noisy test split of one condition."""
 
+from temdenoise import registry
 from temdenoise.benchmark import denoise_split
 from temdenoise.runtime import job
 
 with job(snakemake) as run:
+    entry = snakemake.params.entry
     denoise_split(
-        snakemake.params.entry,
+        entry,
         snakemake.input.artifact,
         snakemake.input.noisy,
         snakemake.input.metadata,
         snakemake.wildcards.noise,
-        run.device,
+        # a classical method runs in numpy: asking torch for the device would cost its import (~3 s)
+        run.device if registry.method_kind(entry) == "network" else "cpu",
         snakemake.output[0],
     )

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from temdenoise.stats import paired_difference, paired_table
+from temdenoise.stats import PairedDifference, paired_difference, paired_table
 
 
 def test_interval_matches_the_paired_t_test():
@@ -46,3 +46,9 @@ def test_paired_table_matches_items_not_rows():
     assert len(table) == 1
     row = table.iloc[0]
     assert row["diff_mean"] == pytest.approx(1.0) and row["diff_items"] == 3 and row["verdict"] == "a > b"
+
+
+def test_a_difference_survives_a_table_row():
+    result = paired_difference([3.0, 2.5, 4.0], [1.0, 1.5, 1.0])
+    row = pd.Series(result.as_dict("delta"))
+    assert PairedDifference.from_record(row, "delta") == result

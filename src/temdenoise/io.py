@@ -21,8 +21,6 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 import tifffile
-from skimage import io as skio
-from skimage.util import img_as_float32
 
 from temdenoise import provenance
 
@@ -111,6 +109,10 @@ def read_image_folder(folder: str | os.PathLike, limit: int | None = None) -> li
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise FileNotFoundError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in folder: {folder}")
+    # imported here: skimage.io costs every job that only reads and writes arrays about 1 s
+    from skimage import io as skio
+    from skimage.util import img_as_float32
+
     images = []
     for file in files[:limit]:
         image = skio.imread(file, as_gray=True)

@@ -9,7 +9,7 @@ that dominates the per-method standard deviations of a PSNR table.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -46,6 +46,11 @@ class PairedDifference:
         out = {f"{prefix}_{key}": values[key] for key in ("mean", "low", "high", "items")}
         out[f"{prefix}_resolved"] = self.resolved
         return out
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any], prefix: str = "diff") -> "PairedDifference":
+        """The difference stored in a table row by :meth:`as_dict` (same ``prefix``)."""
+        return cls(*(record[f"{prefix}_{key}"] for key in ("mean", "low", "high")), int(record[f"{prefix}_items"]))
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:

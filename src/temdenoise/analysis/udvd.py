@@ -232,7 +232,7 @@ def write_augmentation_table(
                .rename(columns={"mean": "PSNR mean (dB)", "std": "PSNR std (dB)"}))
     pairs = paired_table(per_frame, AUGMENTATION_PAIRS, by=(), item=("video", "frame"), method="variant")
     pairs = pairs.assign(**{"difference (dB) [95% CI]": [
-        PairedDifference(r.diff_mean, r.diff_low, r.diff_high, r.diff_items).format() for r in pairs.itertuples()
+        PairedDifference.from_record(row).format() for _, row in pairs.iterrows()
     ]})[["a", "b", "difference (dB) [95% CI]", "diff_items", "verdict"]].rename(columns={"diff_items": "frames"})
     save_text(markdown, "# UDVD trained on a single noisy video\n\n"
               f"{len(clean)} video(s) of {clean[0].shape[0]} frames of {clean[0].shape[1]} x {clean[0].shape[2]} px, "

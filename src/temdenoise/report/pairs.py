@@ -59,7 +59,7 @@ def compare_pairs(
 
 def format_delta(row: Mapping[str, Any]) -> str:
     """``+0.31 dB [+0.12, +0.50]``, followed by "not resolved" when the interval includes 0."""
-    result = PairedDifference(row["diff_mean"], row["diff_low"], row["diff_high"], int(row["diff_items"]))
+    result = PairedDifference.from_record(row)
     return result.format() + ("" if result.resolved else " not resolved")
 
 
