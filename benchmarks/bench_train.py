@@ -6,8 +6,12 @@
    Goal: engine / bare >= 0.9.
 2. Inference on a 2048 x 2048 image: whole image vs overlapping tiles, megapixels per second and
    peak memory (CPU: peak resident memory of a fresh subprocess per mode; CUDA: peak allocated).
+3. ``--paper``: at the paper recipe (batch 128, patch 128, TEM-size 512 px images), patches/s of
+   the batch sampler alone (in this process, then in ``--workers`` DataLoader worker processes)
+   beside the model step alone (a given batch, on ``--device``). The sampler starves the device
+   when its rate is below the step's.
 
-Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda]``.
+Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,62 @@ def bare_rate(steps: int, batch: int, patch: int, device: str) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
+class _SamplerBatches(torch.utils.data.IterableDataset):
+    """Endless batches of ``PatchSampler`` ``draw``, each worker process with its own generator."""
+
+    def __init__(self, draw: PatchSampler, seed: int) -> None:
+        self.draw, self.seed = draw, seed
+
+    def __iter__(self):
+        worker = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, worker.id if worker else 0])
+        while True:
+            yield self.draw(rng)
+
+
+def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
+    """Patches/s of the batch sampler alone, in this process (0 workers) or in worker processes."""
+    rng = np.random.default_rng(0)
+    images = [1 + 0.3 * rng.random((512, 512), dtype=np.float32) for _ in range(16)]
+    draw = PatchSampler(images, NoiseRange("poisson", 10, 400), patch, batch, pixel_sizes=[0.15] * 16)
+    if workers == 0:
+        started = time.perf_counter()
+        for _ in range(batches):
+            draw(rng)
+        return batches * batch / (time.perf_counter() - started)
+    loader = torch.utils.data.DataLoader(_SamplerBatches(draw, 0), batch_size=None, num_workers=workers)
+    stream = iter(loader)
+    next(stream)  # the workers' start-up is paid once per training, not per batch
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(stream)
+    return batches * batch / (time.perf_counter() - started)
+
+
+def step_rate(steps: int, batch: int, patch: int, device: str) -> float:
+    """Patches/s of the optimisation step alone (one fixed batch already on ``device``)."""
+    torch.manual_seed(0)
+    model = build_model(MODEL).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    noisy = 1 + 0.1 * torch.randn(batch, 1, patch, patch, device=device)
+    clean = torch.ones_like(noisy)
+
+    def step() -> None:
+        optimizer.zero_grad()
+        torch.nn.functional.mse_loss(model(noisy), clean).backward()
+        optimizer.step()
+
+    step()  # warm-up (allocations, cuDNN choices)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return steps * batch / (time.perf_counter() - started)
+
+
 def _inference(args: tuple[str, int | None, int, int]) -> tuple[float, float]:
     device, tile, size, threads = args
     torch.set_num_threads(threads)
@@ -90,8 +150,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--paper", action="store_true", help="only part 3, at batch 128 x 128^2")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of part 3")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.paper:
+        paper_batch, paper_patch, batches = 128, 128, 5
+        alone = sampler_rate(batches, paper_batch, paper_patch, 0)
+        parallel = sampler_rate(batches, paper_batch, paper_patch, args.workers)
+        step = step_rate(max(1, args.steps // 10), paper_batch, paper_patch, args.device)
+        print(f"paper recipe (batch {paper_batch} x {paper_patch}^2, model {MODEL['params']}):\n"
+              f"  sampler, this process:       {alone:8.1f} patches/s\n"
+              f"  sampler, {args.workers} worker processes: {parallel:8.1f} patches/s "
+              f"(x{parallel / alone:.2f})\n"
+              f"  model step on {args.device} ({args.threads} threads): {step:8.1f} patches/s")
+        return
     print(f"model {MODEL}, device {args.device}, {args.threads} threads, batch {args.batch} x {args.patch}^2")
 
     bare, engine = [], []

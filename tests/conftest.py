@@ -14,6 +14,26 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_NATURAL = REPO.parent / "shared" / "data" / "natural"
 
 
+PAPER_NATURAL_FOLDERS = {"Train400": 4, "BSD68": 2, "Set12": 2}
+"""The image folders config/paper.yaml reads under ``data/natural`` (README, "The natural-image
+sets"), with the number of tiny stand-in images :func:`make_paper_natural_folders` writes."""
+
+
+def make_paper_natural_folders(workdir: Path) -> None:
+    """Tiny 8-bit PNG stand-ins for the natural-image folders of config/paper.yaml in ``workdir``,
+    so that the paper config parses and dry-runs without the real sets."""
+    import numpy as np
+    from skimage import io
+
+    rng = np.random.default_rng(0)
+    for folder, count in PAPER_NATURAL_FOLDERS.items():
+        path = workdir / "data" / "natural" / folder
+        path.mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            image = rng.integers(0, 256, (48, 48), dtype=np.uint8)
+            io.imsave(path / f"{index:02d}.png", image, check_contrast=False)
+
+
 def run_workflow(
     workdir: Path, config: dict | Path, *args: str, check: bool = True, env: dict | None = None
 ) -> subprocess.CompletedProcess:

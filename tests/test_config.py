@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, make_paper_natural_folders
 
 VALID = yaml.safe_load((REPO / "tests/configs/natural_only.yaml").read_text())
 
@@ -78,8 +78,9 @@ def test_valid_config_passes_dry_run(workflow_runner):
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "laptop.yaml", "paper.yaml"])
-def test_shipped_configs_validate_and_build_the_whole_dag(name, workflow_runner):
+def test_shipped_configs_validate_and_build_the_whole_dag(name, workflow_runner, tmp_path):
     # every method a shipped config names resolves to a family, a recipe and resources
+    make_paper_natural_folders(tmp_path)  # the image folders paper.yaml reads
     result = workflow_runner(REPO / "config" / name, "--dry-run")
     for rule in ("tem_table", "generalization", "gaintuning_case", "train_udvd", "html_report"):
         assert rule in result.stdout, (rule, result.stdout[-2000:])

@@ -18,7 +18,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, run_workflow
+from conftest import REPO, make_paper_natural_folders, run_workflow
 
 # Runtime dependencies of the jobs that are not dependencies of Snakemake (pyproject.toml).
 BLOCKED = (
@@ -74,6 +74,7 @@ def test_blocker_blocks_the_repository_only(snakemake_only):
 def test_dry_run_without_heavy_packages(snakemake_only, tmp_path, config):
     work = tmp_path / "work"
     work.mkdir()
+    make_paper_natural_folders(work)  # the image folders paper.yaml reads
     result = run_workflow(work, REPO / config, "-n", env=snakemake_only)
     assert "This was a dry-run" in result.stdout
 

@@ -14,7 +14,7 @@ from typing import Iterable
 
 import pytest
 
-from conftest import REPO, run_workflow
+from conftest import REPO, make_paper_natural_folders, run_workflow
 
 CLEAN_TEST = re.compile(r"^results/data/[^/]+/(shards/)?test[.-]")
 """Clean test data: a dataset's test stack and metadata, and the simulator's shards of them."""
@@ -97,6 +97,7 @@ def leaks(jobs: Iterable[tuple[str, list[str]]]) -> list[str]:
 @pytest.fixture(scope="module", params=SHIPPED_CONFIGS, ids=lambda p: str(p.relative_to(REPO)))
 def shipped_jobs(request, tmp_path_factory) -> list[tuple[str, list[str]]]:
     workdir = tmp_path_factory.mktemp("dag")
+    make_paper_natural_folders(workdir)  # the image folders paper.yaml reads (others ignore them)
     result = run_workflow(workdir, request.param, "-n", "--forceall")
     jobs = dry_run_jobs(result.stdout)
     assert len(jobs) > 5 and any(inputs for _, inputs in jobs), result.stdout[-2000:]

@@ -1,4 +1,5 @@
-"""GPU slot claiming for local GPU jobs and the fault injection used by the retry tests."""
+"""GPU slot claiming for local GPU jobs, the device a job computes on, and the fault injection used
+by the retry tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from temdenoise.runtime import (
     FAIL_ONCE_VARIABLE,
     GPU_LOCK_DIR_VARIABLE,
+    Job,
     fail_once_for_testing,
     gpu_slots,
 )
@@ -79,3 +81,17 @@ def test_fail_once_fails_each_job_of_the_named_rule_exactly_once(tmp_path, monke
         fail_once_for_testing("train", {"model": model})  # the retry succeeds
     monkeypatch.delenv(FAIL_ONCE_VARIABLE)
     fail_once_for_testing("evaluate", {"model": "a"})  # injection off
+
+
+@pytest.mark.parametrize(
+    ("setting", "gpus", "expected"),
+    [("auto", 0, "cpu"), ("auto", 1, "cuda"), ("cpu", 1, "cpu"), ("cuda:1", 0, "cuda:1")],
+)
+def test_a_job_without_a_gpu_request_computes_on_the_cpu_though_one_is_visible(monkeypatch, setting, gpus, expected):
+    import logging
+
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    job = Job(threads=1, seed=0, config={"device": setting}, log=logging.getLogger("test"), gpus=gpus)
+    assert job.device == expected

@@ -110,9 +110,10 @@ def _environment(device_setting: str) -> dict[str, Any]:
             "device": device_name(device_setting)}
 
 
-def record(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The provenance of results computed now with the effective ``config``."""
-    environment = _environment(str(config.get("device", "auto")))
+def record(config: Mapping[str, Any], device_setting: str | None = None) -> dict[str, Any]:
+    """The provenance of results computed now with the effective ``config``, on the device of
+    ``device_setting`` (default: the config's ``device``)."""
+    environment = _environment(device_setting or str(config.get("device", "auto")))
     return {
         "project": "temdenoise",
         "version": environment["version"],
@@ -126,10 +127,11 @@ def record(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def recording(config: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """Attach the provenance of ``config`` to every result written in the block (see module doc)."""
+def recording(config: Mapping[str, Any], device_setting: str | None = None) -> Iterator[dict[str, Any]]:
+    """Attach the provenance of ``config`` (computed on ``device_setting``, see :func:`record`) to
+    every result written in the block (see module doc)."""
     global _current
-    previous, _current = _current, record(config)
+    previous, _current = _current, record(config, device_setting)
     try:
         yield _current
     finally:

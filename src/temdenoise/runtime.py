@@ -70,6 +70,13 @@ def seed_everything(seed: int) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def job_device_setting(setting: str, gpus: int) -> str:
+    """The device setting a job computes with: ``auto`` becomes ``cpu`` for a job that asked for no
+    GPU (its rule's ``gpu`` resource is 0), so that it neither uses a GPU its scheduler did not
+    give it nor competes with the GPU jobs for one; an explicit setting (``cpu``, ``cuda:1``) stands."""
+    return "cpu" if setting == "auto" and gpus <= 0 else setting
+
+
 def resolve_device(device: str = "auto") -> str:
     """``auto`` picks CUDA when present, else CPU; anything else is returned as given."""
     if device != "auto":
@@ -171,11 +178,13 @@ class Job:
     seed: int
     config: dict[str, Any]
     log: logging.Logger
+    gpus: int = 0
 
     @property
     def device(self) -> str:
-        """The torch device of the config's ``device`` setting (imports torch on first use)."""
-        return resolve_device(self.config.get("device", "auto"))
+        """The torch device of the config's ``device`` setting for a job asking for ``gpus`` GPUs
+        (:func:`job_device_setting`; imports torch on first use)."""
+        return resolve_device(job_device_setting(str(self.config.get("device", "auto")), self.gpus))
 
 
 @contextlib.contextmanager
@@ -195,7 +204,8 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
     try:
         fail_once_for_testing(snakemake.rule, dict(snakemake.wildcards.items()))
         # Claimed before anything initialises CUDA, which freezes the visible devices.
-        gpus = held_gpus.enter_context(gpu_slots(int(snakemake.resources.get("gpu", 0) or 0)))
+        requested_gpus = int(snakemake.resources.get("gpu", 0) or 0)
+        gpus = held_gpus.enter_context(gpu_slots(requested_gpus))
         if gpus:
             logger.info("using GPU(s) %s", ",".join(gpus))
         limit_threads(snakemake.threads)
@@ -204,12 +214,14 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
         declare_config_families(config.get("plugins", {}))
         job_seed = int(config.get("seed", 0) if seed is None else seed)
         seed_everything(job_seed)
-        with provenance.recording(config):
+        device_setting = job_device_setting(str(config.get("device", "auto")), requested_gpus)
+        with provenance.recording(config, device_setting):
             yield Job(
                 threads=snakemake.threads,
                 seed=job_seed,
                 config=config,
                 log=logger,
+                gpus=requested_gpus,
             )
     finally:
         held_gpus.close()

@@ -45,12 +45,12 @@ rule gaintuning_select:
         case=alternatives([case for case in GAINTUNING_CASES if gaintuning_selects(case)]),
     conda:
         "../../envs/analysis.yaml"
-    threads: resource("adapt", "threads")
+    threads: resource("adapt", "threads", adapted_model())
     resources:
-        mem_mb=resource("adapt", "mem_mb"),
-        runtime=resource("adapt", "runtime"),
-        gpu=resource("adapt", "gpu"),
-        gpu_model=resource("adapt", "gpu_model"),
+        mem_mb=resource("adapt", "mem_mb", adapted_model()),
+        runtime=resource("adapt", "runtime", adapted_model()),
+        gpu=resource("adapt", "gpu", adapted_model()),
+        gpu_model=resource("adapt", "gpu_model", adapted_model()),
     params:
         entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
         entries=lambda wildcards: gaintuning_entries(wildcards.case),
@@ -74,12 +74,12 @@ rule gaintuning_case:
         case=alternatives(list(GAINTUNING_CASES)),
     conda:
         "../../envs/analysis.yaml"
-    threads: resource("adapt", "threads")
+    threads: resource("adapt", "threads", adapted_model())
     resources:
-        mem_mb=resource("adapt", "mem_mb"),
-        runtime=resource("adapt", "runtime"),
-        gpu=resource("adapt", "gpu"),
-        gpu_model=resource("adapt", "gpu_model"),
+        mem_mb=resource("adapt", "mem_mb", adapted_model()),
+        runtime=resource("adapt", "runtime", adapted_model()),
+        gpu=resource("adapt", "gpu", adapted_model()),
+        gpu_model=resource("adapt", "gpu_model", adapted_model()),
     params:
         entry=lambda wildcards: GAINTUNING_CASES[wildcards.case],
         entries=lambda wildcards: gaintuning_entries(wildcards.case),
@@ -151,12 +151,12 @@ rule gaintuning_curve:
         "results/benchmarks/gaintuning_curve.tsv"
     conda:
         "../../envs/analysis.yaml"
-    threads: resource("adapt", "threads")
+    threads: resource("adapt", "threads", adapted_model("curve"))
     resources:
-        mem_mb=resource("adapt", "mem_mb"),
-        runtime=resource("adapt", "runtime"),
-        gpu=resource("adapt", "gpu"),
-        gpu_model=resource("adapt", "gpu_model"),
+        mem_mb=resource("adapt", "mem_mb", adapted_model("curve")),
+        runtime=resource("adapt", "runtime", adapted_model("curve")),
+        gpu=resource("adapt", "gpu", adapted_model("curve")),
+        gpu_model=resource("adapt", "gpu_model", adapted_model("curve")),
     params:
         entries=lambda wildcards: gaintuning_entries(GAINTUNING["curve"]["case"]),
         section=GAINTUNING,
@@ -202,12 +202,12 @@ rule gaintuning_net_bias:
         "results/benchmarks/gaintuning_net_bias.tsv"
     conda:
         "../../envs/analysis.yaml"
-    threads: resource("adapt", "threads")
+    threads: resource("adapt", "threads", adapted_model("net_bias"))
     resources:
-        mem_mb=resource("adapt", "mem_mb"),
-        runtime=resource("adapt", "runtime"),
-        gpu=resource("adapt", "gpu"),
-        gpu_model=resource("adapt", "gpu_model"),
+        mem_mb=resource("adapt", "mem_mb", adapted_model("net_bias")),
+        runtime=resource("adapt", "runtime", adapted_model("net_bias")),
+        gpu=resource("adapt", "gpu", adapted_model("net_bias")),
+        gpu_model=resource("adapt", "gpu_model", adapted_model("net_bias")),
     params:
         entries=lambda wildcards: gaintuning_entries(GAINTUNING["net_bias"]["case"]),
         section=GAINTUNING,

@@ -233,12 +233,12 @@ rule udvd_augmentation:
         "results/benchmarks/udvd_augmentation.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: resource("train", "threads")
+    threads: resource("train", "threads", lambda wildcards: UDVD_AUGMENTATION["model"])
     resources:
-        mem_mb=resource("train", "mem_mb"),
-        runtime=resource("train", "runtime"),
-        gpu=resource("train", "gpu"),
-        gpu_model=resource("train", "gpu_model"),
+        mem_mb=resource("train", "mem_mb", lambda wildcards: UDVD_AUGMENTATION["model"]),
+        runtime=resource("train", "runtime", lambda wildcards: UDVD_AUGMENTATION["model"]),
+        gpu=resource("train", "gpu", lambda wildcards: UDVD_AUGMENTATION["model"]),
+        gpu_model=resource("train", "gpu_model", lambda wildcards: UDVD_AUGMENTATION["model"]),
     params:
         entry=lambda wildcards: method_entry(UDVD_AUGMENTATION["model"], UDVD["dataset"]),
         recipe=lambda wildcards: config["training"][UDVD_AUGMENTATION["training"]],

@@ -64,8 +64,13 @@ def check_config(config):
     for name, entry in config["datasets"].items():
         if entry["source"] == "folder":
             for key in ("train_folder", "test_folder"):
-                if not entry.get(key) or not Path(entry[key]).is_dir():
-                    raise ConfigError(f"datasets.{name}.{key}: folder not found: {entry.get(key)!r}")
+                if not entry.get(key):
+                    raise ConfigError(f"datasets.{name}.{key}: required with source folder")
+                if not Path(entry[key]).is_dir():
+                    raise ConfigError(
+                        f"datasets.{name}.{key}: folder not found: {entry[key]!r} (resolved from the working directory: "
+                        f"{Path(entry[key]).resolve()}); README, 'The natural-image sets', says how to get them"
+                    )
         noise = entry.get("train_noise")
         if noise and noise["range"][0] > noise["range"][1]:
             raise ConfigError(f"datasets.{name}.train_noise.range: low bound above high bound")
@@ -149,21 +154,33 @@ def tem_table_conditions():
 # --- end of training helpers ---
 
 
+# Stages whose jobs train or adapt a network: a method's own `resources` apply to these jobs only
+# (evaluate, denoise, tables and analyses keep their stage's, so a paper-size method does not make
+# every job that merely reads its output ask a cluster for a day and 32 GB).
+METHOD_STAGES = ("train", "adapt")
+
+
 def stage_resources(stage, model=None):
-    """Resources of a job: schema defaults < config resources.<stage> < the method's own resources."""
+    """Resources of a job: schema defaults < config resources.<stage> < the method's own resources
+    (train and adapt jobs of ``model``); a network's denoise job takes only its gpu / gpu_model."""
     merged = dict(RESOURCE_DEFAULTS)
     merged.update(config["resources"].get(stage, {}))
     if model is not None:
-        merged.update(method_entry(model).get("resources", {}))
+        own = method_entry(model).get("resources", {})
+        if stage in METHOD_STAGES:
+            merged.update(own)
+        elif stage == "denoise" and is_network(model):
+            merged.update({key: own[key] for key in ("gpu", "gpu_model") if key in own})
     return merged
 
 
-def resource(stage, key):
-    """A resource value for a rule's threads/resources, per method when the rule has a {model}."""
+def resource(stage, key, model=None):
+    """A resource value for a rule's threads/resources. ``model`` (a function of the wildcards)
+    names the method whose job this is; by default the {model} wildcard, when the rule has one."""
 
     def lookup(wildcards, attempt):
-        model = getattr(wildcards, "model", None)
-        resources = stage_resources(stage, model if model in config["methods"] else None)
+        name = model(wildcards) if model else getattr(wildcards, "model", None)
+        resources = stage_resources(stage, name if name in config["methods"] else None)
         value = resources[key]
         if key == "gpu_model" and not resources["gpu"]:
             return ""  # a GPU type without a GPU request would become --gpus=<type>:0
@@ -237,6 +254,16 @@ def check_gaintuning():
 def gaintuning_selects(case):
     """True when the case's loss / lr / steps are chosen on validation images (rule gaintuning_select)."""
     return selects(GAINTUNING, GAINTUNING_CASES[case])
+
+
+def adapted_model(part=None):
+    """For `resource`: a function of the wildcards naming the method a GainTuning job adapts, the
+    model of its {case} wildcard or of the case that experiments.gaintuning.<part> names."""
+
+    def name(wildcards):
+        return GAINTUNING_CASES[GAINTUNING[part]["case"] if part else wildcards.case]["model"]
+
+    return name
 
 
 def gaintuning_selection(case):

@@ -45,6 +45,8 @@ rule denoise:
     resources:
         mem_mb=resource("denoise", "mem_mb"),
         runtime=resource("denoise", "runtime"),
+        gpu=resource("denoise", "gpu"),
+        gpu_model=resource("denoise", "gpu_model"),
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
     script:

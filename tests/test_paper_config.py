@@ -1,0 +1,112 @@
+"""config/paper.yaml as a cluster admin would see it (issue 20, section 4).
+
+* Its job list (a dry run with every job forced, threads not capped by ``--cores``): evaluation,
+  denoising and table jobs ask for at most 4 threads and 8 GB, while every job that trains or adapts
+  a network, and the denoising of a GPU-trained network, asks for its GPU.
+* Its natural-image folders: absent, the run stops before any job with the key and the folder named.
+* Its models ("paper smoke"): every network is built, its parameter count printed beside the
+  authors' (the model tests pin them where the architecture is theirs), and one
+  optimisation step changes its weights on a 64 x 64 crop (batch 2) on the CPU.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import REPO, make_paper_natural_folders, run_workflow
+from temdenoise.families import declared_families
+from temdenoise.models import build_model, count_parameters
+
+PAPER = REPO / "config" / "paper.yaml"
+JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.MULTILINE)
+
+LIGHT_RULES = {
+    "evaluate", "evaluate_video", "denoise", "gaintuning_score", "gaintuning_curve_score",
+    "tem_table", "udvd_table", "udvd_augmentation_table", "gaintuning_tables", "generalization",
+    "aggregate", "table_html", "html_report", "plot_psnr", "plot_example",
+}  # fmt: skip
+"""Rules that score, denoise or tabulate: within 4 threads and 8 GB."""
+
+GPU_RULES = {"train", "train_udvd", "udvd_augmentation", "gaintuning_select", "gaintuning_case",
+             "gaintuning_curve", "gaintuning_net_bias"}  # fmt: skip
+"""Rules that train or adapt a network: each asks for the GPU of its method."""
+
+AUTHORS_PARAMETERS = {
+    "bf_dncnn": 667_008, "unet_s2": 102_657, "unet_s4": 352_737, "unet_s4_b64": 1_405_889,
+    "unet_s4_b128": 5_613_441, "unet_s6_b128": 70_514_817, "udvd1": 1_118_832, "udvd3": 1_121_424,
+    "udvd5": 2_123_664,
+}  # fmt: skip
+"""The authors' counts (issue 20, section 1) of the paper.yaml entries that mean their networks.
+Printed beside ours; the model tests pin them where the architecture is built as theirs."""
+
+
+def paper_config() -> dict:
+    return yaml.safe_load(PAPER.read_text())
+
+
+def job_resources(text: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(rule, wildcards, resources with ``threads``) of every job of a ``snakemake -n`` printout."""
+    jobs = []
+    for rule, body in JOB.findall(text):
+        fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))
+        resources = dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item)
+        resources["threads"] = fields.get("threads", "1")  # printed only above 1
+        wildcards = dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if "=" in item)
+        jobs.append((rule, wildcards, resources))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def paper_jobs(tmp_path_factory) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    workdir = tmp_path_factory.mktemp("paper")
+    make_paper_natural_folders(workdir)
+    result = run_workflow(workdir, PAPER, "-n", "--forceall", "--cores", "64")
+    return job_resources(result.stdout)
+
+
+def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
+    config = paper_config()
+    seen = {rule for rule, _, _ in paper_jobs}
+    assert {"evaluate", "denoise", "tem_table", "train", "train_udvd", "udvd_augmentation", "gaintuning_case"} <= seen
+    for rule, wildcards, resources in paper_jobs:
+        if rule in LIGHT_RULES:
+            assert int(resources["threads"]) <= 4 and int(resources.get("mem_mb", 0)) <= 8000, (rule, resources)
+        if rule in GPU_RULES:
+            assert resources.get("gpu") == "1", (rule, wildcards, resources)
+        if rule == "denoise":
+            family = config["methods"][wildcards["model"]]["family"]
+            network = declared_families()[family].kind == "network"
+            assert resources.get("gpu") == ("1" if network else "0"), (wildcards, resources)
+
+
+def test_missing_natural_folder_stops_before_any_job_naming_key_and_folder(tmp_path):
+    result = run_workflow(tmp_path, PAPER, "-n", check=False)
+    assert result.returncode != 0
+    message = result.stdout + result.stderr
+    assert "datasets.natural.train_folder: folder not found: 'data/natural/Train400'" in message, message[-2000:]
+
+
+def test_paper_smoke_every_network_builds_and_takes_one_step_on_cpu():
+    config = paper_config()
+    networks = {n: e for n, e in config["methods"].items() if declared_families()[e["family"]].kind == "network"}
+    assert len(networks) >= 15
+    counts = {}
+    for name, entry in networks.items():
+        torch.manual_seed(0)
+        model = build_model(entry).train()
+        counts[name] = count_parameters(model)
+        frames = entry["params"].get("frames", 1) if entry["family"] == "udvd" else 1
+        noisy = 1 + 0.1 * torch.randn(2, frames, 64, 64)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        before = [p.detach().clone() for p in model.parameters()]
+        loss = torch.nn.functional.mse_loss(model(noisy), noisy[:, frames // 2 : frames // 2 + 1])
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss), name
+        assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters())), f"{name}: nothing trained"
+    print("\n".join(f"{name}: {count:,} parameters (authors': {AUTHORS_PARAMETERS.get(name, 'no count')})"
+                    for name, count in counts.items()))
