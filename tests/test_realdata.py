@@ -20,6 +20,7 @@ from temdenoise.models import build_model
 from temdenoise.readers import RecordingError, read_recording
 from temdenoise.thinning import estimate_data_range, estimated_mse, psnr_from_mse, thin
 
+REPO = Path(__file__).resolve().parents[1]
 PIXEL_SIZE = 0.25  # A
 DOSE = 400.0  # e/A^2: 25 counts per vacuum pixel
 
@@ -196,3 +197,22 @@ def test_thinning_estimate_tracks_the_true_psnr_and_its_ranking():
     assert sorted(denoisers, key=mean["estimated"].get) == ranking
     assert sorted(denoisers, key=mean["with_peak"].get) == ranking
     assert np.diff([mean["true"][name] for name in ranking]).min() > 1.0  # clearly different quality
+
+
+@pytest.mark.slow
+def test_workflow_ranks_supervised_and_self_supervised_models_on_recordings(workflow_runner, tmp_path):
+    """tests/configs/realdata.yaml: the tiny DnCNN (trained on simulation) and a tiny UDVD trained
+    on the thinned stand-in recordings only, ranked on them with the noisy input."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/configs/realdata.yaml").read_text())
+    config["datasets"]["stand_in"]["files"]["path"] = str(REPO / "tests/data/recordings")
+    workflow_runner(config, "results/tables/real_stand_in.md")
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "results/tables/real_stand_in.csv")
+    assert set(table.model) == {"noisy", "dncnn", "udvd"}
+    assert (table["items"] == 12).all()  # three 4-frame movies
+    info = json.loads((tmp_path / "results/models/stand_in/udvd/info.json").read_text())
+    assert info["conditions"] == ["poisson-200"] and info["pixel_size"]["median"] == pytest.approx(PIXEL_SIZE)
+    assert "Real data: stand_in" in (tmp_path / "results/tables/real_stand_in.md").read_text()

@@ -55,11 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "denoise":
             failures = realdata.denoise_files(args.inputs, args.model, args.out, settings, **calibration)
         else:
-            scores, failures = realdata.score_files(args.inputs, args.models, settings, args.fraction, args.seed,
-                                                    **calibration)
-            if not scores.empty:
-                table = realdata.write_ranking(scores, args.out, f"Ranking on {len(set(scores.file))} file(s)",
-                                               args.fraction)
+            items, failures = realdata.thin_files(args.inputs, args.fraction, args.seed, **calibration)
+            if items:
+                scores = realdata.score_items(items, args.models, settings)
+                table = realdata.write_ranking(scores, args.out, f"Ranking on {len(items)} file(s)", args.fraction)
                 print(table.to_string(index=False))
     except (FileNotFoundError, ValueError) as error:
         print(f"temdenoise {args.command}: {error}", file=sys.stderr)

@@ -32,12 +32,12 @@ from skimage.transform import resize
 from tqdm.auto import tqdm
 
 from temdenoise import provenance, registry
-from temdenoise.io import atomic_path, save_json, save_table, save_text
+from temdenoise.io import atomic_path, load_stack, save_json, save_stack, save_table, save_text
 from temdenoise.models import load_trained
 from temdenoise.models.inference import denoise_image
 from temdenoise.readers import Recording, RecordingError, read_recording
 from temdenoise.stats import paired_difference
-from temdenoise.thinning import estimate_data_range, estimated_mse, psnr_from_mse, thin
+from temdenoise.thinning import ThinnedSplit, estimate_data_range, estimated_mse, psnr_from_mse, thin
 
 log = logging.getLogger("temdenoise")
 
@@ -276,28 +276,72 @@ def denoise_files(inputs: Sequence[str | os.PathLike], model_dir: str | os.PathL
                      "denoise")
 
 
-def thinned_scores(recording: Recording, calibration: Calibration, models: Sequence[TrainedModel],
-                   settings: ApplySettings, fraction: float, rng: np.random.Generator) -> list[dict[str, Any]]:
-    """Estimated MSE and PSNR of each model (and the noisy input) on every image / frame of one
-    recording at dose ``fraction * D``, by binomial thinning (:mod:`temdenoise.thinning`)."""
+@dataclass
+class ThinnedItem:
+    """One recording split by binomial thinning, with its calibration."""
+
+    file: str
+    split: ThinnedSplit
+    pixel_size: float  # A
+    dose: float  # of the whole recording, e/A^2
+
+    @property
+    def full(self) -> np.ndarray:
+        """The whole recording on the clean scale, ``(y1 + y2) / s``, rebuilt from its halves."""
+        fraction = self.split.fraction
+        return fraction * self.split.input + (1 - fraction) * self.split.target
+
+
+def thin_recording(recording: Recording, calibration: Calibration, fraction: float,
+                   rng: np.random.Generator) -> ThinnedItem:
+    """Thin a recording's counts (see :mod:`temdenoise.thinning`)."""
     counts = recording.data * calibration.counts_per_unit
     split = thin(counts, calibration.counts_per_intensity, fraction, rng)
-    full = counts / calibration.counts_per_intensity
-    frames = range(counts.shape[0]) if counts.ndim == 3 else [None]
+    return ThinnedItem(recording.path.name, split, calibration.pixel_size, calibration.dose)
+
+
+def thin_files(inputs: Sequence[str | os.PathLike], fraction: float, seed: int,
+               **calibration: float | None) -> tuple[list[ThinnedItem], list[str]]:
+    """Thin every input file (or folder's files); returns the items and the failures."""
+    rng = np.random.default_rng(seed)
+    items: list[ThinnedItem] = []
+
+    def read_and_thin(file: Path) -> None:
+        recording = read_recording(file)
+        items.append(thin_recording(recording, calibrate(recording, **calibration), fraction, rng))
+
+    return items, run_batch(expand_inputs(inputs), read_and_thin, "thin")
+
+
+def item_scores(item: ThinnedItem, models: Sequence[TrainedModel], settings: ApplySettings) -> list[dict[str, Any]]:
+    """Estimated MSE and PSNR of each model (and the thinned input, ``noisy``) on every image /
+    frame of a thinned recording, at dose ``fraction * D`` (:mod:`temdenoise.thinning`)."""
+    split = item.split
     estimates = {NOISY: split.input}
     for model in models:
-        estimates[model.name] = apply_model(model, split.input, calibration.pixel_size, settings)
+        estimates[model.name] = apply_model(model, split.input, item.pixel_size, settings)
+    full = item.full
     rows = []
-    for frame in frames:
-        pick = (lambda a: a) if frame is None else (lambda a, i=frame: a[i])
-        frame_split = split if frame is None else split.frame(frame)
-        peak = estimate_data_range(pick(full))
+    for frame in range(split.input.shape[0]) if split.input.ndim == 3 else [None]:
+        part = split if frame is None else split.frame(frame)
+        peak = estimate_data_range(full if frame is None else full[frame])
         for name, estimate in estimates.items():
-            mse = estimated_mse(pick(estimate), frame_split)
-            rows.append({"file": recording.path.name, "frame": -1 if frame is None else frame, "model": name,
-                         "dose": fraction * calibration.dose, "mse_estimate": mse, "data_range": peak,
+            mse = estimated_mse(estimate if frame is None else estimate[frame], part)
+            rows.append({"file": item.file, "frame": -1 if frame is None else frame, "model": name,
+                         "dose": split.fraction * item.dose, "mse_estimate": mse, "data_range": peak,
                          "psnr_estimate": psnr_from_mse(mse, peak)})
     return rows
+
+
+def score_items(items: Sequence[ThinnedItem], model_dirs: Sequence[str | os.PathLike],
+                settings: ApplySettings) -> pd.DataFrame:
+    """Per-item thinning scores of every model folder (and ``noisy``) on every thinned recording."""
+    models = [load_model_dir(directory, settings.device) for directory in model_dirs]
+    names = [model.name for model in models]
+    if len(set(names)) != len(names) or NOISY in names:
+        raise ValueError(f"model folders must have distinct names other than {NOISY!r}: {names}")
+    rows = [row for item in tqdm(items, desc="score", unit="file") for row in item_scores(item, models, settings)]
+    return pd.DataFrame(rows)
 
 
 def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
@@ -327,24 +371,6 @@ def ranking_markdown(table: pd.DataFrame, title: str, fraction: float) -> str:
             "to the best model with its 95% interval over images/frames.\n\n" + shown.to_markdown(index=False) + "\n")
 
 
-def score_files(inputs: Sequence[str | os.PathLike], model_dirs: Sequence[str | os.PathLike], settings: ApplySettings,
-                fraction: float = 0.5, seed: int = 0, **calibration: float | None) -> tuple[pd.DataFrame, list[str]]:
-    """Per-item thinning scores of every model on every input file; returns them and the failures."""
-    models = [load_model_dir(directory, settings.device) for directory in model_dirs]
-    names = [model.name for model in models]
-    if len(set(names)) != len(names) or NOISY in names:
-        raise ValueError(f"model folders must have distinct names other than {NOISY!r}: {names}")
-    rng = np.random.default_rng(seed)
-    rows: list[dict[str, Any]] = []
-
-    def score(file: Path) -> None:
-        recording = read_recording(file)
-        rows.extend(thinned_scores(recording, calibrate(recording, **calibration), models, settings, fraction, rng))
-
-    failures = run_batch(expand_inputs(inputs), score, "score")
-    return pd.DataFrame(rows), failures
-
-
 def write_ranking(scores: pd.DataFrame, out: str | os.PathLike, title: str, fraction: float) -> pd.DataFrame:
     """``<out>.csv`` (the ranking), ``<out>.scores.csv`` (per item) and ``<out>.md``, atomically."""
     table = ranking_table(scores)
@@ -352,3 +378,46 @@ def write_ranking(scores: pd.DataFrame, out: str | os.PathLike, title: str, frac
     save_table(f"{out}.csv", table)
     save_text(f"{out}.md", ranking_markdown(table, title, fraction))
     return table
+
+
+ITEM_COLUMNS = ["file", "pixel_size", "dose", "held_scale", "fraction"]
+
+
+def save_thinned(items: Sequence[ThinnedItem], folder: str | os.PathLike) -> None:
+    """A dataset's thinned recordings as the workflow stores them: ``input.npz`` (the thinned
+    halves, what models see and self-supervised models train on), ``target.npz`` (the held-out
+    halves, read by the score only) and ``items.csv`` (one row per recording; ``pixel_size`` as in
+    the simulated datasets' metadata)."""
+    folder = Path(folder)
+    save_stack(folder / "input.npz", [item.split.input for item in items])
+    save_stack(folder / "target.npz", [item.split.target for item in items])
+    save_table(folder / "items.csv", pd.DataFrame(
+        [[item.file, item.pixel_size, item.dose, item.split.held_scale, item.split.fraction] for item in items],
+        columns=ITEM_COLUMNS))
+
+
+def load_thinned(folder: str | os.PathLike) -> list[ThinnedItem]:
+    """The items written by :func:`save_thinned`."""
+    folder = Path(folder)
+    table = pd.read_csv(folder / "items.csv")
+    inputs, targets = load_stack(folder / "input.npz"), load_stack(folder / "target.npz")
+    return [ThinnedItem(row.file, ThinnedSplit(x, t, row.held_scale, row.fraction), row.pixel_size, row.dose)
+            for row, x, t in zip(table.itertuples(), inputs, targets)]
+
+
+def thin_dataset(recordings: Sequence[str], files: dict[str, Any], folder: str, dataset: str, seed: int) -> None:
+    """The workflow's ``real_thin``: thin a dataset's recordings (``files``: its
+    ``datasets.<name>.files`` section) into ``folder``; any unreadable recording fails the job."""
+    items, failures = thin_files(recordings, files["fraction"], seed, pixel_size=files["pixel_size"],
+                                 dose=files["dose"], counts_per_unit=files["counts_per_unit"])
+    if failures:
+        raise ValueError(f"{len(failures)} recording(s) of {dataset} could not be read: " + "; ".join(failures))
+    save_thinned(items, folder)
+
+
+def rank_dataset(folder: str, model_dirs: Sequence[str | os.PathLike], out: str, dataset: str,
+                 device: str) -> pd.DataFrame:
+    """The workflow's ``real_table``: rank ``model_dirs`` on a dataset's thinned recordings."""
+    items = load_thinned(folder)
+    return write_ranking(score_items(items, model_dirs, ApplySettings(device=device)), out,
+                         f"Real data: {dataset}", items[0].split.fraction)
