@@ -147,6 +147,20 @@ def test_pixel_size_mismatch_resamples_or_refuses(recordings, tmp_path):
     assert read_recording(tmp_path / "b" / "image.denoised.tif").data.shape == (80, 80)
 
 
+def test_gaintune_adapts_on_the_file_and_records_its_setting(recordings, tmp_path):
+    model = model_folder(tmp_path / "models", "bf_dncnn", DNCNN)
+    selection = tmp_path / "selection.json"
+    selection.write_text(json.dumps({"case": "x", "chosen": {"loss": "resample", "lr": 0.05, "steps": 3}}))
+    common = [str(recordings["tiff"]), "--model", str(model), "--device", "cpu"]
+    assert cli.main(["denoise", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert cli.main(["denoise", *common, "--out", str(tmp_path / "tuned"), "--gaintune", str(selection)]) == 0
+    sidecar = json.loads((tmp_path / "tuned" / "image.denoised.json").read_text())
+    assert sidecar["settings"]["gaintune"] == {"loss": "resample", "lr": 0.05, "steps": 3}
+    assert sidecar["settings"]["gaintune_source"] == str(selection.resolve())
+    plain, tuned = (read_recording(tmp_path / d / "image.denoised.tif").data for d in ("plain", "tuned"))
+    assert not np.allclose(plain, tuned)
+
+
 def test_score_ranks_models_on_images_and_movies(recordings, tmp_path):
     models = [model_folder(tmp_path / "models", "bf_dncnn", DNCNN), model_folder(tmp_path / "models", "udvd", UDVD)]
     out = tmp_path / "real"
@@ -202,12 +216,9 @@ def test_thinning_estimate_tracks_the_true_psnr_and_its_ranking():
 @pytest.mark.slow
 def test_workflow_ranks_supervised_and_self_supervised_models_on_recordings(workflow_runner, tmp_path):
     """tests/configs/realdata.yaml: the tiny DnCNN (trained on simulation) and a tiny UDVD trained
-    on the thinned stand-in recordings only, ranked on them with the noisy input."""
-    import yaml
-
-    config = yaml.safe_load((REPO / "tests/configs/realdata.yaml").read_text())
-    config["datasets"]["stand_in"]["files"]["path"] = str(REPO / "tests/data/recordings")
-    workflow_runner(config, "results/tables/real_stand_in.md")
+    on the thinned stand-in recordings only, ranked on them with the noisy input (the config's
+    relative recordings path is found in the repository from the scratch working directory)."""
+    workflow_runner(REPO / "tests/configs/realdata.yaml", "results/tables/real_stand_in.md")
     import pandas as pd
 
     table = pd.read_csv(tmp_path / "results/tables/real_stand_in.csv")

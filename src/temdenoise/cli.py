@@ -8,6 +8,7 @@ with status 1 and a summary. Outputs are written atomically: nothing partial is 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=512, help="tile side for supervised nets (0: whole image)")
     parser.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
                         help="resample to the model's pixel size when it differs by >10%% (else refuse)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the thinning (score) and of GainTuning (denoise)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,12 +35,15 @@ def parser() -> argparse.ArgumentParser:
     _common(denoise)
     denoise.add_argument("--model", required=True, help="a trained model folder, results/models/<dataset>/<model>")
     denoise.add_argument("--out", required=True, help="output folder (<name>.denoised.tif + .json)")
+    denoise.add_argument("--gaintune", metavar="SELECTION_JSON",
+                         help="adapt the gains on each file with the setting (loss, lr, steps) that the workflow's "
+                         "validation chose: results/adapt/<case>/selection.json")
+    denoise.add_argument("--gaintune-crop", type=int, default=256, help="side of the central crop GainTuning adapts on")
     score = commands.add_parser("score", help="rank models on recordings by the thinning PSNR estimate")
     _common(score)
     score.add_argument("--models", nargs="+", required=True, help="trained model folders")
     score.add_argument("--out", required=True, help="output prefix: <out>.csv, <out>.md, <out>.scores.csv")
     score.add_argument("--fraction", type=float, default=0.5, help="binomial thinning fraction (input dose = f x D)")
-    score.add_argument("--seed", type=int, default=0, help="seed of the thinning")
     return main
 
 
@@ -49,7 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from temdenoise import realdata
     from temdenoise.runtime import resolve_device
 
-    settings = realdata.ApplySettings(device=resolve_device(args.device), tile=args.tile or None, resample=args.resample)
+    gaintune = getattr(args, "gaintune", None)
+    settings = realdata.ApplySettings(
+        device=resolve_device(args.device), tile=args.tile or None, resample=args.resample,
+        gaintune=json.loads(Path(gaintune).read_text())["chosen"] if gaintune else None,
+        gaintune_source=str(Path(gaintune).resolve()) if gaintune else "",
+        gaintune_crop=getattr(args, "gaintune_crop", 256), seed=args.seed,
+    )
     calibration = {"pixel_size": args.pixel_size, "dose": args.dose, "counts_per_unit": args.counts_per_unit}
     try:
         if args.command == "denoise":

@@ -178,29 +178,57 @@ class ApplySettings:
     device: str = "cpu"
     tile: int | None = 512  # supervised nets: side of the tiles (None: whole image)
     resample: bool = True
+    # GainTuning on the file itself: the chosen setting of a workflow selection.json ({loss, lr, steps},
+    # chosen on validation images), None = off; it adapts on a central crop of ``gaintune_crop`` pixels.
+    gaintune: dict[str, Any] | None = None
+    gaintune_source: str = ""  # the selection.json it came from
+    gaintune_crop: int = 256
+    seed: int = 0
 
 
-def apply_model(model: TrainedModel, image: np.ndarray, pixel_size: float, settings: ApplySettings) -> np.ndarray:
+def gaintuned(model: TrainedModel, image: np.ndarray, dose: float, settings: ApplySettings) -> torch.nn.Module:
+    """A copy of the model's network whose gains are adapted to ``image`` (normalised, at the
+    model's pixel size, dose ``dose``) with the self-supervised loss of ``settings.gaintune``
+    (GainTuning, Mohan et al., NeurIPS 2021; :mod:`temdenoise.adapt`)."""
+    from temdenoise.adapt.experiments import central_crop, gaintune_item
+    from temdenoise.adapt.settings import AdaptSettings
+    from temdenoise.noise import NoiseCondition
+
+    multiple = getattr(model.network, "size_multiple", 1)
+    crop = central_crop(image, settings.gaintune_crop, multiple)
+    _, _, tuned = gaintune_item(model.network, crop, NoiseCondition("poisson", dose), AdaptSettings(**settings.gaintune),
+                                pixel_size=model.pixel_size, device=settings.device, seed=settings.seed)
+    return tuned.model  # the adapted gains act through hooks on the copied network
+
+
+def apply_model(model: TrainedModel, image: np.ndarray, pixel_size: float, settings: ApplySettings,
+                dose: float | None = None) -> np.ndarray:
     """Denoise a normalised ``(H, W)`` image or ``(T, H, W)`` movie at the model's pixel size.
 
     Supervised nets: image by image (frame by frame), in tiles of ``settings.tile`` overlapping by
     the model's measured field of view (seam-free). UDVD: sliding windows of its frame count with
-    the edge frames of training (:func:`temdenoise.models.udvd.denoise_video`).
+    the edge frames of training (:func:`temdenoise.models.udvd.denoise_video`). With
+    ``settings.gaintune`` the network is first adapted to the image (:func:`gaintuned`; needs ``dose``).
     """
     factor = resampling_factor(pixel_size, model, settings.resample)
     shape = image.shape[-2:]
     scaled_shape = (max(2, round(shape[0] * factor)), max(2, round(shape[1] * factor)))
     work = _zoom(image, scaled_shape) if factor != 1.0 else np.asarray(image, dtype=np.float32)
+    if model.takes_videos and work.ndim != 3:
+        raise ValueError(f"{model.name} (UDVD) denoises movies (T, H, W), got one image {work.shape}")
+    network = model.network
+    if settings.gaintune:
+        if dose is None:
+            raise ValueError("GainTuning needs the recording's dose")
+        network = gaintuned(model, work, dose, settings)
     if model.takes_videos:
         from temdenoise.models.udvd import denoise_video
 
-        if work.ndim != 3:
-            raise ValueError(f"{model.name} (UDVD) denoises movies (T, H, W), got one image {work.shape}")
-        out = denoise_video(model.network, work, settings.device)
+        out = denoise_video(network, work, settings.device)
     else:
         fov = int(model.info.get("fov") or 64)
         tile = settings.tile if settings.tile is None else max(settings.tile, 2 * fov)
-        out = denoise_image(model.network, work, settings.device, tile, overlap=fov)
+        out = denoise_image(network, work, settings.device, tile, overlap=fov)
     return _zoom(out, shape) if factor != 1.0 else out
 
 
@@ -227,7 +255,7 @@ def denoise_file(path: str | os.PathLike, model: TrainedModel, out_dir: str | os
     recording = read_recording(path)
     calibration = calibrate(recording, pixel_size, dose, counts_per_unit)
     normalised = recording.data * (calibration.counts_per_unit / calibration.counts_per_intensity)
-    denoised = apply_model(model, normalised, calibration.pixel_size, settings)
+    denoised = apply_model(model, normalised, calibration.pixel_size, settings, calibration.dose)
     tiff, sidecar = output_paths(recording.path, Path(out_dir))
     record = {
         "input": {"path": str(recording.path.resolve()), "sha256": sha256_file(recording.path),

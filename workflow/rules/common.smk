@@ -73,8 +73,13 @@ def check_config(config):
 
 
 def real_recordings(dataset):
-    """The recording files of a dataset with source files: a folder's files, or a glob's matches (sorted)."""
+    """The recording files of a dataset with source files: a folder's files, or a glob's matches (sorted).
+
+    A relative path is looked up in the working directory, then in the repository (so that the stand-in
+    recordings of tests/configs/realdata.yaml are found from any --directory)."""
     path = config["datasets"][dataset]["files"]["path"]
+    if not Path(path).is_absolute() and not glob.glob(path):
+        path = str(Path(workflow.basedir, path))
     if Path(path).is_dir():
         return sorted(str(p) for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
     return sorted(glob.glob(path))
