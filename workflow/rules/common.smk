@@ -105,6 +105,19 @@ def real_condition(dataset):
     return condition_name("poisson", files["fraction"] * files["dose"])
 
 
+def real_thinned(dataset):
+    return {name: f"results/real/{dataset}/{name}" for name in ("input.npz", "target.npz", "items.csv")}
+
+
+def real_models(wildcards):
+    """Model files ranked on a files dataset: self-supervised ones trained on it, the others on models_from."""
+    files = config["datasets"][wildcards.dataset]["files"]
+    return [
+        f"results/models/{wildcards.dataset if m in udvd_methods() else files['models_from']}/{m}/model.pt"
+        for m in files["methods"]
+    ]
+
+
 def trainable_datasets():
     """Datasets whose models the `train` and `train_udvd` rules train (files datasets: `train_real`)."""
     return [name for name, entry in config["datasets"].items() if entry["source"] != "files"]

@@ -8,19 +8,6 @@ for _name in REAL_DATASETS:
     check_recordings(_name, config["datasets"][_name]["files"])
 
 
-def real_thinned(dataset):
-    return {name: f"results/real/{dataset}/{name}" for name in ("input.npz", "target.npz", "items.csv")}
-
-
-def real_models(wildcards):
-    """Model files ranked on a files dataset: self-supervised ones trained on it, the others on models_from."""
-    files = config["datasets"][wildcards.dataset]["files"]
-    return [
-        f"results/models/{wildcards.dataset if m in udvd_methods() else files['models_from']}/{m}/model.pt"
-        for m in files["methods"]
-    ]
-
-
 rule real_thin:
     input:
         recordings=lambda wildcards: real_recordings(wildcards.dataset),

@@ -28,11 +28,11 @@ def model_info(entry: dict[str, Any]) -> dict[str, Any]:
             "parameters": count_parameters(model), "fov": measure_fov(model)}
 
 
-def pixel_size_summary(sizes: list[float] | None) -> dict[str, float] | None:
+def pixel_size_summary(sizes: list[float] | None) -> dict[str, float]:
     """Median, min and max pixel size (A) of a training split, recorded in ``info.json`` so that a
-    trained model is applied at its own scale (``temdenoise denoise``); None without metadata."""
-    if not sizes:
-        return None
+    trained model is applied at its own scale (``temdenoise denoise``); without metadata the
+    samplers' 1 A."""
+    sizes = sizes or [1.0]
     return {"median": float(np.median(sizes)), "min": float(np.min(sizes)), "max": float(np.max(sizes))}
 
 
