@@ -5,7 +5,7 @@
 
 REAL_DATASETS = datasets_with_source("files")
 for _name in REAL_DATASETS:
-    check_recordings(_name, config["datasets"][_name]["files"])
+    check_recordings(_name, config["datasets"][_name].get("files", {}))
 
 
 rule real_thin:
