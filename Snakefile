@@ -25,6 +25,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/adapt.smk"
+include: "workflow/rules/realdata.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -70,7 +70,10 @@ def test_blocker_blocks_the_repository_only(snakemake_only):
     assert allowed.returncode == 0, allowed.stderr
 
 
-@pytest.mark.parametrize("config", ["config/config.yaml", "config/laptop.yaml", "config/paper.yaml", "tests/configs/tiny.yaml"])
+@pytest.mark.parametrize(
+    "config",
+    ["config/config.yaml", "config/laptop.yaml", "config/paper.yaml", "tests/configs/tiny.yaml", "tests/configs/realdata.yaml"],
+)
 def test_dry_run_without_heavy_packages(snakemake_only, tmp_path, config):
     work = tmp_path / "work"
     work.mkdir()

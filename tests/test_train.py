@@ -153,6 +153,9 @@ def test_train_supervised_writes_a_usable_homogeneous_model(images, tmp_path):
     assert metrics["loss"].iloc[-1] < metrics["loss"].iloc[0]
     info = json.loads((out / "info.json").read_text())
     assert info["fov"] == 9 and info["parameters"] > 0 and info["best_val_psnr"] == pytest.approx(result.best_score)
+    # what rebuilds and applies the model on real data (temdenoise.realdata.load_model_dir)
+    assert info["pixel_size"] == {"median": 0.5, "min": 0.5, "max": 0.5} and info["domain"] == "tem"  # the metadata's
+    assert info["train_noise"]["kind"] == "poisson" and info["recipe"]["epochs"] >= 1
     model = load_trained(out / "model.pt", entry).double()
     y = torch.from_numpy(images[0][None, None]).double()
     with torch.no_grad():

@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config look-ups, cross-reference checks, resources, targets.
+import glob
 import os
 import re
 import sys
@@ -74,6 +75,57 @@ def check_config(config):
         noise = entry.get("train_noise")
         if noise and noise["range"][0] > noise["range"][1]:
             raise ConfigError(f"datasets.{name}.train_noise.range: low bound above high bound")
+
+
+def real_recordings(dataset):
+    """The recording files of a dataset with source files: a folder's files, or a glob's matches (sorted).
+
+    A relative path is looked up in the working directory, then in the repository (so that the stand-in
+    recordings of tests/configs/realdata.yaml are found from any --directory)."""
+    path = config["datasets"][dataset]["files"]["path"]
+    if not Path(path).is_absolute() and not glob.glob(path):
+        path = str(Path(workflow.basedir, path))
+    if Path(path).is_dir():
+        return sorted(str(p) for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(glob.glob(path))
+
+
+def check_recordings(name, files):
+    """A files dataset names recordings that exist and networks trained on a simulated dataset."""
+    where = f"datasets.{name}.files"
+    if not files.get("path") or not real_recordings(name):
+        raise ConfigError(f"{where}.path: no recording found at {files.get('path')!r}")
+    if files["methods"] and files["models_from"] not in config["datasets"]:
+        raise ConfigError(f"{where}.models_from: no dataset {files['models_from']!r} under datasets")
+    for method in files["methods"]:
+        if method not in config["methods"] or not is_network(method):
+            raise ConfigError(f"{where}.methods: {method!r} is not a network method")
+        if method in udvd_methods() and files["dose"] is None:
+            raise ConfigError(f"{where}.dose: {method} trains on the recordings and needs their dose")
+
+
+def real_condition(dataset):
+    """The noise condition of a files dataset's thinned recordings (Poisson at fraction x dose)."""
+    files = config["datasets"][dataset]["files"]
+    return condition_name("poisson", files["fraction"] * files["dose"])
+
+
+def real_thinned(dataset):
+    return {name: f"results/real/{dataset}/{name}" for name in ("input.npz", "target.npz", "items.csv")}
+
+
+def real_models(wildcards):
+    """Model files ranked on a files dataset: self-supervised ones trained on it, the others on models_from."""
+    files = config["datasets"][wildcards.dataset]["files"]
+    return [
+        f"results/models/{wildcards.dataset if m in udvd_methods() else files['models_from']}/{m}/model.pt"
+        for m in files["methods"]
+    ]
+
+
+def trainable_datasets():
+    """Datasets whose models the `train` and `train_udvd` rules train (files datasets: `train_real`)."""
+    return [name for name, entry in config["datasets"].items() if entry["source"] != "files"]
 
 
 check_config(config)
@@ -463,6 +515,7 @@ HEADLINE_GROUPS = [
     ("udvd_augmentation", "4 UDVD", "udvd_augmentation.rst"),
     ("udvd_motion", "4 UDVD", "udvd_motion.rst"),
     ("gaintuning_", "5 GainTuning", "gaintuning.rst"),
+    ("real_", "6 Real data", "real_data.rst"),
 ]
 
 

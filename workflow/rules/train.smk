@@ -23,6 +23,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{dataset}-{model}.tsv"
     wildcard_constraints:
+        dataset=alternatives(trainable_datasets()),
         model=alternatives(supervised_methods()),
     conda:
         "../../envs/torch.yaml"
@@ -107,6 +108,7 @@ rule train_udvd:
     benchmark:
         "results/benchmarks/train_udvd/{dataset}-{model}.tsv"
     wildcard_constraints:
+        dataset=alternatives(trainable_datasets()),
         model=alternatives(udvd_methods()),
     conda:
         "../../envs/torch.yaml"

@@ -33,7 +33,7 @@ from temdenoise.models.udvd import UDVD, denoise_video, window_frames
 from temdenoise.noise import NoiseCondition, parse_condition
 from temdenoise.runtime import resolve_device
 from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
-from temdenoise.train.supervised import OUTPUTS, load_split
+from temdenoise.train.supervised import OUTPUTS, load_split, pixel_size_summary
 
 log = logging.getLogger("temdenoise")
 
@@ -251,7 +251,11 @@ def train_udvd(
                             "training_data": "stored noisy recordings only",
                             "selection": "blind-spot loss on stored noisy validation videos",
                             "conditions": list(conditions), "contrast_inversion": contrast_inversion,
-                            "weighted": weighted}
+                            "weighted": weighted,
+                            "train_noise": {"kind": train_conditions[0].kind,
+                                            "range": [min(c.level for c in train_conditions),
+                                                      max(c.level for c in train_conditions)]},
+                            "pixel_size": pixel_size_summary(train_sizes), "recipe": recipe}
     log.info("training %s (%d parameters) self-supervised on %d noisy recordings (%s) on %s",
              entry, info["parameters"], len(train_videos), ", ".join(conditions), device)
     result = trainer.fit()

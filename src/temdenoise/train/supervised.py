@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from temdenoise.io import load_stack, save_json
@@ -25,6 +26,14 @@ def model_info(entry: dict[str, Any]) -> dict[str, Any]:
     model = build_model(entry)
     return {"family": entry["family"], "params": entry.get("params", {}),
             "parameters": count_parameters(model), "fov": measure_fov(model)}
+
+
+def pixel_size_summary(sizes: list[float] | None) -> dict[str, float]:
+    """Median, min and max pixel size (A) of a training split, recorded in ``info.json`` so that a
+    trained model is applied at its own scale (``temdenoise denoise``); without metadata the
+    samplers' 1 A."""
+    sizes = sizes or [1.0]
+    return {"median": float(np.median(sizes)), "min": float(np.min(sizes)), "max": float(np.max(sizes))}
 
 
 def load_split(stack_path: str, metadata_path: str | None) -> tuple[list, list[float] | None]:
@@ -57,6 +66,8 @@ def train_supervised(
     (per epoch), ``training_curve.png`` and ``info.json`` (parameters, measured FoV, best epoch),
     plus the checkpoint ``last.pt`` after every epoch; a restarted job resumes from it.
     Pixel sizes (Poisson dose per pixel) come from the metadata tables when given, else 1 A.
+    ``info.json`` holds what rebuilds and applies the model elsewhere: family and params (offset
+    included), training noise range, domain, recipe and the training pixel sizes.
     """
     out = Path(out_dir)
     device = resolve_device(device)
@@ -75,7 +86,8 @@ def train_supervised(
     log.info("training %s (%d parameters, FoV %d px) on %s", entry, info["parameters"], info["fov"], device)
     result = trainer.fit()
     info.update(best_epoch=result.best_epoch, best_val_psnr=result.best_score, epochs=len(result.history),
-                stopped_early=result.stopped_early, train_noise=train_noise)
+                stopped_early=result.stopped_early, train_noise=train_noise, domain=domain,
+                pixel_size=pixel_size_summary(train_sizes), recipe=recipe)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
     save_json(out / "info.json", info)
     trainer.export(out / "model.pt")

@@ -1,0 +1,7 @@
+"""``python -m temdenoise``: the ``temdenoise`` command (:mod:`temdenoise.cli`)."""
+
+import sys
+
+from temdenoise.cli import main
+
+sys.exit(main())
