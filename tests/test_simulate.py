@@ -361,8 +361,8 @@ def test_vacuum_behind_the_specimen_only_moves_the_defocus_reference():
 
 
 def test_intermediate_defocus_finds_the_icosahedron_reversal():
-    """A 1.5 nm icosahedron on 37 A of CeO2 reverses its contrast near -9 A, outside the former
-    intermediate range (-45, -15) where all its images were white: the default range finds it."""
+    """A 1.5 nm icosahedron on 37 A of CeO2 reverses its contrast above -15 A, outside the former
+    intermediate range (-45, -15) where its images measure white: the default range finds it."""
     imaging.configure_abtem()
     settings = SimulationSettings.from_config(dict(
         shapes=["icosahedron"], sizes_nm=[1.5], support_thickness=[37, 37], image_size=96, pixel_size=0.25,
