@@ -7,6 +7,13 @@ cuboctahedron on 40 A of CeO2) it prints the wall and CPU time of one image (str
 CTF + interpolation) after a warm-up that pays numba compilation, images per second per core, the
 cost of a defocus series with and without reusing the exit wave (and their ratio, measured side by
 side), the CPU time of one image and the peak traced memory of one image. Threads are limited before abTEM is imported.
+
+It then times the exit wave of the quick config's 44-A cell (128 px at 0.25 A plus the 6-A edge
+margins, 0.06 A potential sampling, a 2 nm cuboctahedron on 40 A of CeO2) side by side as the
+factory made it before issue 21 (``ceil(L / s)`` = 734 = 2 x 367 grid points, 4 A of vacuum
+slices before and after the specimen) and as it makes it now (a 5-smooth 750-point grid, no
+vacuum slices), with the 5-smooth grid and the vacuum slices between them: median CPU seconds of
+``--repeats`` runs each, and the speed-up over the first.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--defoci", type=int, default=5, help="length of the defocus series")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each exit wave of the 44-A cell comparison")
     args = parser.parse_args()
 
     from temdenoise.runtime import limit_threads
@@ -81,7 +89,62 @@ def main() -> None:
         print(f"{size} | {len(spec.atoms)} | {grid} | {per_image:.2f} | {cpu_image:.2f} | {1 / cpu_image:.3f} | "
               f"{reuse:.1f} / {reuse_cpu:.1f} | {no_reuse:.1f} / {no_reuse_cpu:.1f} | "
               f"{no_reuse / reuse:.1f} / {no_reuse_cpu / reuse_cpu:.1f} | {peak_mb:.0f}")
+    quick_cell_exit_wave(args.repeats)
     print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+# Vacuum (A) the factory put along the beam before and after the specimen until issue 21.
+FORMER_BEAM_VACUUM = 4.0
+
+
+def exit_wave_with_vacuum(spec, scope, smooth_grid: bool = False):
+    """The exit wave with the vacuum slices along the beam of before issue 21, on its ``ceil(L / s)``
+    grid or (``smooth_grid``) on the 5-smooth grid of now."""
+    import abtem
+    import numpy as np
+
+    from temdenoise.simulate import imaging
+
+    atoms = spec.atoms.copy()
+    atoms.positions[:, 2] += FORMER_BEAM_VACUUM
+    atoms.cell[2, 2] += 2 * FORMER_BEAM_VACUUM
+    gpts = tuple(int(np.ceil(length / scope.potential_sampling)) for length in np.diag(atoms.cell.array)[:2])
+    if smooth_grid:
+        gpts = imaging.potential_gpts(tuple(np.diag(atoms.cell.array)[:2]), scope.potential_sampling)
+    potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=scope.slice_thickness, projection="infinite",
+                                parametrization="lobato")
+    return abtem.PlaneWave(energy=scope.energy, normalize=False).multislice(potential).compute(progress_bar=False)
+
+
+def quick_cell_exit_wave(repeats: int) -> None:
+    """Median CPU seconds of the exit wave of the quick config's 44-A cell, before and after issue 21."""
+    import numpy as np
+
+    from temdenoise.simulate import imaging, sample
+    from temdenoise.simulate.settings import SimulationSettings
+
+    settings = SimulationSettings.from_config({
+        "image_size": 128, "pixel_size": 0.25, "potential_sampling": 0.06, "shapes": ["cuboctahedron"],
+        "sizes_nm": [2.0], "support_thickness": [40.0, 40.0]})
+    scope = sample.microscope(settings)
+    rng = np.random.default_rng(0)
+    draw = sample.draw_structure(settings, "bench", 0, rng)
+    particle, _ = sample.particle_with_defects(settings, draw, rng)
+    spec = sample.specimen(settings, draw, particle)
+    print(f"\nexit wave of the quick config's {spec.atoms.cell[0, 0]:.1f}-A cell ({len(spec.atoms)} atoms), "
+          f"median CPU s of {repeats}")
+    print("version | grid | depth A | slices | CPU s | speed-up")
+    rows = {}
+    versions = (("before issue 21", exit_wave_with_vacuum, True),
+                ("5-smooth grid, vacuum slices", lambda *a: exit_wave_with_vacuum(*a, smooth_grid=True), True),
+                ("now: 5-smooth grid, no vacuum", imaging.exit_wave, False))
+    for name, compute, vacuum in versions:
+        wave = compute(spec, scope)  # warm-up: numba compilation, FFT caches
+        rows[name] = float(np.median([timed(lambda: compute(spec, scope))[1] for _ in range(repeats)]))
+        depth = spec.atoms.cell[2, 2] + (2 * FORMER_BEAM_VACUUM if vacuum else 0.0)
+        slices = int(np.ceil(depth / scope.slice_thickness - 1e-9))
+        print(f"{name} | {'x'.join(map(str, wave.gpts))} | {depth:.1f} | {slices} | {rows[name]:.2f} | "
+              f"{rows['before issue 21'] / rows[name]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 from temdenoise.runtime import job
 
 with job(snakemake):
-    # abTEM imports numba: import it only after job() has set NUMBA_NUM_THREADS.
+    # abTEM imports numba and dask: import it only after job() has limited their threads
+    # (NUMBA_NUM_THREADS, DASK_NUM_WORKERS are read at import).
     from temdenoise.simulate.dataset import export_split_tiff
 
     export_split_tiff(snakemake.input[0], snakemake.output[0])

@@ -41,6 +41,10 @@ def limit_threads(threads: int) -> None:
     here, so light jobs (noise, metrics, tables) do not pay for torch.
     """
     threads = max(1, int(threads))
+    # dask reads DASK_* variables into its config when first imported (abTEM imports it), so a
+    # job that imports abTEM after this call gets a threaded scheduler of ``threads`` workers.
+    os.environ["DASK_SCHEDULER"] = "threads"
+    os.environ["DASK_NUM_WORKERS"] = str(threads)
     for variable in THREAD_VARIABLES:
         # numba re-reads NUMBA_NUM_THREADS and refuses a change once its pool runs: only
         # numba.set_num_threads below may limit a numba that is already loaded.

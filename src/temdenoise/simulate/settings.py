@@ -61,7 +61,7 @@ class SimulationSettings:
     semiangle_cutoff: float = 30.0
     mtf_sigma: float = 0.5
     defocus: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
-        "black": (-5.0, 30.0), "intermediate": (-45.0, -15.0), "white": (-90.0, -50.0)})
+        "black": (-5.0, 30.0), "intermediate": (-50.0, -5.0), "white": (-90.0, -50.0)})
     contrast_threshold: float = 0.5
     defoci_per_structure: int = 3
     structures: Mapping[str, int] = field(default_factory=lambda: {"train": 6, "validation": 2, "test": 2})

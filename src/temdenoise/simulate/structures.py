@@ -17,8 +17,8 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, make_supercell
 from ase.cluster import Decahedron, Icosahedron, Octahedron, wulff_construction
-from ase.neighborlist import neighbor_list
 from ase.spacegroup import crystal
+from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
 
 # The menus live in the light settings module (the Snakefile checks a config against them while parsing).
@@ -132,18 +132,24 @@ def build_particle(shape: str, element: str, diameter_nm: float, surface_energie
     else:
         raise ValueError(f"unknown particle shape {shape!r}; known: {SHAPES}")
     atoms = Atoms(cluster.get_chemical_symbols(), positions=cluster.positions)
-    if shape in ("decahedron", "icosahedron"):
-        atoms = _flat_bottom(atoms)
+    if shape in BEAM_SYMMETRY_PERIOD_DEG:
+        atoms = _flat_bottom(atoms, BEAM_SYMMETRY_PERIOD_DEG[shape])
     else:
         atoms = _orient(atoms, _FCC_ZONE_110)
     atoms.positions -= atoms.positions.mean(axis=0)
     return atoms
 
 
-def _flat_bottom(atoms: Atoms) -> Atoms:
-    """Turn ``atoms`` about the beam (z) so that the most atoms share the lowest y (a flat facet)."""
+# Rotation period (degrees) about the beam of the twinned particles as ase.cluster builds them:
+# the decahedron's 5-fold axis and the icosahedron's 2-fold axis lie along z.
+BEAM_SYMMETRY_PERIOD_DEG = {"decahedron": 72.0, "icosahedron": 180.0}
+
+
+def _flat_bottom(atoms: Atoms, period_deg: float) -> Atoms:
+    """Turn ``atoms`` about the beam (z) so that the most atoms share the lowest y (a flat facet);
+    the turns tried (1 degree apart) cover ``period_deg``, the rotation period about the beam."""
     best_angle, best_count = 0.0, -1
-    for angle in np.arange(0.0, 72.0, 1.0):
+    for angle in np.arange(0.0, period_deg, 1.0):
         y = atoms.positions @ Rotation.from_euler("z", angle, degrees=True).as_matrix().T
         count = int(np.sum(y[:, 1] < y[:, 1].min() + 0.5))
         if count > best_count:
@@ -158,70 +164,125 @@ def nearest_neighbour_distance(element: str) -> float:
     return FCC_LATTICE_CONSTANTS[element] / np.sqrt(2)
 
 
+def bonds(atoms: Atoms, element: str) -> tuple[np.ndarray, np.ndarray]:
+    """Both directions ``(i, j)`` of every first-shell pair (closer than 1.2 bond lengths) of a
+    particle (no periodic cell), sorted by ``i``; a k-d tree is much faster than ase's neighbour
+    list for atoms without a cell."""
+    pairs = cKDTree(atoms.positions).query_pairs(1.2 * nearest_neighbour_distance(element), output_type="ndarray")
+    first = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    second = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.argsort(first, kind="stable")
+    return first[order], second[order]
+
+
 def surface_indices(atoms: Atoms, element: str) -> np.ndarray:
     """Indices of under-coordinated (surface) atoms: fewer than 12 neighbours in the first shell."""
-    cutoff = 1.2 * nearest_neighbour_distance(element)
-    centres = neighbor_list("i", atoms, cutoff)
-    coordination = np.bincount(centres, minlength=len(atoms))
+    coordination = np.bincount(bonds(atoms, element)[0], minlength=len(atoms))
     return np.flatnonzero(coordination < 12)
 
 
-def _outward_site(atoms: Atoms, index: int, element: str) -> np.ndarray:
-    """A site one bond length outside surface atom ``index`` (pointing away from the centroid)."""
-    position = atoms.positions[index]
-    direction = position - atoms.positions.mean(axis=0)
-    return position + nearest_neighbour_distance(element) * direction / max(np.linalg.norm(direction), 1e-9)
+def hollow_sites(atoms: Atoms, element: str, surface: np.ndarray, keep_below: float | None = None) -> np.ndarray:
+    """(N, 3) free hollow sites above the surface atoms ``surface`` (indices into ``atoms``).
+
+    A hollow site is at one bond length ``d`` from three surface atoms, two of them bonded to the
+    third and at most 1.5 ``d`` apart, on the side away from the particle's centroid: the fcc and
+    hcp 3-fold hollows of (111) facets (an equilateral triangle) and the 4-fold hollows of (100)
+    facets (three corners of a square), i.e. where the next atomic layer would grow, also on the
+    twinned particles. Sites closer than 0.8 ``d`` to an atom, or not above ``keep_below`` (y),
+    are dropped; the 4-fold hollow found from several triangles is kept once.
+    """
+    d = nearest_neighbour_distance(element)
+    positions = atoms.positions
+    is_surface = np.zeros(len(atoms), dtype=bool)
+    is_surface[surface] = True
+    first, second = bonds(atoms, element)
+    bonded = is_surface[first] & is_surface[second]
+    first, second = first[bonded], second[bonded]   # sorted by first
+    starts = np.searchsorted(first, np.arange(len(atoms) + 1))
+    triangles = []
+    for i in np.unique(first):
+        around = second[starts[i]:starts[i + 1]]
+        j, k = np.triu_indices(len(around), 1)
+        triangles.append(np.stack([np.full(len(j), i), around[j], around[k]], axis=1))
+    triangles = np.concatenate(triangles) if triangles else np.empty((0, 3), dtype=int)
+    triangles = triangles[np.linalg.norm(positions[triangles[:, 1]] - positions[triangles[:, 2]], axis=1) <= 1.5 * d]
+    if not len(triangles):
+        return np.empty((0, 3))
+    apex, left, right = (positions[triangles[:, corner]] for corner in range(3))
+    a, b = left - apex, right - apex
+    normal = np.cross(a, b)
+    normal_sq = np.sum(normal**2, axis=1)
+    # circumcentre of each triangle, then up along its normal to one bond length from the corners
+    centre = apex + np.cross(np.sum(a**2, axis=1)[:, None] * b - np.sum(b**2, axis=1)[:, None] * a, normal) / (
+        2 * normal_sq[:, None])
+    height = np.sqrt(np.clip(d**2 - np.sum((centre - apex) ** 2, axis=1), 0.0, None))
+    unit = normal / np.sqrt(normal_sq)[:, None]
+    outward = np.sign(np.sum(unit * (centre - positions.mean(axis=0)), axis=1))
+    sites = centre + (outward * height)[:, None] * unit
+    free = cKDTree(positions).query(sites)[0] > 0.8 * d
+    if keep_below is not None:
+        free &= sites[:, 1] > keep_below
+    sites = sites[free]
+    # the 4-fold hollow of a (100) facet comes from each of its four corner triangles: keep one
+    duplicates = cKDTree(sites).query_pairs(0.3 * d, output_type="ndarray")
+    keep = np.ones(len(sites), dtype=bool)
+    keep[duplicates.max(axis=1) if len(duplicates) else []] = False
+    return sites[keep]
 
 
-def _free(atoms: Atoms, site: np.ndarray, element: str) -> bool:
-    return bool(np.min(np.linalg.norm(atoms.positions - site, axis=1)) > 0.8 * nearest_neighbour_distance(element))
+def _surface_above(atoms: Atoms, element: str, keep_below: float | None) -> np.ndarray:
+    """Surface atoms of ``atoms`` above ``keep_below`` (y; all when None)."""
+    surface = surface_indices(atoms, element)
+    if keep_below is None:
+        return surface
+    return surface[atoms.positions[surface, 1] > keep_below]
 
 
 def add_surface_defects(atoms: Atoms, element: str, rng: np.random.Generator, vacancy_fraction: float,
                         adatom_fraction: float, keep_below: float | None = None) -> tuple[Atoms, int, int]:
-    """Remove a fraction of surface atoms (vacancies) and add adatoms outside others.
+    """Remove surface atoms (vacancies) and add adatoms on hollow sites of the surface.
 
-    Atoms below ``keep_below`` (y, the interface with the support) are never touched. Returns the
-    new atoms and the numbers of vacancies and adatoms made.
+    Each surface atom is removed with probability ``vacancy_fraction``, and the number of adatoms
+    is binomial with ``adatom_fraction`` per surface atom, so both counts vary between particles of
+    one shape and size. Adatoms sit on free :func:`hollow_sites`, not next to a vacancy (they would
+    lose a bond) nor next to each other. Atoms below ``keep_below`` (y, the interface with the
+    support) are never touched. Returns the new atoms and the numbers of vacancies and adatoms made.
     """
-    surface = surface_indices(atoms, element)
-    if keep_below is not None:
-        surface = surface[atoms.positions[surface, 1] > keep_below]
-    n_vacancies = int(round(vacancy_fraction * len(surface)))
-    n_adatoms = int(round(adatom_fraction * len(surface)))
-    chosen = rng.permutation(surface)
-    removed, hosts = chosen[:n_vacancies], chosen[n_vacancies:]
+    surface = _surface_above(atoms, element, keep_below)
+    removed = surface[rng.random(len(surface)) < vacancy_fraction]
+    n_adatoms = int(rng.binomial(len(surface), adatom_fraction))
+    d = nearest_neighbour_distance(element)
+    sites = hollow_sites(atoms, element, surface, keep_below)
+    if len(removed) and len(sites):
+        sites = sites[cKDTree(atoms.positions[removed]).query(sites)[0] > 1.2 * d]
     new_sites: list[np.ndarray] = []
-    probe = atoms.copy()
-    for host in hosts:
+    for site in sites[rng.permutation(len(sites))]:
         if len(new_sites) == n_adatoms:
             break
-        site = _outward_site(atoms, host, element)
-        if _free(probe, site, element):
-            probe += Atoms(element, positions=[site])
+        if all(np.linalg.norm(site - other) > 0.8 * d for other in new_sites):
             new_sites.append(site)
-    keep = np.setdiff1d(np.arange(len(atoms)), removed)
-    result = atoms[keep]
+    result = atoms[np.setdiff1d(np.arange(len(atoms)), removed)]
     if new_sites:
         result += Atoms([element] * len(new_sites), positions=new_sites)
-    return result, n_vacancies, len(new_sites)
+    return result, len(removed), len(new_sites)
 
 
 def rearrange_surface(atoms: Atoms, element: str, rng: np.random.Generator, n_moves: int,
                       keep_below: float | None = None) -> Atoms:
-    """Fluxional surface: move ``n_moves`` surface atoms each to a free site outside another one."""
+    """Fluxional surface: move ``n_moves`` surface atoms each to a free hollow site of the surface
+    the others leave (:func:`hollow_sites`), away from where it was."""
     atoms = atoms.copy()
+    d = nearest_neighbour_distance(element)
     for _ in range(n_moves):
-        surface = surface_indices(atoms, element)
-        if keep_below is not None:
-            surface = surface[atoms.positions[surface, 1] > keep_below]
+        surface = _surface_above(atoms, element, keep_below)
         if len(surface) < 2:
             break
-        mover, host = rng.choice(surface, size=2, replace=False)
-        site = _outward_site(atoms, host, element)
+        mover = int(rng.choice(surface))
         others = atoms[np.arange(len(atoms)) != mover]
-        if _free(others, site, element):
-            atoms.positions[mover] = site
+        sites = hollow_sites(others, element, _surface_above(others, element, keep_below), keep_below)
+        sites = sites[np.linalg.norm(sites - atoms.positions[mover], axis=1) > 0.5 * d]
+        if len(sites):
+            atoms.positions[mover] = sites[rng.integers(len(sites))]
     return atoms
 
 
@@ -256,9 +317,13 @@ def contact_anchor(particle: Atoms, gap: float = SUPPORT_GAP) -> np.ndarray:
     return np.array([positions[:, 0].mean(), positions[:, 1].min() - gap, positions[:, 2].mean()])
 
 
+# Room (A) between the outermost atoms and the cell's faces along the beam: keeps every atom strictly
+# inside the cell (a periodic wrap never moves one across it) while adding no vacuum slice.
+BEAM_MARGIN = 0.1
+
+
 def assemble_specimen(particle: Atoms, support: str, thickness: float, cell_xy: tuple[float, float],
-                      interface_y: float, tilt_deg: tuple[float, float], anchor: np.ndarray | None = None,
-                      padding: float = 2.0) -> Specimen:
+                      interface_y: float, tilt_deg: tuple[float, float], anchor: np.ndarray | None = None) -> Specimen:
     """Put ``particle`` on a ``support`` slab of ``thickness`` (A, along the beam) in a cell of
     lateral size ``cell_xy`` (A) whose support surface is at ``interface_y``; tilt the specimen by
     ``tilt_deg`` (about x, then y; degrees) around the particle's contact point.
@@ -268,11 +333,16 @@ def assemble_specimen(particle: Atoms, support: str, thickness: float, cell_xy: 
     frames do not move the rest of the particle. The support is built wider than the cell, tilted,
     then cut back to the cell laterally and to ``thickness`` along the beam, so the tilt leaves no
     hole at the cell edges.
+
+    Along the beam the cell ends :data:`BEAM_MARGIN` beyond the outermost atoms, with no vacuum
+    slices: vacuum before the specimen leaves a plane wave unchanged, vacuum after it only moves
+    the plane at which the exit wave is taken, i.e. the defocus reference (tests/test_simulate.py
+    shows the equivalence). The defocus is thus measured from the specimen's exit surface.
     """
     width, height = cell_xy
     particle = particle.copy()
     particle_depth = np.ptp(particle.positions[:, 2])
-    depth = max(thickness, particle_depth) + 2 * padding + 4.0
+    depth = max(thickness, particle_depth) + 8.0   # room for the tilt while building; trimmed below
     zc = depth / 2
     contact = np.array([width / 2, interface_y, zc])
     particle.positions += contact - (contact_anchor(particle) if anchor is None else anchor)
@@ -287,7 +357,9 @@ def assemble_specimen(particle: Atoms, support: str, thickness: float, cell_xy: 
     keep = (bp[:, 0] >= 0) & (bp[:, 0] < width) & (bp[:, 1] >= 0) & (np.abs(bp[:, 2] - zc) <= thickness / 2)
     block = block[keep]
     atoms = particle + block
-    atoms.cell = [width, height, depth]
+    z = atoms.positions[:, 2]
+    atoms.positions[:, 2] += BEAM_MARGIN - z.min()
+    atoms.cell = [width, height, float(np.ptp(z)) + 2 * BEAM_MARGIN]
     atoms.pbc = True
     centre = particle.positions[:, :2].mean(axis=0)
     return Specimen(atoms=atoms, particle=np.arange(len(particle)), centre=centre)
