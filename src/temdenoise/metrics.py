@@ -101,6 +101,21 @@ def psnr_header(conventions: Sequence[str]) -> str:
     return f"TEM PSNR columns: {named}; psnr (rankings, paired differences) = psnr_{conventions[0]}"
 
 
+def table_convention(conventions: Sequence[str]) -> str:
+    """The convention sentence of a table header whose TEM rows carry the PSNR columns of
+    ``conventions`` (:func:`psnr_header`); :data:`CONVENTION` when there are none."""
+    if not conventions:
+        return CONVENTION["unit"]
+    return ("PSNR and SSIM per image; natural: estimate clamped to [0,1], data_range=1; TEM SSIM: normalised "
+            f"intensity (vacuum=1), data_range=max(clean)-min(clean) per image; {psnr_header(conventions)}")
+
+
+def tem_psnr_conventions(columns: Sequence[str]) -> list[str]:
+    """The TEM PSNR conventions scored in a metric table with ``columns`` (its ``psnr_<name>``
+    columns, in column order: the primary one first, as :func:`psnr_columns` writes them)."""
+    return [name for column in columns if column.startswith("psnr_") and (name := column[5:]) in TEM_PSNR]
+
+
 def ssim(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:
     """SSIM of ``estimate`` against ``clean``; videos are averaged frame by frame."""
     clean = np.asarray(clean, dtype=np.float64)
