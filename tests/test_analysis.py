@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from temdenoise import metrics
 from temdenoise.analysis import filters, generalization, net_bias
 from temdenoise.benchmark import METRIC_COLUMNS
 from temdenoise.models import build_model
@@ -40,6 +41,26 @@ def test_generalization_table_and_outputs(tmp_path) -> None:
         assert (tmp_path / f"out.{key}").stat().st_size > 0
     with pytest.raises(ValueError, match="no metrics"):
         generalization.generalization_table(paths, ["dncnn", "unet"], ranges)
+
+
+def test_tem_generalization_tables_carry_every_psnr_convention(tmp_path) -> None:
+    paths = []
+    for dose in (5, 50):
+        for method, gain in (("noisy", 0.0), ("dncnn", 4.0)):
+            path = tmp_path / f"poisson-{dose}-{method}.csv"
+            # psnr_seed_counts 3 dB below psnr_range: the two columns must not be confused
+            pd.DataFrame({"dataset": "tem", "noise": f"poisson-{dose}", "method": method, "image": [0, 1],
+                          "psnr": [dose + gain] * 2, "psnr_range": [dose + gain] * 2,
+                          "psnr_seed_counts": [dose + gain - 3] * 2, "ssim": 0.5}).to_csv(path, index=False)
+            paths.append(str(path))
+    outputs = {k: str(tmp_path / f"out.{k}") for k in ("csv", "markdown", "latex", "png", "svg", "pairs")}
+    ranges = {"dncnn": {"kind": "poisson", "range": [1, 50]}}
+    generalization.run_generalization(paths, ["dncnn"], ranges, "tem", outputs, {"dncnn": TWINS["dncnn"]})
+    written = pd.read_csv(outputs["csv"]).set_index(["score", "model"])
+    assert written.loc[("psnr", "dncnn"), "5"] == pytest.approx(9.0)
+    assert written.loc[("psnr_seed_counts", "dncnn"), "5"] == pytest.approx(6.0)
+    markdown = open(outputs["markdown"]).read()
+    assert metrics.psnr_header(["range", "seed_counts"]) in markdown and "Column psnr_seed_counts" in markdown
 
 
 TWINS = {"dncnn": {"family": "dncnn", "params": {"depth": 7}},

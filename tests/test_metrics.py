@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+from temdenoise import metrics
+from temdenoise.conditions import parse_condition
 from temdenoise.metrics import psnr, ssim
 
 
@@ -26,3 +28,21 @@ def test_video_ssim_averages_frames_and_unknown_domain_fails():
     assert ssim(video, video, "tem") == pytest.approx(1.0)
     with pytest.raises(ValueError, match="domain"):
         psnr(video, video, "astro")
+
+
+def test_seed_counts_psnr_is_the_tem_papers_clamped_count_convention():
+    # dose 10 e/A^2 x (0.2 A)^2 = 0.4 counts per unit intensity: clean counts (0.4, 0.2, 0.8, 1.2 -> 1),
+    # estimate counts (0.4, 0.4, 0.8, 2.0 -> 1); only the second pixel differs (by 0.2 count) once
+    # both are clamped to [0, 1] count: MSE 0.01 at data range 1, 20 dB
+    clean = np.array([[1.0, 0.5], [2.0, 3.0]])
+    estimate = np.array([[1.0, 1.0], [2.0, 5.0]])
+    assert metrics.seed_counts_psnr(clean, estimate, dose=10, pixel_size=0.2) == pytest.approx(20.0, abs=1e-5)
+    columns = metrics.psnr_columns(clean, estimate, "tem", ["range", "seed_counts"], parse_condition("poisson-10"), 0.2)
+    # range convention: data range 2.5 of the clean image, intensity errors (0, 0.5, 0, 2): MSE 1.0625
+    assert columns["psnr"] == columns["psnr_range"] == pytest.approx(10 * np.log10(2.5**2 / 1.0625))
+    assert columns["psnr_seed_counts"] == pytest.approx(20.0, abs=1e-5)
+    primary = metrics.psnr_columns(clean, estimate, "tem", ["seed_counts", "range"], parse_condition("poisson-10"), 0.2)
+    assert primary["psnr"] == columns["psnr_seed_counts"]
+    gaussian = metrics.psnr_columns(clean, estimate, "tem", ["range", "seed_counts"], parse_condition("gaussian-25"), 0.2)
+    assert np.isnan(gaussian["psnr_seed_counts"])
+    assert set(metrics.psnr_columns(clean / 3, estimate / 5, "natural", ["range"], parse_condition("gaussian-25"), 1.0)) == {"psnr"}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
+from temdenoise.metrics import psnr_header
 from test_html_report import headline_tables_of
 from test_provenance import check_results_carry_provenance
 
@@ -37,6 +38,17 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
             assert group[(dataset, noise, method)] > noisy, (dataset, noise, method)
     markdown = (tables / "psnr_summary.md").read_text()
     assert "data_range" in markdown and "| wiener" in markdown
+    # both TEM PSNR conventions (metrics.tem_psnr default), as columns and named in the headers
+    tem_rows = tidy["dataset"] == "tem"
+    assert tidy.loc[tem_rows, ["psnr_range", "psnr_seed_counts"]].notna().all().all()
+    assert (tidy.loc[tem_rows, "psnr"] == tidy.loc[tem_rows, "psnr_range"]).all()
+    assert tidy.loc[~tem_rows, ["psnr_range", "psnr_seed_counts"]].isna().all().all()  # natural: psnr only
+    header = psnr_header(["range", "seed_counts"])
+    assert header in markdown and "column psnr_seed_counts" in markdown
+    tem_table = pd.read_csv(tables / "tem_table.csv")
+    assert tem_table[["psnr_range_mean", "psnr_seed_counts_mean"]].notna().all().all()
+    tem_markdown = (tables / "tem_table.md").read_text()
+    assert header in tem_markdown and "PSNR range (dB)" in tem_markdown and "PSNR seed_counts (dB)" in tem_markdown
     assert "\\toprule" in (tables / "psnr_summary.tex").read_text()
     for name in ("psnr_vs_noise.png", "psnr_vs_noise.svg", "example_tem_poisson-50.png", "example_natural_gaussian-25.svg"):
         assert (plots / name).stat().st_size > 0, name

@@ -74,14 +74,18 @@ def denoise_split(
 def evaluate_split(
     clean_path: str,
     estimate_path: str,
+    metadata_path: str,
     dataset: str,
     domain: str,
+    tem_psnr: Sequence[str],
     noise: str,
     method: str,
     out: str,
     frames_out: str | None = None,
 ) -> None:
-    """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the convention).
+    """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the conventions):
+    columns of :data:`METRIC_COLUMNS`, TEM datasets also ``psnr_<name>`` per convention of
+    ``tem_psnr`` (:func:`temdenoise.metrics.psnr_columns`; pixel sizes from ``metadata_path``).
 
     Videos are scored whole (PSNR over all frames) in ``out``; ``frames_out``, for video datasets,
     adds one row per frame, the items of the paired comparisons of the UDVD table.
@@ -90,21 +94,27 @@ def evaluate_split(
     estimate = load_stack(estimate_path)
     if len(clean) != len(estimate):
         raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
-    rows = [
-        (dataset, noise, method, index, metrics.psnr(c, e, domain), metrics.ssim(c, e, domain))
-        for index, (c, e) in enumerate(zip(clean, estimate))
-    ]
-    save_table(out, pd.DataFrame(rows, columns=METRIC_COLUMNS))
+    condition = parse_condition(noise)
+    sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean)) if domain == "tem" else [1.0] * len(clean)
+
+    def scores(c: np.ndarray, e: np.ndarray, pixel_size: float) -> dict[str, float]:
+        psnr = metrics.psnr_columns(c, e, domain, tem_psnr, condition, pixel_size)
+        return psnr | {"ssim": metrics.ssim(c, e, domain)}
+
+    key = {"dataset": dataset, "noise": noise, "method": method}
+    items = list(enumerate(zip(clean, estimate, sizes)))
+    rows = [key | {"image": index} | scores(c, e, size) for index, (c, e, size) in items]
+    save_table(out, pd.DataFrame(rows))
     if frames_out is None:
         return
     if any(np.ndim(item) != 3 for item in clean):
         raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
     frames = [
-        (dataset, noise, method, index, frame, metrics.psnr(cf, ef, domain), metrics.ssim(cf, ef, domain))
-        for index, (c, e) in enumerate(zip(clean, estimate))
+        key | {"image": index, "frame": frame} | scores(cf, ef, size)
+        for index, (c, e, size) in items
         for frame, (cf, ef) in enumerate(zip(c, e))
     ]
-    save_table(frames_out, pd.DataFrame(frames, columns=FRAME_METRIC_COLUMNS))
+    save_table(frames_out, pd.DataFrame(frames))
 
 
 def collect_metrics(paths: Sequence[str]) -> pd.DataFrame:
@@ -118,22 +128,31 @@ def noise_order(noise: pd.Series) -> pd.Series:
     return parsed.map(lambda c: (c.kind != "poisson", -c.level if c.kind == "poisson" else c.level))
 
 
+def score_statistics(tidy: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """Mean and std per group ``by`` of PSNR (``psnr`` and every TEM convention's ``psnr_<name>``
+    column, :func:`temdenoise.metrics.tem_psnr_conventions`) and SSIM, and the number of items."""
+    scores = ["psnr", *(f"psnr_{name}" for name in metrics.tem_psnr_conventions(tidy.columns)), "ssim"]
+    statistics = {f"{column}_{stat}": (column, stat) for column in scores for stat in ("mean", "std")}
+    summary = tidy.groupby(list(by), sort=False).agg(**statistics, images=("psnr", "size")).reset_index()
+    for column in scores:  # one item has no spread; a score undefined in a group (seed_counts, Gaussian) stays NaN
+        std, defined = summary[f"{column}_std"], summary[f"{column}_mean"].notna()
+        summary[f"{column}_std"] = std.mask(std.isna() & defined, 0.0)
+    return summary
+
+
 def summary_table(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of PSNR and SSIM per dataset, noise condition and method."""
-    summary = (
-        tidy.groupby(["dataset", "noise", "method"], sort=False)
-        .agg(psnr_mean=("psnr", "mean"), psnr_std=("psnr", "std"), ssim_mean=("ssim", "mean"),
-             ssim_std=("ssim", "std"), images=("psnr", "size"))
-        .reset_index()
-    )
-    return summary.fillna({"psnr_std": 0.0, "ssim_std": 0.0})
+    """Mean and std of PSNR (every convention) and SSIM per dataset, noise condition and method."""
+    return score_statistics(tidy, ["dataset", "noise", "method"])
 
 
-def _wide(summary: pd.DataFrame, dataset: str, fmt: str) -> pd.DataFrame:
-    """Methods x noise conditions of one dataset, cells ``mean +- std``, best methods first."""
+def _wide(summary: pd.DataFrame, dataset: str, fmt: str, score: str = "psnr") -> pd.DataFrame:
+    """Methods x noise conditions of one dataset, cells ``mean +- std`` of ``score`` (``–`` where it
+    is undefined), best methods first by the primary PSNR."""
     part = summary[summary["dataset"] == dataset]
     order = part.drop_duplicates("noise").sort_values("noise", key=noise_order)["noise"].tolist()
-    cells = part.assign(cell=[fmt.format(m, s) for m, s in zip(part["psnr_mean"], part["psnr_std"])])
+    cells = part.assign(cell=[
+        "–" if pd.isna(m) else fmt.format(m, s) for m, s in zip(part[f"{score}_mean"], part[f"{score}_std"])
+    ])
     wide = cells.pivot(index="method", columns="noise", values="cell")[order].fillna("–")  # pair not run
     rank = part.groupby("method")["psnr_mean"].mean().sort_values(ascending=False)
     return wide.loc[rank.index]
@@ -173,23 +192,31 @@ def write_tables(
     items = tidy if items is None else items
     pairs = ranked_pairs(summary, items, named)
     save_table(pairs_csv, pairs)
-    convention = metrics.CONVENTION["unit"]
+    conventions = metrics.tem_psnr_conventions(tidy.columns)
+    convention = metrics.table_convention(conventions)
     unit = "frame" if "frame" in items else "image"
     note = delta_note(unit)
     md_parts = [f"# PSNR (dB), mean ± std over test images\n\nConvention: {convention}.\n"]
     tex_parts = [f"% PSNR (dB), mean +- std over test images. Convention: {convention}.\n"]
     for dataset in summary["dataset"].unique():
-        md_parts.append(f"\n## {dataset}\n\n" + _wide(summary, dataset, "{:.2f} ± {:.2f}").to_markdown() + "\n")
+        rows = summary[summary["dataset"] == dataset]
+        # "psnr" is the first convention's; the others (those defined on this dataset) follow in their own tables
+        defined = [f"psnr_{name}" for name in conventions[1:] if rows[f"psnr_{name}_mean"].notna().any()]
+        for score in ["psnr", *defined]:
+            heading = f"## {dataset}" if score == "psnr" else f"PSNR (dB) on {dataset}, column {score}:"
+            wide = _wide(summary, dataset, "{:.2f} ± {:.2f}", score)
+            md_parts.append(f"\n{heading}\n\n{wide.to_markdown()}\n")
+            wide_tex = _wide(summary, dataset, "{:.2f} $\\pm$ {:.2f}", score)
+            wide_tex = wide_tex.rename(index=tex_escape, columns=tex_escape)
+            wide_tex.index.name = wide_tex.columns.name = None
+            caption = tex_escape(f"PSNR (dB, column {score}) on {dataset}. Paired differences (Δ, 95% interval, column "
+                                 f"psnr) in the Markdown table and {pairs_csv.rsplit('/', 1)[-1]}. {convention}.")
+            label = f"tab:psnr-{dataset}" + ("" if score == "psnr" else f"-{score}")
+            tex_parts.append(wide_tex.to_latex(caption=caption, label=label.replace("_", "-")))
         part = pairs[pairs["dataset"] == dataset].sort_values("noise", key=noise_order, kind="stable")
         md_parts.append(f"\nPaired differences on {dataset}: each method vs the next-ranked one in the same "
                         f"condition{' and the named comparisons' if named else ''}. {note}.\n\n"
                         + pairs_display(part, by=["noise"]).to_markdown(index=False) + "\n")
-        wide_tex = _wide(summary, dataset, "{:.2f} $\\pm$ {:.2f}")
-        wide_tex = wide_tex.rename(index=tex_escape, columns=tex_escape)
-        wide_tex.index.name = wide_tex.columns.name = None
-        caption = tex_escape(f"PSNR (dB) on {dataset}. Paired differences (Δ, 95% interval) in the Markdown "
-                             f"table and {pairs_csv.rsplit('/', 1)[-1]}. {convention}.")
-        tex_parts.append(wide_tex.to_latex(caption=caption, label=f"tab:psnr-{dataset.replace('_', '-')}"))
     save_text(markdown, "".join(md_parts))
     save_text(latex, "\n".join(tex_parts))
     return pairs

@@ -1,16 +1,33 @@
 """Image-quality metrics with an explicit data range (scikit-image implementations).
 
-Conventions (repeated in every table header, see :data:`CONVENTION`):
+Conventions (repeated in every table header, see :data:`CONVENTION` and :data:`TEM_PSNR`):
 
 * natural images, values in [0, 1]: the estimate is clamped to [0, 1] and ``data_range = 1``;
-* TEM images, normalised intensity (vacuum = 1): ``data_range = max(clean) - min(clean)`` of each
-  clean image, no clamping.
+* TEM images, normalised intensity (vacuum = 1), under named PSNR conventions (the first listed
+  is the primary one: column ``psnr``, rankings, paired Δ):
+
+  - ``range``: ``data_range = max(clean) - min(clean)`` of each clean image, no clamping;
+  - ``seed_counts``: the convention of Mohan et al., "Deep denoising for scientific discovery"
+    (IEEE TCI 2022), ``utils/metrics.py`` of their code: clean and estimate in expected electron
+    counts per pixel (intensity x dose x pixel area), both scaled by 255 and clamped to
+    [0, 255] in float32, PSNR with ``data_range = 255`` (that is: clamped to [0, 1] count,
+    data range 1). Defined for Poisson conditions only (a Gaussian condition has no dose).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from temdenoise.conditions import NoiseCondition
+
+TEM_PSNR = {
+    "range": "normalised intensity (vacuum=1), data_range=max(clean)-min(clean) per image",
+    "seed_counts": "expected electron counts per pixel at the condition's dose and pixel size, clean and estimate "
+    "clamped to [0,1] count, data_range=1 (the TEM paper's code)",
+}
 
 CONVENTION = {
     "unit": "PSNR and SSIM per image; natural: estimate clamped to [0,1], data_range=1; "
@@ -36,6 +53,67 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:
     """PSNR in dB of ``estimate`` against ``clean`` (videos: over all frames)."""
     clean = np.asarray(clean, dtype=np.float64)
     return float(peak_signal_noise_ratio(clean, _prepare(estimate, domain), data_range=data_range(clean, domain)))
+
+
+def seed_counts_psnr(clean: np.ndarray, estimate: np.ndarray, dose: float, pixel_size: float) -> float:
+    """PSNR in dB of the TEM paper's code (module docstring, ``seed_counts``) of normalised-intensity
+    images at ``dose`` (e/A^2) and ``pixel_size`` (A): counts per pixel, x255, clamped to [0, 255]
+    in float32, ``data_range = 255`` (videos: over all frames)."""
+    counts_per_intensity = dose * pixel_size**2
+
+    def to_byte_scale(image: np.ndarray) -> np.ndarray:
+        counts = np.asarray(image, dtype=np.float64) * counts_per_intensity
+        return np.clip(counts * 255, 0, 255).astype(np.float32)
+
+    return float(peak_signal_noise_ratio(to_byte_scale(clean), to_byte_scale(estimate), data_range=255))
+
+
+def psnr_columns(
+    clean: np.ndarray,
+    estimate: np.ndarray,
+    domain: str,
+    conventions: Sequence[str],
+    condition: NoiseCondition,
+    pixel_size: float,
+) -> dict[str, float]:
+    """PSNR columns of one item: ``psnr`` under the primary (first) convention and ``psnr_<name>``
+    for every TEM convention of ``conventions``; natural images have ``psnr`` only. ``seed_counts``
+    is NaN under a Gaussian condition (no dose)."""
+    if domain != "tem":
+        return {"psnr": psnr(clean, estimate, domain)}
+    unknown = set(conventions) - set(TEM_PSNR)
+    if unknown or not conventions:
+        raise ValueError(f"unknown TEM PSNR convention(s) {sorted(unknown)} (known: {list(TEM_PSNR)})")
+    scores = {}
+    for name in conventions:
+        if name == "range":
+            scores[name] = psnr(clean, estimate, domain)
+        elif condition.kind == "poisson":
+            scores[name] = seed_counts_psnr(clean, estimate, condition.level, pixel_size)
+        else:
+            scores[name] = float("nan")
+    return {"psnr": scores[conventions[0]]} | {f"psnr_{name}": score for name, score in scores.items()}
+
+
+def psnr_header(conventions: Sequence[str]) -> str:
+    """The table-header sentence naming the TEM PSNR columns of ``conventions`` (primary first)."""
+    named = "; ".join(f"psnr_{name}: {TEM_PSNR[name]}" for name in conventions)
+    return f"TEM PSNR columns: {named}; psnr (rankings, paired differences) = psnr_{conventions[0]}"
+
+
+def table_convention(conventions: Sequence[str]) -> str:
+    """The convention sentence of a table header whose TEM rows carry the PSNR columns of
+    ``conventions`` (:func:`psnr_header`); :data:`CONVENTION` when there are none."""
+    if not conventions:
+        return CONVENTION["unit"]
+    return ("PSNR and SSIM per image; natural: estimate clamped to [0,1], data_range=1; TEM SSIM: normalised "
+            f"intensity (vacuum=1), data_range=max(clean)-min(clean) per image; {psnr_header(conventions)}")
+
+
+def tem_psnr_conventions(columns: Sequence[str]) -> list[str]:
+    """The TEM PSNR conventions scored in a metric table with ``columns`` (its ``psnr_<name>``
+    columns, in column order: the primary one first, as :func:`psnr_columns` writes them)."""
+    return [name for column in columns if column.startswith("psnr_") and (name := column[5:]) in TEM_PSNR]
 
 
 def ssim(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:

@@ -57,6 +57,8 @@ rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",
         estimate=estimate_file,
+        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
+        metadata="results/data/{dataset}/test.csv",
     output:
         scores="results/metrics/{dataset}/{noise}/{model}.csv",
     log:
@@ -73,6 +75,7 @@ rule evaluate:
         runtime=resource("evaluate", "runtime"),
     params:
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
+        tem_psnr=config["metrics"]["tem_psnr"],
     script:
         "../../scripts/evaluate.py"
 

@@ -37,15 +37,19 @@ def range_label(noise_range: Mapping[str, Any] | None) -> str:
 
 
 def generalization_table(
-    metric_paths: Sequence[str], models: Sequence[str], train_noise: Mapping[str, Mapping[str, Any]]
+    metric_paths: Sequence[str],
+    models: Sequence[str],
+    train_noise: Mapping[str, Mapping[str, Any]],
+    score: str = "psnr",
 ) -> pd.DataFrame:
-    """Mean PSNR per model (rows, in ``models`` order, noisy input first) and noise level (columns).
+    """Mean PSNR (column ``score`` of the metric files) per model (rows, in ``models`` order, noisy
+    input first) and noise level (columns).
 
     ``train_noise`` maps each model to its training range (``{kind, range}``), shown in a column.
     """
     summary = summary_table(collect_metrics(metric_paths))
     summary["level"] = summary["noise"].map(lambda name: parse_condition(name).level)
-    wide = summary.pivot_table(index="method", columns="level", values="psnr_mean")
+    wide = summary.pivot_table(index="method", columns="level", values=f"{score}_mean")
     kinds = {parse_condition(name).kind for name in summary["noise"]}
     if len(kinds) != 1:
         raise ValueError(f"generalisation table mixes noise kinds {sorted(kinds)}; use one kind per table")
@@ -70,29 +74,39 @@ def generalization_pairs(metric_paths: Sequence[str], entries: Mapping[str, Mapp
 
 
 def write_generalization_tables(
-    table: pd.DataFrame, pairs: pd.DataFrame, dataset: str, csv: str, markdown: str, latex: str, pairs_csv: str
+    tables: Mapping[str, pd.DataFrame],
+    pairs: pd.DataFrame,
+    dataset: str,
+    conventions: Sequence[str],
+    csv: str,
+    markdown: str,
+    latex: str,
+    pairs_csv: str,
 ) -> None:
-    """The table and the bias-free vs biased ``pairs`` as CSV, Markdown and LaTeX, each headed by
-    the PSNR convention."""
-    save_table(csv, table.reset_index())
+    """The ``tables`` (one per PSNR column, ``psnr`` first; rows of each in the CSV with the column
+    name under ``score``) and the bias-free vs biased ``pairs`` (on ``psnr``) as CSV, Markdown and
+    LaTeX, each headed by the PSNR conventions (``conventions``: the TEM ones scored, else none)."""
+    save_table(csv, pd.concat([table.reset_index() for table in tables.values()], keys=list(tables), names=["score"])
+               .reset_index(level=0))
     save_table(pairs_csv, pairs)
-    convention, note = metrics.CONVENTION["unit"], delta_note("image")
-    kind = table.columns.name
+    convention, note = metrics.table_convention(conventions), delta_note("image")
+    kind = tables["psnr"].columns.name
     title = f"Mean PSNR (dB) on the {dataset} test set vs noise level ({kind}); models trained on the stated range"
     twins = pairs_display(pairs, by=["noise"])
-    save_text(markdown, f"# {title}\n\nConvention: {convention}.\n\n{table.round(2).to_markdown()}\n\n"
-              f"Bias-free vs biased twin at each level. {note}.\n\n{twins.to_markdown(index=False)}\n")
-    tex = table.round(2).rename(index=tex_escape)
-    tex.index.name = tex.columns.name = None
     label = f"tab:generalization-{dataset.replace('_', '-')}"
-    save_text(
-        latex,
-        tex.to_latex(float_format="%.2f", caption=tex_escape(f"{title}. {convention}."), label=label)
-        + "\n"
-        + twins.map(tex_escape).rename(columns=tex_escape).to_latex(
-            index=False, caption=tex_escape(f"Bias-free vs biased twin on the {dataset} test set. {note}."),
-            label=f"{label}-pairs"),
-    )
+    md, tex = [f"# {title}\n\nConvention: {convention}.\n"], []
+    for score, table in tables.items():
+        md.append(f"\nColumn {score}:\n\n{table.round(2).to_markdown()}\n")
+        shown = table.round(2).rename(index=tex_escape)
+        shown.index.name = shown.columns.name = None
+        tex.append(shown.to_latex(float_format="%.2f", caption=tex_escape(f"{title}, column {score}. {convention}."),
+                                  label=label if score == "psnr" else f"{label}-{score.replace('_', '-')}"))
+    md.append(f"\nBias-free vs biased twin at each level (column psnr). {note}.\n\n{twins.to_markdown(index=False)}\n")
+    tex.append(twins.map(tex_escape).rename(columns=tex_escape).to_latex(
+        index=False, caption=tex_escape(f"Bias-free vs biased twin on the {dataset} test set (column psnr). {note}."),
+        label=f"{label}-pairs"))
+    save_text(markdown, "".join(md))
+    save_text(latex, "\n".join(tex))
 
 
 def plot_generalization(
@@ -131,11 +145,16 @@ def run_generalization(
     outputs: Mapping[str, str],
     entries: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
-    """Table (``csv``, ``markdown``, ``latex``), bias-free vs biased pairs (``pairs``) and plot
-    (``png``, ``svg``) of one dataset's study; ``entries``: the models' method entries."""
-    table = generalization_table(metric_paths, models, train_noise)
+    """Tables (``csv``, ``markdown``, ``latex``: the primary ``psnr`` and every other TEM convention's
+    column defined on the dataset), bias-free vs biased pairs (``pairs``) and plot (``png``, ``svg``,
+    primary ``psnr``) of one dataset's study; ``entries``: the models' method entries. Returns the
+    primary table."""
+    tidy = collect_metrics(metric_paths)
+    conventions = metrics.tem_psnr_conventions(tidy.columns)
+    scores = ["psnr", *(f"psnr_{name}" for name in conventions[1:] if tidy[f"psnr_{name}"].notna().any())]
+    tables = {score: generalization_table(metric_paths, models, train_noise, score) for score in scores}
     pairs = generalization_pairs(metric_paths, {m: entries[m] for m in models})
-    write_generalization_tables(table, pairs, dataset, outputs["csv"], outputs["markdown"], outputs["latex"],
-                                outputs["pairs"])
-    plot_generalization(table, train_noise, dataset, outputs["png"], outputs["svg"])
-    return table
+    write_generalization_tables(tables, pairs, dataset, conventions, outputs["csv"], outputs["markdown"],
+                                outputs["latex"], outputs["pairs"])
+    plot_generalization(tables["psnr"], train_noise, dataset, outputs["png"], outputs["svg"])
+    return tables["psnr"]

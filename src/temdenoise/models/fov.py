@@ -18,7 +18,8 @@ def gradient_support(model: nn.Module, size: int, seed: int = 0) -> torch.Tensor
     """Boolean ``(size, size)`` map of input pixels with a non-zero gradient of the centre output."""
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
-    in_channels = next(p for p in model.parameters() if p.dim() == 4).shape[1]
+    # a video model takes its frames as channels; otherwise the first convolution says how many
+    in_channels = getattr(model, "frames", None) or next(p for p in model.parameters() if p.dim() == 4).shape[1]
     image = torch.rand(1, in_channels, size, size, generator=generator).to(device).requires_grad_(True)
     output = model(image)
     output[0, 0, size // 2, size // 2].backward()

@@ -1,23 +1,36 @@
 """Apply a trained network to images of any size: whole image, or overlapping tiles blended.
 
 Sizes not divisible by the network's ``size_multiple`` (``2**scales`` for a UNet) are padded by
-reflection and cropped back. Tiling bounds the memory for large images: each tile of side ``tile``
-is denoised alone and tiles overlapping by ``overlap`` pixels are blended with weights that are
-negligible near a tile border and ramp up linearly towards its inside, so the pixels a tile sees
-least context for count least. Tiles
-should overlap by at least the field of view for the result to match whole-image inference (the
-seed's large UNet lost 4 dB with too little overlap).
+reflection and cropped back. Tiling bounds the memory for large images: each tile is denoised
+alone and the tiles are blended so that the result equals whole-image inference (up to float
+rounding) whenever the tiles overlap by at least the network's field of view (FoV):
+
+* tile starts are multiples of ``size_multiple``, so every tile sees the pooling grid of the whole
+  image (a UNet's max-pooling windows, and so its output, depend on where the grid starts);
+* the last tile of a row or column ends on the image border (it may be up to ``size_multiple - 1``
+  pixels longer than ``tile``), so it is padded exactly as the whole image is;
+* only edges cut inside the image are tapered: a tile's weight is 0 within half a FoV of such an
+  edge (those pixels miss part of their FoV) and ramps linearly up to 1 across the rest of the
+  overlap; an edge on the image border keeps weight 1, since whole-image inference sees that
+  very border there.
+
+With an overlap below the FoV no tile sees the whole FoV of the pixels midway between two tile
+starts; they are then blended from truncated FoVs (a warning says by how much), the cause of the
+seed's 4 dB loss of a large UNet tiled with too little overlap.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import warnings
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
+
+from temdenoise.models.fov import measure_fov
 
 
 def pad_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -36,32 +49,125 @@ def _apply(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     return model(padded)[..., :height, :width]
 
 
+def tile_spans(length: int, tile: int, step: int, multiple: int = 1) -> list[tuple[int, int]]:
+    """``(start, end)`` of tiles covering ``[0, length)``: starts are multiples of ``multiple``
+    ``step`` apart (``step`` itself a multiple of it), every tile is ``tile`` long except the
+    last, which ends at ``length`` and starts at the last multiple of ``multiple`` that leaves it
+    at least ``tile`` long (so it overlaps its neighbour by at least ``tile - step``)."""
+    if step <= 0 or step % multiple:
+        raise ValueError(f"tile step {step} must be a positive multiple of {multiple}")
+    last = max(length - tile, 0) // multiple * multiple
+    return [(start, start + tile) for start in range(0, last, step)] + [(last, length)]
+
+
+def _edge_taper(length: int, margin: float, width: float) -> torch.Tensor:
+    """Weights of the pixels of a tile side of ``length`` by distance from one tapered edge: 0 up to
+    ``margin`` (the pixels whose FoV the edge cuts), rising linearly to 1 over the next ``width``."""
+    distance = torch.arange(length, dtype=torch.float32) + 0.5
+    return torch.clamp((distance - margin) / width, 0.0, 1.0)
+
+
+def _taper(length: int, overlap: int, taper_head: bool, taper_tail: bool, fov: int | None) -> torch.Tensor:
+    """1-D blending weights of a tile side of ``length`` whose head and/or tail edge is cut inside
+    the image. Without a known ``fov`` the zero zone is the outer quarter of the overlap. The
+    taper ends at ``overlap - margin``, so two tiles overlapping by ``overlap`` cross-fade, and
+    at least one of them has a positive weight at every pixel (``margin < overlap / 2``)."""
+    margin = overlap / 4 if fov is None else min(fov, overlap - 1) / 2
+    width = max(overlap - 2 * margin, 1.0)
+    weight = torch.ones(length)
+    if taper_head:
+        weight = weight * _edge_taper(length, margin, width)
+    if taper_tail:
+        weight = weight * _edge_taper(length, margin, width).flip(0)
+    return weight
+
+
+# ``_starts`` and ``_ramp`` are the tiling of ``models.udvd._apply_tiled`` (every edge tapered, a
+# 1e-3 floor so image-border pixels keep a weight, no pooling grid); it moves to blend_tiles
+# when that module is next changed, and these two go.
 def _starts(length: int, tile: int, step: int) -> list[int]:
-    if length <= tile:
-        return [0]
-    starts = list(range(0, length - tile, step))
-    return starts + [length - tile]
+    """Tile starts without a pooling grid (see :func:`tile_spans`)."""
+    return [start for start, _ in tile_spans(length, tile, step)]
 
 
 def _ramp(length: int, overlap: int) -> torch.Tensor:
-    """1-D blending weights: ~0 on the outer quarter of the overlap (least context), rising linearly to 1
-    across its middle half, so that two overlapping tiles cross-fade around the overlap's centre."""
+    """1-D blending weights tapering both tile edges, ~0 on the outer quarter of the overlap."""
     position = torch.arange(length, dtype=torch.float32)
     distance = torch.minimum(position + 0.5, length - position - 0.5)
     return torch.clamp((distance - overlap / 4) / max(overlap / 2, 1), 1e-3, 1.0)
 
 
+def blend_tiles(
+    apply: Callable[[torch.Tensor], torch.Tensor],
+    source: torch.Tensor,
+    tile: int,
+    overlap: int,
+    multiple: int = 1,
+    fov: int | None = None,
+) -> torch.Tensor:
+    """``apply(source)`` computed tile by tile on a ``(B, C, H, W)`` tensor and blended (module docstring).
+
+    ``apply`` maps a ``(B, C, h, w)`` crop to a ``(B, C_out, h, w)`` output; the blend is
+    accumulated on the device of its outputs. ``tile`` is rounded down and the step between
+    tiles (``tile - overlap``) rounded down to multiples of ``multiple``, so the overlap may grow.
+    ``fov`` (the measured field of view) sets the zero zone at cut edges; an ``overlap`` below
+    it warns, since the result then differs from whole-image inference near the seams.
+    """
+    height, width = source.shape[-2:]
+    tile = tile // multiple * multiple
+    if overlap >= tile:
+        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile}, a multiple of {multiple})")
+    if fov is not None and overlap < fov:
+        warnings.warn(
+            f"tile overlap {overlap} px is below the field of view {fov} px: pixels within "
+            f"{(fov - overlap) / 2:.0f} px of the middle of a tile overlap miss part of their field of view, "
+            "so tiled inference differs from whole-image inference there",
+            stacklevel=2,
+        )
+    step = max((tile - overlap) // multiple * multiple, multiple)
+    total = weights = None
+    rows, cols = tile_spans(height, tile, step, multiple), tile_spans(width, tile, step, multiple)
+    for top, bottom in rows:
+        row_weight = _taper(bottom - top, overlap, top > 0, bottom < height, fov)
+        for left, right in cols:
+            out = apply(source[..., top:bottom, left:right])
+            if total is None:
+                total = torch.zeros(*out.shape[:2], height, width, device=out.device)
+                weights = torch.zeros(height, width, device=out.device)
+            col_weight = _taper(right - left, overlap, left > 0, right < width, fov)
+            weight = (row_weight[:, None] * col_weight[None, :]).to(out.device)
+            total[..., top:bottom, left:right] += weight * out
+            weights[top:bottom, left:right] += weight
+    return total / weights
+
+
+def field_of_view(model: nn.Module) -> int:
+    """The measured FoV of ``model`` (:func:`~temdenoise.models.fov.measure_fov`), cached on the
+    model as ``measured_fov`` since it depends on the architecture, not on the image."""
+    if getattr(model, "measured_fov", None) is None:
+        # the probe differentiates the model: allowed even when called under no_grad / inference mode
+        with torch.inference_mode(False), torch.enable_grad():
+            model.measured_fov = measure_fov(model)
+    return model.measured_fov
+
+
 def denoise_image(
-    model: nn.Module, image: np.ndarray, device: str = "cpu", tile: int | None = None, overlap: int = 64
+    model: nn.Module,
+    image: np.ndarray,
+    device: str = "cpu",
+    tile: int | None = None,
+    overlap: int = 64,
+    fov: int | None = None,
 ) -> np.ndarray:
     """Denoise one ``(H, W)`` image (or a ``(T, H, W)`` video frame by frame) with ``model`` in eval mode.
 
     ``tile=None`` denoises the whole image at once; otherwise tiles of side ``tile`` overlapping by
-    ``overlap`` pixels are denoised one by one and blended.
+    ``overlap`` pixels are denoised one by one and blended (:func:`blend_tiles`); ``fov`` defaults
+    to the model's measured field of view.
     """
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
-        return np.stack([denoise_image(model, frame, device, tile, overlap) for frame in image])
+        return np.stack([denoise_image(model, frame, device, tile, overlap, fov) for frame in image])
     if image.ndim != 2:
         raise ValueError(f"expected an (H, W) image or (T, H, W) video, got shape {image.shape}")
     model.eval()
@@ -69,19 +175,15 @@ def denoise_image(
     height, width = image.shape
     if tile is None or (height <= tile and width <= tile):
         return _apply(model, source.to(device))[0, 0].float().cpu().numpy()
-    if overlap >= tile:
-        raise ValueError(f"tile overlap ({overlap}) must be smaller than the tile ({tile})")
-    total = torch.zeros(height, width)
-    weights = torch.zeros(height, width)
-    step = tile - overlap
-    for top in _starts(height, tile, step):
-        for left in _starts(width, tile, step):
-            patch = source[..., top : top + tile, left : left + tile]
-            out = _apply(model, patch.to(device))[0, 0].float().cpu()
-            weight = _ramp(out.shape[0], overlap)[:, None] * _ramp(out.shape[1], overlap)[None, :]
-            total[top : top + out.shape[0], left : left + out.shape[1]] += weight * out
-            weights[top : top + out.shape[0], left : left + out.shape[1]] += weight
-    return (total / weights).numpy()
+    blended = blend_tiles(
+        lambda patch: _apply(model, patch.to(device)).float().cpu(),
+        source,
+        tile,
+        overlap,
+        getattr(model, "size_multiple", 1),
+        field_of_view(model) if fov is None else fov,
+    )
+    return blended[0, 0].numpy()
 
 
 def denoise_stack(

@@ -20,11 +20,12 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from temdenoise import metrics
-from temdenoise.benchmark import collect_metrics, noise_order, tex_escape
+from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
 from temdenoise.io import save_table, save_text
 from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, format_delta, pairs_display
 
 COLUMNS = ["noise", "model", "parameters", "fov", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
+"""Columns of the table; ``psnr_<name>_mean`` / ``_std`` per TEM PSNR convention follow ``psnr_std``."""
 NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
 
 
@@ -49,20 +50,16 @@ def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
 
 
 def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per (noise condition, model), best PSNR first within each condition."""
-    summary = (
-        tidy.groupby(["noise", "method"], sort=False)
-        .agg(psnr_mean=("psnr", "mean"), psnr_std=("psnr", "std"), ssim_mean=("ssim", "mean"),
-             ssim_std=("ssim", "std"), images=("psnr", "size"))
-        .reset_index()
-        .rename(columns={"method": "model"})
-        .fillna({"psnr_std": 0.0, "ssim_std": 0.0})
-    )
+    """One row per (noise condition, model), best PSNR (column ``psnr``) first within each condition,
+    with the mean and std of every TEM PSNR convention's column."""
+    summary = score_statistics(tidy, ["noise", "method"]).rename(columns={"method": "model"})
     summary["parameters"] = summary["model"].map(lambda m: info.get(m, {}).get("parameters"))
     summary["fov"] = summary["model"].map(lambda m: info.get(m, {}).get("fov"))
     summary["order"] = noise_order(summary["noise"])
     summary = summary.sort_values(["order", "psnr_mean"], ascending=[True, False])
-    return summary[COLUMNS].reset_index(drop=True)
+    conventions = metrics.tem_psnr_conventions(tidy.columns)
+    by_convention = [f"psnr_{name}_{stat}" for name in conventions for stat in ("mean", "std")]
+    return summary[COLUMNS[:6] + by_convention + COLUMNS[6:]].reset_index(drop=True)
 
 
 def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
@@ -78,7 +75,12 @@ def with_next(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     return table.merge(adjacent[["noise", "model", *NEXT_COLUMNS]], on=["noise", "model"], how="left")
 
 
-def _display(table: pd.DataFrame, pm: str) -> pd.DataFrame:
+def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str]) -> pd.DataFrame:
+    psnr_headers = {f"PSNR {name} (dB)": f"psnr_{name}" for name in conventions} or {"PSNR (dB)": "psnr"}
+
+    def spread(mean: float, std: float) -> str:
+        return "–" if pd.isna(mean) else f"{mean:.2f} {pm} {std:.2f}"  # undefined: seed_counts under Gaussian noise
+
     def count(value: Any) -> str:
         if pd.isna(value):
             return "-"
@@ -89,7 +91,8 @@ def _display(table: pd.DataFrame, pm: str) -> pd.DataFrame:
         "model": table["model"],
         "parameters": table["parameters"].map(count),
         "FoV": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
-        "PSNR (dB)": [f"{m:.2f} {pm} {s:.2f}" for m, s in zip(table["psnr_mean"], table["psnr_std"])],
+        **{header: list(map(spread, table[f"{score}_mean"], table[f"{score}_std"]))
+           for header, score in psnr_headers.items()},
         "SSIM": [f"{m:.3f}" for m in table["ssim_mean"]],
         "Δ vs next (95% CI)": ["–" if pd.isna(row["next_model"]) else format_delta(row) for _, row in table.iterrows()],
     })
@@ -119,17 +122,18 @@ def write_tem_table(
     table = with_next(table, compared)
     save_table(out_csv, table)
     save_table(out_pairs, compared)
-    convention, note = metrics.CONVENTION["unit"], delta_note("image")
+    conventions = metrics.tem_psnr_conventions(tidy.columns)
+    convention, note = metrics.table_convention(conventions), delta_note("image")
     md = [f"# TEM denoising: PSNR (dB, mean ± std over test images), SSIM, parameters, measured FoV\n\n"
           f"Convention: {convention}. FoV: gradient support of the centre output pixel. "
           f"{note}; Δ vs next compares a row with the row below it.\n"]
     tex = [f"% TEM table. Convention: {convention}.\n"]
     for noise, part in table.groupby("noise", sort=False):
         claims = compared[(compared["noise"] == noise) & compared["named"]]
-        md.append(f"\n## {noise}\n\n" + _display(part, "±").to_markdown(index=False) + "\n\n"
+        md.append(f"\n## {noise}\n\n" + _display(part, "±", conventions).to_markdown(index=False) + "\n\n"
                   f"Named comparisons ({noise}):\n\n" + pairs_display(claims).to_markdown(index=False) + "\n")
         caption = tex_escape(f"Denoising {noise} TEM images: PSNR (dB) mean $\\pm$ std. {note}. {convention}.")
-        display = _display(part, "$\\pm$").map(tex_escape).rename(columns=tex_escape)
+        display = _display(part, "$\\pm$", conventions).map(tex_escape).rename(columns=tex_escape)
         tex.append(display.to_latex(index=False, caption=caption, label=f"tab:tem-{noise}"))
     save_text(out_md, "".join(md))
     save_text(out_tex, "\n".join(tex))
