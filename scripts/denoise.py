@@ -6,7 +6,7 @@ from temdenoise.runtime import job
 with job(snakemake) as run:
     denoise_split(
         snakemake.params.entry,
-        snakemake.input.artifact,
+        snakemake.input.artifact or None,  # none for a classical family that fits nothing
         snakemake.input.noisy,
         snakemake.input.metadata,
         snakemake.wildcards.noise,
