@@ -441,6 +441,23 @@ def check_udvd():
         raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
 
 
+def check_noisy_image_methods():
+    """Before any job: each self-supervised image network has recordings to train on, and
+    Noise2Noise by binomial thinning trains on Poisson recordings."""
+    uses = [(dataset, model) for dataset, methods in config["benchmark"].items() for model in methods]
+    if UDVD:  # the UDVD table's frame-wise rows
+        uses += [(UDVD["dataset"], m) for key in ("poisson_methods", "gaussian_methods") for m in UDVD.get(key, [])]
+    for dataset, model in uses:
+        if model in noisy_image_methods():
+            recording_conditions(dataset, model)
+            objective = method_entry(model, dataset)["objective"]
+            if objective["name"] == "noise2noise" and training_noise(dataset, model)["kind"] != "poisson":
+                raise ConfigError(
+                    f"methods.{model}.objective: noise2noise thins Poisson counts; {dataset} trains it on "
+                    f"{training_noise(dataset, model)['kind']} noise"
+                )
+
+
 def udvd_table_methods(noise):
     """Rows of the UDVD table on condition ``noise``: the noisy input and that noise kind's methods."""
     return ["noisy", *UDVD.get(f"{noise.split('-')[0]}_methods", [])]

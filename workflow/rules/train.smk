@@ -132,20 +132,6 @@ rule train_udvd:
 # (temdenoise.train.noisy_images). No clean array is an input: the metadata give the pixel sizes.
 
 
-def check_noisy_image_methods():
-    """Before any job: each self-supervised image network has recordings to train on, and
-    Noise2Noise by binomial thinning trains on Poisson recordings."""
-    for dataset, methods in config["benchmark"].items():
-        for model in [m for m in methods if m in noisy_image_methods()]:
-            recording_conditions(dataset, model)
-            objective = method_entry(model, dataset)["objective"]
-            if objective["name"] == "noise2noise" and training_noise(dataset, model)["kind"] != "poisson":
-                raise ConfigError(
-                    f"methods.{model}.objective: noise2noise thins Poisson counts; {dataset} trains it on "
-                    f"{training_noise(dataset, model)['kind']} noise"
-                )
-
-
 check_noisy_image_methods()
 
 
