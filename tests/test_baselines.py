@@ -92,6 +92,11 @@ def test_bm3d_needs_its_extra(monkeypatch) -> None:
     assert families.missing_extra("nlm") is None
 
 
+def test_bm4d_takes_videos_only() -> None:
+    with pytest.raises(ValueError, match="use bm3d"):
+        registry.build({"family": "bm4d"}).denoise(np.ones((32, 32)), {}, NoiseCondition("gaussian", 25), 1.0)
+
+
 @pytest.mark.parametrize("grid, phase", [(2, (0, 1)), (4, (3, 2))])
 def test_noise2self_masking_leaves_the_target_pixels_unseen(grid, phase) -> None:
     noisy = np.random.default_rng(2).random((32, 32)).astype(np.float32)
