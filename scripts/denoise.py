@@ -8,7 +8,7 @@ with job(snakemake) as run:
     entry = snakemake.params.entry
     denoise_split(
         entry,
-        snakemake.input.artifact,
+        snakemake.input.artifact or None,  # none for a classical family that fits nothing
         snakemake.input.noisy,
         snakemake.input.metadata,
         snakemake.wildcards.noise,

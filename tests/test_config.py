@@ -32,6 +32,18 @@ CASES = {
         or c["methods"].update(net={"family": "dncnn", "datasets": {"natural": {"training": "slow"}}}),
         "methods.net.datasets.natural.training",
     ),
+    "optional extra not installed": (
+        lambda c: c.update(plugins={"licensed": {"kind": "classical", "module": "x", "extra": "absent_extra"}})
+        or c["methods"].update(licensed={"family": "licensed"}),
+        'pip install -e ".[absent_extra]"',
+    ),
+    "noise2noise on Gaussian noise": (
+        lambda c: c.update(training={"quick": {"epochs": 1}})
+        or c["methods"].update(n2n={"family": "dncnn", "objective": {"name": "noise2noise"},
+                                    "train_noise": {"kind": "gaussian", "range": [10, 60]}})
+        or c["benchmark"]["natural"].append("n2n"),
+        "methods.n2n.objective",
+    ),
     "missing folder": (
         lambda c: c["datasets"]["natural"].update(source="folder", train_folder="/nonexistent", test_folder="/x"),
         "datasets.natural.train_folder",

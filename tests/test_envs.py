@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from temdenoise.families import BUILTIN_FAMILIES
+from temdenoise.families import BUILTIN_FAMILIES, EXTRA_MODULES
 
 SRC = REPO / "src"
 
@@ -50,6 +50,10 @@ CONDA_PACKAGE = {
 # Functions whose library imports an optional package when called (pandas: tabulate for Markdown,
 # jinja2 for LaTeX through its Styler; scikit-image: PyWavelets): a call of one counts as an import.
 IMPLIED_BY_CALL = {"to_markdown": "tabulate", "to_latex": "jinja2", "denoise_wavelet": "pywt"}
+# Packages of the optional extras (pyproject [project.optional-dependencies], e.g. BM3D under a
+# non-commercial licence): never in an env file, installed by the user who accepts their terms; a
+# config that lists a family needing one fails before any job without it (temdenoise.families.missing_extra).
+OPTIONAL = {module for modules in EXTRA_MODULES.values() for module in modules}
 # Modules that import others by name at run time (the registry loads the declared families).
 DYNAMIC_IMPORTS = {"temdenoise.registry": [info.module for info in BUILTIN_FAMILIES.values()]}
 
@@ -137,7 +141,7 @@ def test_rules_were_found():
 
 @pytest.mark.parametrize("rule, env, script", RULES, ids=[r for r, _, _ in RULES])
 def test_rule_env_holds_every_imported_package(rule, env, script):
-    imported = third_party_imports(script)
+    imported = third_party_imports(script) - OPTIONAL
     unmapped = sorted(imported - set(CONDA_PACKAGE))
     assert not unmapped, f"{script.name} imports {unmapped}: add their conda package names to CONDA_PACKAGE"
     missing = sorted({CONDA_PACKAGE[name] for name in imported} - set(env_packages(env)))
@@ -148,3 +152,12 @@ def test_rule_env_holds_every_imported_package(rule, env, script):
 def test_env_pins_every_package(env):
     unpinned = [name for name, spec in env_packages(env).items() if not re.fullmatch(r"==?[0-9][0-9A-Za-z.]*", spec)]
     assert not unpinned, f"{env.name}: no exact version for {unpinned}"
+
+
+def test_optional_extras_are_pinned_extras_of_the_package():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for extra, modules in EXTRA_MODULES.items():
+        pinned = {re.match(r"([A-Za-z0-9_.\-]+)==[0-9]", spec).group(1) for spec in extras[extra]}
+        assert set(modules) <= pinned, f"extra {extra}: {sorted(modules)} not all pinned in pyproject"

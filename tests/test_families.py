@@ -13,7 +13,8 @@ def test_every_declared_family_registers_with_its_declared_kind():
     assert set(registered) == set(declared_families())
     for name, info in declared_families().items():
         cls = registered[name]
-        assert (cls.kind, getattr(cls, "video_input", False)) == (info.kind, info.video_input), name
+        assert (cls.kind, getattr(cls, "video_input", False), getattr(cls, "fits", True)) == (
+            info.kind, info.video_input, info.fits), name
         assert cls.__module__ == info.module, name
 
 

@@ -59,6 +59,7 @@ CALIBRATION_READERS = {
 SELF_SUPERVISED_TRAINING = {
     "train_udvd": "UDVD is trained on noisy recordings only",
     "udvd_augmentation": "the single-video augmentation study trains UDVD on one noisy recording",
+    "train_noisy_images": "Noise2Self / Noise2Void / Noise2Noise train image networks on noisy recordings only",
 }
 """Rules that train a self-supervised method: no clean array of any split may reach them."""
 
@@ -156,6 +157,9 @@ def test_a_leaking_rule_is_caught(tmp_path) -> None:
         ([("train_udvd", ["results/noisy/tem_video/poisson-20/train.npz", "results/data/tem_video/train.csv"])], []),
         ([("train_udvd", ["results/data/tem_video/train.npz"])],
          ["train_udvd: results/data/tem_video/train.npz (clean array in self-supervised training)"]),
+        ([("train_noisy_images", ["results/noisy/tem/poisson-20/train.npz", "results/data/tem/validation.csv"])], []),
+        ([("train_noisy_images", ["results/data/tem/validation.npz"])],
+         ["train_noisy_images: results/data/tem/validation.npz (clean array in self-supervised training)"]),
     ],
 )
 def test_leak_check_on_synthetic_jobs(jobs, expected) -> None:

@@ -37,20 +37,26 @@ def fit_classical(entry: dict[str, Any], noisy_path: str, clean_path: str, out: 
 
 def denoise_split(
     entry: dict[str, Any],
-    artifact: str,
+    artifact: str | None,
     noisy_path: str,
     metadata_path: str,
     noise: str,
     device: str,
     out: str,
 ) -> None:
-    """Denoise every item of a noisy test split with one method and save the stack."""
+    """Denoise every item of a noisy test split with one method and save the stack.
+
+    ``artifact``: the trained weights or the fitted classical state; None for a classical family
+    that fits nothing (``fits = False``: calibrated on each noisy image).
+    """
     noisy = load_stack(noisy_path)
     condition = parse_condition(noise)
     method = registry.family(entry["family"])
     if method.kind == "classical":
-        with np.load(artifact) as data:
-            state = {key: data[key] for key in data.files}
+        state = {}
+        if artifact is not None:
+            with np.load(artifact) as data:
+                state = {key: data[key] for key in data.files}
         denoiser = registry.build(entry)
         sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(noisy))
         denoised = [denoiser.denoise(item, state, condition, size) for item, size in zip(noisy, sizes)]

@@ -16,13 +16,15 @@ Families from outside the package are declared the same way, by one of two route
   process by :func:`declare_config_families` (the Snakefile at parse time, every job in
   :func:`temdenoise.runtime.job`).
 
-The family's ``module`` (importable in the jobs) registers its class with
+A declaration may also set ``fits`` and ``extra`` (see :class:`FamilyInfo`). The family's
+``module`` (importable in the jobs) registers its class with
 :func:`temdenoise.registry.register`, exactly as a built-in family's does.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Mapping
@@ -34,11 +36,16 @@ ENTRY_POINT_GROUP = "temdenoise.methods"
 @dataclass(frozen=True)
 class FamilyInfo:
     """A family's declaration: ``kind`` (``classical`` or ``network``), the ``module`` whose import
-    registers its class, and ``video_input`` (the family denoises windows of video frames)."""
+    registers its class, ``video_input`` (the family denoises windows of video frames), ``fits``
+    (a classical family learns a state from the training pairs; False: nothing to fit, no clean
+    array is read, no fit job) and ``extra`` (the optional dependency group of the package,
+    ``pip install -e ".[extra]"``, that the family needs; see :func:`missing_extra`)."""
 
     kind: str
     module: str
     video_input: bool = False
+    fits: bool = True
+    extra: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,11 +54,31 @@ class FamilyInfo:
 
 BUILTIN_FAMILIES: dict[str, FamilyInfo] = {
     "wiener": FamilyInfo("classical", "temdenoise.classical.wiener"),
-    "wavelet": FamilyInfo("classical", "temdenoise.classical.wavelet"),
+    "wavelet": FamilyInfo("classical", "temdenoise.classical.wavelet", fits=False),
     "dncnn": FamilyInfo("network", "temdenoise.models.dncnn"),
     "unet": FamilyInfo("network", "temdenoise.models.unet"),
     "udvd": FamilyInfo("network", "temdenoise.models.udvd", video_input=True),
+    # Self-supervised classical baselines (issue 23): parameters calibrated on the noisy image itself.
+    "nlm": FamilyInfo("classical", "temdenoise.classical.calibrated", fits=False),
+    "tv": FamilyInfo("classical", "temdenoise.classical.calibrated", fits=False),
+    # BM3D / BM4D (Tampere University's package, free for non-commercial use only: an optional extra).
+    "bm3d": FamilyInfo("classical", "temdenoise.classical.block_matching", fits=False, extra="bm3d"),
+    "bm4d": FamilyInfo("classical", "temdenoise.classical.block_matching", fits=False, extra="bm3d"),
 }
+
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {"bm3d": ("bm3d", "bm4d")}
+"""The importable modules each optional extra of ``pyproject.toml`` provides."""
+
+
+def missing_extra(name: str) -> str | None:
+    """The optional extra that family ``name`` needs and that is not installed, else None.
+
+    Looks the modules up without importing them (the Snakefile calls it while parsing).
+    """
+    extra = family_info(name).extra
+    if extra and any(importlib.util.find_spec(module) is None for module in EXTRA_MODULES.get(extra, (extra,))):
+        return extra
+    return None
 
 
 # Families of the config's `plugins:` section, declared for this process (declare_config_families).
@@ -64,7 +91,7 @@ def as_family_info(declaration: FamilyInfo | Mapping[str, Any], where: str) -> F
         return declaration
     if not isinstance(declaration, Mapping) or not {"kind", "module"} <= set(declaration):
         raise TypeError(f"{where}: a family declaration needs kind and module, got {declaration!r}")
-    unknown = set(declaration) - {"kind", "module", "video_input"}
+    unknown = set(declaration) - {"kind", "module", "video_input", "fits", "extra"}
     if unknown:
         raise TypeError(f"{where}: unknown declaration keys {sorted(unknown)}")
     try:

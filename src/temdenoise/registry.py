@@ -22,8 +22,8 @@ _FAMILIES: dict[str, type] = {}
 def register(name: str) -> Callable[[T], T]:
     """Class decorator: register a method family under ``name``.
 
-    The class must define ``kind = "classical"`` or ``kind = "network"``, and ``kind`` and
-    ``video_input`` (default False) must equal the family's declaration in
+    The class must define ``kind = "classical"`` or ``kind = "network"``, and ``kind``,
+    ``video_input`` (default False) and ``fits`` (default True) must equal the family's declaration in
     :mod:`temdenoise.families`, which the workflow plans with.
     """
 
@@ -31,11 +31,11 @@ def register(name: str) -> Callable[[T], T]:
         if getattr(cls, "kind", None) not in ("classical", "network"):
             raise TypeError(f"family {name!r}: class {cls.__name__} must set kind = 'classical' or 'network'")
         declared = family_info(name)
-        found = (cls.kind, getattr(cls, "video_input", False))
-        if found != (declared.kind, declared.video_input):
+        found = (cls.kind, getattr(cls, "video_input", False), getattr(cls, "fits", True))
+        if found != (declared.kind, declared.video_input, declared.fits):
             raise TypeError(
-                f"family {name!r}: class {cls.__name__} has (kind, video_input) = {found}, "
-                f"declared {(declared.kind, declared.video_input)} in temdenoise.families"
+                f"family {name!r}: class {cls.__name__} has (kind, video_input, fits) = {found}, "
+                f"declared {(declared.kind, declared.video_input, declared.fits)} in temdenoise.families"
             )
         if name in _FAMILIES and _FAMILIES[name] is not cls:
             raise ValueError(f"method family {name!r} registered twice")

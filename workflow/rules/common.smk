@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(workflow.basedir, "src")))
 
 from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
-from temdenoise.families import declare_config_families, declared_families
+from temdenoise.families import declare_config_families, declared_families, missing_extra
 from temdenoise.provenance import config_sha256
 from temdenoise.registry import entry_on, takes_videos
 from temdenoise.runtime import derive_seed
@@ -48,6 +48,13 @@ def check_config(config):
             raise ConfigError(
                 f"methods.{name}.family: unknown family {entry['family']!r}; registered: {', '.join(sorted(known))}"
             )
+        if extra := missing_extra(entry["family"]):
+            raise ConfigError(
+                f"methods.{name}.family: {entry['family']!r} needs the optional extra {extra!r}, which is not "
+                f'installed: pip install -e ".[{extra}]" (read its licence first: README, "Optional extras")'
+            )
+        if "objective" in entry and known[entry["family"]].kind != "network":
+            raise ConfigError(f"methods.{name}.objective: only networks are trained with an objective")
         for dataset in entry.get("datasets", {}):
             if dataset not in config["datasets"]:
                 raise ConfigError(f"methods.{name}.datasets.{dataset}: no such dataset under datasets")
@@ -155,6 +162,11 @@ def is_network(model):
     return declared_families()[method_entry(model)["family"]].kind == "network"
 
 
+def fits(model):
+    """Whether a classical method learns a state from training pairs (a `fit_classical` job)."""
+    return declared_families()[method_entry(model)["family"]].fits
+
+
 def network_methods():
     return [m for m in config["methods"] if is_network(m)]
 
@@ -165,8 +177,19 @@ def classical_methods():
 
 # --- training helpers (train.smk: supervised CNNs and the TEM table) ---
 def supervised_methods():
-    """Networks trained supervised by the `train` rule (video families use `train_udvd`)."""
+    """Networks trained supervised by the `train` rule (video families use `train_udvd`, entries
+    with an `objective` `train_noisy_images`)."""
+    return [m for m in image_network_methods() if "objective" not in method_entry(m)]
+
+
+def image_network_methods():
+    """Networks applied image by image (not video families), trained supervised or self-supervised."""
     return [m for m in network_methods() if not takes_videos(method_entry(m))]
+
+
+def noisy_image_methods():
+    """Image networks trained self-supervised (Noise2Self / Noise2Void / Noise2Noise) by `train_noisy_images`."""
+    return [m for m in image_network_methods() if "objective" in method_entry(m)]
 
 
 def training_recipe(dataset, model):
@@ -195,7 +218,7 @@ def tem_table_methods():
 
 
 def tem_table_networks():
-    return [m for m in tem_table_methods() if m in supervised_methods()]
+    return [m for m in tem_table_methods() if m in image_network_methods()]
 
 
 def tem_table_conditions():
@@ -258,6 +281,8 @@ def model_artifact(dataset, model, noise):
     """What `denoise` loads: a trained network, or a classical state fitted on this condition."""
     if is_network(model):
         return f"results/models/{dataset}/{model}/model.pt"
+    if not fits(model):
+        return []  # calibrated on the noisy image itself: nothing fitted
     return f"results/models/{dataset}/{model}/fit-{noise}.npz"
 
 
@@ -432,9 +457,10 @@ def udvd_methods():
     return [m for m in network_methods() if takes_videos(method_entry(m))]
 
 
-def udvd_training_conditions(dataset, model):
-    """The stored conditions of ``dataset`` a UDVD ``model`` trains on: every one of its training
-    noise kind whose level lies in its train_noise range (recordings at several doses or sigmas)."""
+def recording_conditions(dataset, model):
+    """The stored conditions of ``dataset`` a self-supervised ``model`` (UDVD, Noise2Self...) trains
+    on: every one of its training noise kind whose level lies in its train_noise range (recordings
+    at several doses or sigmas)."""
     noise = training_noise(dataset, model)
     low, high = noise["range"]
     levels = config["datasets"][dataset].get("noise", {}).get(noise["kind"], [])
@@ -449,9 +475,9 @@ def udvd_training_conditions(dataset, model):
     return chosen
 
 
-def udvd_recordings(dataset, model, split):
-    """The stored noisy copies of ``split`` that `train_udvd` reads for ``model``."""
-    return [noisy_split(dataset, noise, split) for noise in udvd_training_conditions(dataset, model)]
+def stored_recordings(dataset, model, split):
+    """The stored noisy copies of ``split`` that a self-supervised ``model`` trains on."""
+    return [noisy_split(dataset, noise, split) for noise in recording_conditions(dataset, model)]
 
 
 # Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.
@@ -472,7 +498,7 @@ def check_udvd():
             if method not in config["methods"]:
                 raise ConfigError(f"experiments.udvd.{key}: {method!r} is not a key of methods")
             if method in udvd_methods():
-                udvd_training_conditions(dataset, method)  # before any job: recordings to train on
+                recording_conditions(dataset, method)  # before any job: recordings to train on
     for key, section, required in (
         ("augmentation", UDVD_AUGMENTATION, ("noise", "training")),
         ("motion", UDVD_MOTION, ("noise",)),
@@ -492,6 +518,23 @@ def check_udvd():
     recipe = UDVD_AUGMENTATION.get("training")
     if recipe is not None and recipe not in config["training"]:
         raise ConfigError(f"experiments.udvd.augmentation.training: no recipe {recipe!r} under training")
+
+
+def check_noisy_image_methods():
+    """Before any job: each self-supervised image network has recordings to train on, and
+    Noise2Noise by binomial thinning trains on Poisson recordings."""
+    uses = [(dataset, model) for dataset, methods in config["benchmark"].items() for model in methods]
+    if UDVD:  # the UDVD table's frame-wise rows
+        uses += [(UDVD["dataset"], m) for key in ("poisson_methods", "gaussian_methods") for m in UDVD.get(key, [])]
+    for dataset, model in uses:
+        if model in noisy_image_methods():
+            recording_conditions(dataset, model)
+            objective = method_entry(model, dataset)["objective"]
+            if objective["name"] == "noise2noise" and training_noise(dataset, model)["kind"] != "poisson":
+                raise ConfigError(
+                    f"methods.{model}.objective: noise2noise thins Poisson counts; {dataset} trains it on "
+                    f"{training_noise(dataset, model)['kind']} noise"
+                )
 
 
 def udvd_table_methods(noise):

@@ -89,8 +89,8 @@ if tem_table_settings().get("enabled"):
 
 rule train_udvd:
     input:
-        train=lambda wildcards: udvd_recordings(wildcards.dataset, wildcards.model, "train"),
-        validation=lambda wildcards: udvd_recordings(wildcards.dataset, wildcards.model, "validation"),
+        train=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "train"),
+        validation=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "validation"),
         train_metadata="results/data/{dataset}/train.csv",
         validation_metadata="results/data/{dataset}/validation.csv",
     output:
@@ -121,7 +121,56 @@ rule train_udvd:
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
-        conditions=lambda wildcards: udvd_training_conditions(wildcards.dataset, wildcards.model),
+        conditions=lambda wildcards: recording_conditions(wildcards.dataset, wildcards.model),
         seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train_udvd.py"
+
+
+# -- Noise2Self / Noise2Void / Noise2Noise (issue 23): image networks trained on noisy images only ------
+# A DnCNN or UNet entry with an `objective` section trains on the stored noisy copies of the training
+# split at every stored condition within its train_noise range; the loss is masked (or thinned) and
+# model selection uses the same loss on the stored noisy validation images
+# (temdenoise.train.noisy_images). No clean array is an input: the metadata give the pixel sizes.
+
+
+check_noisy_image_methods()
+
+
+rule train_noisy_images:
+    input:
+        train=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "train"),
+        validation=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "validation"),
+        train_metadata="results/data/{dataset}/train.csv",
+        validation_metadata="results/data/{dataset}/validation.csv",
+    output:
+        model="results/models/{dataset}/{model}/model.pt",
+        metrics="results/models/{dataset}/{model}/metrics.csv",
+        curve=report(
+            "results/models/{dataset}/{model}/training_curve.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+            labels={"dataset": "{dataset}", "model": "{model}"},
+        ),
+        info="results/models/{dataset}/{model}/info.json",
+    log:
+        "results/logs/train_noisy_images/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/train_noisy_images/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(noisy_image_methods()),
+    conda:
+        "../../envs/torch.yaml"
+    threads: resource("train", "threads")
+    resources:
+        mem_mb=resource("train", "mem_mb"),
+        runtime=resource("train", "runtime"),
+        gpu=resource("train", "gpu"),
+        gpu_model=resource("train", "gpu_model"),
+    params:
+        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
+        conditions=lambda wildcards: recording_conditions(wildcards.dataset, wildcards.model),
+        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
+    script:
+        "../../scripts/train_noisy_images.py"

@@ -75,10 +75,12 @@ def pairs_display(pairs: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
 
 
 def _twin_key(entry: Mapping[str, Any]) -> tuple:
-    """What a bias-free network shares with its biased twin: family, recipe, training noise and
-    every parameter except ``bias_free`` and the ``offset`` a bias-free net works about."""
+    """What a bias-free network shares with its biased twin: family, recipe, training noise, training
+    objective (supervised or self-supervised) and every parameter except ``bias_free`` and the
+    ``offset`` a bias-free net works about."""
     params = {k: v for k, v in entry.get("params", {}).items() if k not in ("bias_free", "offset")}
-    return (entry["family"], repr(sorted(params.items())), repr(entry.get("train_noise")), entry.get("training"))
+    return (entry["family"], repr(sorted(params.items())), repr(entry.get("train_noise")), entry.get("training"),
+            repr(entry.get("objective")))
 
 
 def bias_free_twins(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -39,10 +39,11 @@ def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """The study's named comparisons among ``entries``: every UNet vs every DnCNN, DnCNN vs Wiener,
-    Wiener vs wavelet (biased networks only), then each bias-free network vs its biased twin."""
-    def of(family: str) -> list[str]:
+    Wiener vs wavelet (biased, supervised networks only), then each bias-free network vs its biased
+    twin. Self-supervised networks (an ``objective``) are compared with their neighbours in the table."""
+    def of(family: str) -> list[str]:  # supervised (no objective), biased networks of a family
         return [name for name, e in entries.items()
-                if e["family"] == family and not e.get("params", {}).get("bias_free")]
+                if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
 
     claims = [(a, b) for upper, lower in (("unet", "dncnn"), ("dncnn", "wiener"), ("wiener", "wavelet"))
               for a in of(upper) for b in of(lower)]

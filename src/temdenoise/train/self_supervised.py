@@ -177,23 +177,28 @@ def noisy_frame_validation(
     return validate
 
 
-def _recordings(
-    paths: Sequence[str], conditions: Sequence[str], metadata_path: str | None, count: int | None = None
+def stored_recordings(
+    paths: Sequence[str],
+    conditions: Sequence[str],
+    metadata_path: str | None,
+    count: int | None = None,
+    videos: bool = True,
 ) -> tuple[list[np.ndarray], list[NoiseCondition], list[float] | None]:
-    """The first ``count`` (None = all) noisy videos of every stored stack in ``paths`` (recorded
-    under ``conditions[i]``), with each video's condition and pixel size (None without metadata)."""
+    """The first ``count`` (None = all) noisy items of every stored stack in ``paths`` (recorded
+    under ``conditions[i]``), with each item's condition and pixel size (None without metadata).
+    ``videos``: every item must be a ``(T, H, W)`` video (UDVD)."""
     if len(paths) != len(conditions):
         raise ValueError(f"{len(paths)} noisy stacks for {len(conditions)} conditions")
-    videos, kinds, sizes = [], [], []
+    items, kinds, sizes = [], [], []
     for path, name in zip(paths, conditions):
         stack, stack_sizes = load_split(path, metadata_path)
         flat = [i for i, v in enumerate(stack) if v.ndim != 3]
-        if flat:
+        if videos and flat:
             raise ValueError(f"{path}: UDVD needs (T, H, W) videos, items {flat[:5]} are not videos")
-        videos += stack[:count]
+        items += stack[:count]
         kinds += [parse_condition(name)] * len(stack[:count])
         sizes += (stack_sizes or [1.0] * len(stack))[:count]
-    return videos, kinds, None if metadata_path is None else sizes
+    return items, kinds, None if metadata_path is None else sizes
 
 
 def train_udvd(
@@ -236,8 +241,8 @@ def train_udvd(
     settings = TrainSettings.from_config(recipe)
     torch.manual_seed(seed)
     model = build_model(entry)
-    train_videos, train_conditions, train_sizes = _recordings(train_paths, conditions, train_metadata)
-    val_videos, _, _ = _recordings(validation_paths, conditions, validation_metadata, settings.validation_images)
+    train_videos, train_conditions, train_sizes = stored_recordings(train_paths, conditions, train_metadata)
+    val_videos, _, _ = stored_recordings(validation_paths, conditions, validation_metadata, settings.validation_images)
     validate = noisy_frame_validation(val_videos, [range(len(v)) for v in val_videos], device)
     sampler = VideoWindowSampler(train_videos, model.frames, settings.patch_size, settings.batch_size,
                                  contrast_inversion=contrast_inversion,
