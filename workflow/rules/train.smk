@@ -158,6 +158,7 @@ rule train_noisy_images:
     benchmark:
         "results/benchmarks/train_noisy_images/{dataset}-{model}.tsv"
     wildcard_constraints:
+        dataset=alternatives(trainable_datasets()),
         model=alternatives(noisy_image_methods()),
     conda:
         "../../envs/torch.yaml"
