@@ -27,9 +27,11 @@ class BiasFreeBatchNorm2d(nn.Module):
     learned per-channel ``weight`` (the gain). Dividing by a standard deviation keeps the map
     homogeneous, unlike subtracting a mean or adding a bias.
 
-    As in the authors' code, the running variance is a parameter that is never trained
-    (``requires_grad=False``) rather than a buffer, so parameter counts match the paper's
-    (BF-DnCNN 20x64: 667,008).
+    The running variance is a buffer, as in the authors' ``BFBatchNorm2d`` (a subclass of
+    ``nn.BatchNorm2d``), so no optimiser over ``parameters()`` (GainTuning's "all parameters"
+    mode included) can train it. Their subclass also keeps BatchNorm's ``bias`` parameter, never
+    used by the bias-free forward pass; this class has none, so its networks count one parameter
+    per channel less per layer: BF-DnCNN 20 x 64 has 665,856 parameters here, 667,008 in their code.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
@@ -37,7 +39,7 @@ class BiasFreeBatchNorm2d(nn.Module):
         self.eps = eps
         self.momentum = momentum
         self.weight = nn.Parameter(torch.ones(channels))
-        self.running_var = nn.Parameter(torch.ones(channels), requires_grad=False)
+        self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -55,15 +57,17 @@ def norm_layer(channels: int, bias_free: bool) -> nn.Module:
     return BiasFreeBatchNorm2d(channels) if bias_free else nn.BatchNorm2d(channels)
 
 
-def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
-    """A 3x3 convolution with zero padding 1 (keeps the size; zero padding keeps homogeneity)."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+def conv3x3(in_channels: int, out_channels: int, bias: bool, padding_mode: str = "zeros") -> nn.Conv2d:
+    """A 3x3 convolution padded by 1 (keeps the size). ``padding_mode``: ``"zeros"`` (DnCNN, as
+    Zhang et al.) or ``"replicate"`` (the TEM UNet, as the authors' ``ReplicationPad2d(1)``); both
+    keep homogeneity, and replication also keeps a constant image constant up to the border."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias, padding_mode=padding_mode)
 
 
-def conv_norm_relu(in_channels: int, out_channels: int, bias_free: bool) -> nn.Sequential:
+def conv_norm_relu(in_channels: int, out_channels: int, bias_free: bool, padding_mode: str = "zeros") -> nn.Sequential:
     """[3x3 conv, (bias-free) BatchNorm, ReLU]; the conv has a bias unless the block is bias-free."""
     return nn.Sequential(
-        conv3x3(in_channels, out_channels, bias=not bias_free),
+        conv3x3(in_channels, out_channels, bias=not bias_free, padding_mode=padding_mode),
         norm_layer(out_channels, bias_free),
         nn.ReLU(inplace=True),
     )
@@ -86,5 +90,5 @@ def start_near_identity(output_conv: nn.Conv2d, scale: float = 0.01) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters, the paper's way (bias-free running variances included)."""
+    """Number of parameters (running statistics are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters())
