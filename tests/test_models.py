@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from conftest import REPO
 
-from temdenoise.models import build_model, count_parameters, load_trained
+from temdenoise.models import build_model, count_parameters, homogeneity_facts, load_trained
+from temdenoise.registry import entry_on, method_kind
 from temdenoise.models.dncnn import DnCNN
 from temdenoise.models.fov import measure_fov
 from temdenoise.models.inference import denoise_image, denoise_stack
@@ -119,6 +124,43 @@ def test_offset_models_are_homogeneous_about_the_offset(family):
         assert ((shifted(3.0 * y) - 3.0 * shifted(y)).norm() / (shifted(y) - y).norm()).item() > 1e-2
         # a flat vacuum at the offset level is a fixed point, whatever the weights
         torch.testing.assert_close(shifted(torch.ones_like(y)), torch.ones_like(y))
+
+
+def configured_networks() -> dict[str, dict]:
+    """Every distinct network (family + params, per-dataset overrides merged) of the project's configs."""
+    found: dict[str, dict] = {}
+    for path in sorted([*(REPO / "config").glob("*.yaml"), *(REPO / "tests/configs").glob("*.yaml")]):
+        for name, entry in yaml.safe_load(path.read_text()).get("methods", {}).items():
+            if method_kind(entry) != "network":
+                continue
+            for dataset in [None, *entry.get("datasets", {})]:
+                flat = entry_on(entry, dataset)
+                network = {"family": flat["family"], "params": flat.get("params", {})}
+                found.setdefault(json.dumps(network, sort_keys=True), {"where": f"{path.name}:{name}:{dataset}", **network})
+    return found
+
+
+def test_every_configured_bias_free_network_is_homogeneous_about_its_offset():
+    """f(o + a (y - o)) - o = a (f(y) - o) for a > 0, exactly (float64), o = the net's offset (0: f(a y) = a f(y))."""
+    checked = []
+    for network in configured_networks().values():
+        with torch.device("meta"):  # the label only: no weights for the 70M-parameter UNet
+            labelled = homogeneity_facts(build_model(network))["bias_free"]
+        if not labelled:
+            continue
+        torch.manual_seed(0)
+        model = randomise_norms(build_model(network)).double().eval()
+        offset = homogeneity_facts(model)["offset"]
+        channels, size = getattr(model, "frames", 1), max(32, getattr(model, "size_multiple", 1))
+        y = offset + torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        with torch.no_grad():
+            reference = model(y) - offset
+            for a in (0.05, 0.7, 3.0, 40.0):
+                error = (model(offset + a * (y - offset)) - offset - a * reference).norm() / (a * reference).norm()
+                assert error < 1e-9, f"{network['where']}: relative error {error:.2e} at a = {a}"
+        checked.append(network["where"])
+    # the quick, laptop and paper BF-DnCNN, BF-UNet and UDVD entries (UDVD is bias-free by default)
+    assert {name.split(":")[1] for name in checked} >= {"bf_dncnn", "bf_unet", "udvd1", "udvd3", "udvd5"}
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ DnCNN, DnCNN vs Wiener, Wiener vs wavelet, each bias-free net vs its biased twin
 of ``experiments.tem_table.pairs``). Every UNet is compared, not the best one by test PSNR: a
 model picked as the best on the test images and then tested on them would win by selection.
 
-Networks take parameters and FoV from the ``info.json`` written at training time
-(:func:`temdenoise.train.supervised.model_info`); the Wiener filter has ``kernel_size**2`` weights
+Networks take parameters, FoV and homogeneity from the ``info.json`` written at training time
+(:func:`temdenoise.train.supervised.model_info`): a bias-free row reads "homogeneous" (f(a y) =
+a f(y)) or, with an offset o, "homogeneous about offset o"; the Wiener filter has ``kernel_size**2`` weights
 and a ``kernel_size`` FoV; the wavelet shrinkage learns nothing and sees the whole image.
 """
 
@@ -22,9 +23,11 @@ import pandas as pd
 from temdenoise import metrics
 from temdenoise.benchmark import collect_metrics, noise_order, tex_escape
 from temdenoise.io import save_table, save_text
-from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, format_delta, pairs_display
+from temdenoise.report.pairs import (
+    bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
+)
 
-COLUMNS = ["noise", "model", "parameters", "fov", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
+COLUMNS = ["noise", "model", "parameters", "fov", "homogeneity", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
 NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
 
 
@@ -60,6 +63,7 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.D
     )
     summary["parameters"] = summary["model"].map(lambda m: info.get(m, {}).get("parameters"))
     summary["fov"] = summary["model"].map(lambda m: info.get(m, {}).get("fov"))
+    summary["homogeneity"] = summary["model"].map(lambda m: homogeneity_label(info.get(m, {})))
     summary["order"] = noise_order(summary["noise"])
     summary = summary.sort_values(["order", "psnr_mean"], ascending=[True, False])
     return summary[COLUMNS].reset_index(drop=True)
@@ -89,6 +93,7 @@ def _display(table: pd.DataFrame, pm: str) -> pd.DataFrame:
         "model": table["model"],
         "parameters": table["parameters"].map(count),
         "FoV": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
+        "bias-free": table["homogeneity"].map(lambda label: label or "-"),
         "PSNR (dB)": [f"{m:.2f} {pm} {s:.2f}" for m, s in zip(table["psnr_mean"], table["psnr_std"])],
         "SSIM": [f"{m:.3f}" for m in table["ssim_mean"]],
         "Δ vs next (95% CI)": ["–" if pd.isna(row["next_model"]) else format_delta(row) for _, row in table.iterrows()],
