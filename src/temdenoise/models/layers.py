@@ -7,9 +7,9 @@ Every family takes an ``offset``: a constant level subtracted from the input and
 output, so that the network works on deviations from it. TEM intensities are normalised to a vacuum
 level of 1 with contrast of a few tenths. About 0, the zero padding of every convolution is a black
 frame around a bright image, and a bias-free network (which cannot subtract the background) has to
-carry that background through every layer. Measured on the quick TEM set (quick_long recipe): the
-BF-UNet reaches 18.79 / 22.06 dB at doses 20 / 200 about 0 and 20.08 / 23.22 dB about 1 (the UNet
-with biases: 19.76 / 24.81). A bias-free network is homogeneous about its offset,
+carry that background through every layer. With the authors' replication-padded UNet (no black
+frame) the quick BF-UNet still prefers 1: best validation PSNR 22.85 dB about 1 vs 20.21 dB about 0
+(docs/training.md). A bias-free network is homogeneous about its offset,
 f(o + a(y - o)) = o + a(f(y) - o), and its net bias about the offset is zero.
 """
 
