@@ -22,6 +22,8 @@ from temdenoise.adapt.losses import (
     thinning_loss,
 )
 from temdenoise.metrics import psnr
+from temdenoise.models.dncnn import DnCNN
+from temdenoise.models.layers import BiasFreeBatchNorm2d
 from temdenoise.noise import NoiseCondition
 
 
@@ -80,6 +82,20 @@ def test_only_gains_receive_gradients_and_are_few() -> None:
     assert count["adapted_fraction"] < 0.01
     everything = GainTuning(small_cnn(channels=64, depth=8), mode="all")
     assert everything.count()["adapted_fraction"] == 1.0
+
+
+def test_all_parameters_mode_never_trains_the_bias_free_running_variance() -> None:
+    # The running variance of BiasFreeBatchNorm2d is a buffer (as in the authors' BFBatchNorm2d): an
+    # optimiser over "all parameters" must not move it (it was a frozen parameter before, and the
+    # "all" mode switched requires_grad on for every parameter).
+    torch.manual_seed(0)
+    model = DnCNN(depth=4, channels=8, bias_free=True)
+    variances = [m.running_var for m in model.modules() if isinstance(m, BiasFreeBatchNorm2d)]
+    before = [v.clone() for v in variances]
+    tuned = GainTuning(model, mode="all")
+    assert not any(p is v for p in tuned.adapted_parameters() for v in variances)
+    adapt(tuned, torch.rand(1, 1, 16, 16), make_loss("sure", NoiseCondition("gaussian", 25)), steps=3, lr=1e-1)
+    assert all(torch.equal(v, b) for v, b in zip(variances, before))
 
 
 def test_gain_vector_round_trip() -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from temdenoise.report.pairs import homogeneity_label
 from temdenoise.report.tem_table import claim_pairs, classical_info, write_tem_table
 
 
@@ -24,7 +25,7 @@ def test_tem_table_joins_metrics_with_parameters_and_fov(tmp_path):
         path = tmp_path / f"{noise}-{method}.csv"
         part.to_csv(path, index=False)
         paths.append(str(path))
-    (tmp_path / "info.json").write_text(json.dumps({"parameters": 1234, "fov": 52}))
+    (tmp_path / "info.json").write_text(json.dumps({"parameters": 1234, "fov": 52, "bias_free": True, "offset": 1.0}))
     entries = {"wiener": {"family": "wiener", "params": {"kernel_size": 7}}, "wavelet": {"family": "wavelet"},
                "unet": {"family": "unet"}}
     table = write_tem_table(paths, {"unet": str(tmp_path / "info.json")}, entries, str(tmp_path / "t.csv"),
@@ -37,6 +38,11 @@ def test_tem_table_joins_metrics_with_parameters_and_fov(tmp_path):
     assert table.set_index(["noise", "model"]).loc[("poisson-5", "wiener"), "parameters"] == 49
     markdown = (tmp_path / "t.md").read_text()
     assert "52x52" in markdown and "26.00 ± 1.00" in markdown and "data_range" in markdown
+    # a bias-free net with an offset is homogeneous about it, not about 0: its row says so
+    assert table.set_index(["noise", "model"]).loc[("poisson-5", "unet"), "homogeneity"] == "homogeneous about offset 1"
+    assert "homogeneous about offset 1" in markdown
+    assert homogeneity_label({"bias_free": True, "offset": 0.0}) == "homogeneous"
+    assert homogeneity_label({"bias_free": False, "offset": 1.0}) == homogeneity_label({}) == ""
     assert "\\begin{table}" in (tmp_path / "t.tex").read_text()
     assert classical_info({"family": "wavelet"}) == {"parameters": 0, "fov": None}
 

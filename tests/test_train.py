@@ -13,6 +13,7 @@ from temdenoise.io import save_stack
 from temdenoise.models import load_trained
 from temdenoise.models.dncnn import DnCNN
 from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings, dihedral, psnr_validation
+from temdenoise.train.data import warped_patch
 from temdenoise.train.supervised import OUTPUTS, train_supervised
 
 
@@ -59,6 +60,29 @@ def test_patch_sampler_is_unbiased_and_reproducible(images):
     assert torch.equal(noisy, again)
     with pytest.raises(ValueError, match="smaller than the patch"):
         PatchSampler(images, NoiseRange("gaussian", 0, 10), patch_size=64, batch_size=2)
+
+
+def test_warped_patch_rotates_and_rescales_a_ramp_exactly():
+    # bilinear interpolation reproduces a linear image exactly: the patch of the ramp I = row is a
+    # ramp whose slopes are the rotated, rescaled unit vector (cos / s along rows, -sin / s along columns)
+    ramp = np.repeat(np.arange(200, dtype=np.float32)[:, None], 200, axis=1)
+    patch = warped_patch(ramp, 32, 30.0, 0.8, np.random.default_rng(0))
+    np.testing.assert_allclose(np.diff(patch, axis=0), np.cos(np.pi / 6) / 0.8, atol=1e-3)
+    np.testing.assert_allclose(np.diff(patch, axis=1), -np.sin(np.pi / 6) / 0.8, atol=1e-3)
+    assert patch.min() >= 0 and patch.max() <= 199  # the footprint lies inside the image
+
+
+def test_rescaled_patches_get_poisson_noise_at_their_pixel_size():
+    flat = [np.ones((96, 96), np.float32)]
+    plain = PatchSampler(flat, NoiseRange("poisson", 5, 5), 16, 64, pixel_sizes=[0.5])
+    shrunk = PatchSampler(flat, NoiseRange("poisson", 5, 5), 16, 64, pixel_sizes=[0.5], rotation_deg=45, rescale=[0.5, 0.5])
+    # variance I / (D p^2): a patch shrunk by 0.5 has pixels of 1 A, four times the counts of 0.5 A
+    for sampler, variance in ((plain, 1 / (5 * 0.25)), (shrunk, 1 / (5 * 1.0))):
+        noisy, clean = sampler(np.random.default_rng(4))
+        torch.testing.assert_close(clean, torch.ones_like(clean))
+        assert float(((noisy - clean) ** 2).mean()) == pytest.approx(variance, rel=0.1)
+    with pytest.raises(ValueError, match="rescale"):
+        PatchSampler(flat, NoiseRange("poisson", 5, 5), 16, 4, rescale=[0.8])
 
 
 class Killed(Exception):

@@ -19,7 +19,7 @@ from temdenoise.analysis.udvd import (
 )
 from temdenoise.io import load_stack, save_stack
 from temdenoise.metrics import psnr
-from temdenoise.models import build_model, load_trained
+from temdenoise.models import build_model, count_parameters, load_trained
 from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows, window_frames
 from temdenoise.noise import NoiseCondition, apply_condition, parse_condition
 from temdenoise.train.engine import TrainSettings
@@ -68,6 +68,20 @@ def test_bias_free_udvd_is_homogeneous_and_registered() -> None:
         model(torch.rand(1, 5, 16, 16))
 
 
+# The authors' nets (udvd models/udvd.py) with one channel per frame and one output:
+# BlindSpotNet, BlindVideoNetD1 (one blind UNet over 3 frames), BlindVideoNet (two stages).
+AUTHORS_UDVD_COUNTS = {1: 1_118_832, 3: 1_121_424, 5: 2_123_664}
+
+
+@pytest.mark.parametrize("frames", list(AUTHORS_UDVD_COUNTS))
+def test_udvd_has_the_authors_depth_and_parameter_counts(frames: int) -> None:
+    model = UDVD(frames=frames, channels=48, window_channels=32)
+    assert abs(count_parameters(model) / AUTHORS_UDVD_COUNTS[frames] - 1) < 0.01
+    cores = [m for m in model.modules() if isinstance(m, BlindUNet)]
+    assert len(cores) == (2 if frames == 5 else 1)
+    assert all(sum(isinstance(m, nn.Conv2d) for m in core.modules()) == 17 for core in cores)
+
+
 @pytest.mark.parametrize("frames", [1, 5])
 def test_offset_makes_flat_vacuum_a_fixed_point_with_no_padding_edges(frames: int) -> None:
     # TEM frames are normalised intensity (vacuum = 1). Without the offset, the zero padding of
@@ -98,7 +112,7 @@ def test_blind_unet_hands_over_signed_features() -> None:
     with torch.no_grad():
         y = core(x)
         assert y.clamp(max=0).abs().mean() > 0.5 * y.clamp(min=0).mean()  # negatives not squashed
-        core.dec0[-1].conv.weight.neg_()
+        core.dec1[-1].conv.weight.neg_()
         torch.testing.assert_close(core(x), -y)
 
 

@@ -29,6 +29,12 @@ def build_model(entry: dict[str, Any]) -> nn.Module:
     return registry.build(entry)
 
 
+def homogeneity_facts(model: nn.Module) -> dict[str, Any]:
+    """``bias_free`` and the ``offset`` of ``model``: a bias-free net satisfies
+    ``f(o + a (y - o)) = o + a (f(y) - o)`` for ``a > 0`` about its offset ``o`` (tests/test_models.py)."""
+    return {"bias_free": bool(getattr(model, "bias_free", False)), "offset": float(getattr(model, "offset", 0.0))}
+
+
 def load_trained(path: str | os.PathLike, entry: dict[str, Any], device: str = "cpu") -> nn.Module:
     """The network of ``entry`` with the weights saved at ``path`` (a state dict), in eval mode."""
     model = build_model(entry)
@@ -40,4 +46,4 @@ def load_trained(path: str | os.PathLike, entry: dict[str, Any], device: str = "
     return model.to(device).eval()
 
 
-__all__ = ["build_model", "count_parameters", "load_trained"]
+__all__ = ["build_model", "count_parameters", "homogeneity_facts", "load_trained"]

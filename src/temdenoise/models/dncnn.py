@@ -10,7 +10,8 @@ signal, and a residual net must reproduce it almost exactly (quick TEM set, 960 
 19.79 dB predicting the image against 18.68 dB predicting the noise; docs/training.md). The
 bias-free version drops every conv bias and uses :class:`BiasFreeBatchNorm2d`. ``offset`` is a
 constant level the network works about (see :mod:`~temdenoise.models.layers`; TEM: 1, the vacuum).
-20 x 64 gives 668,225 parameters (DnCNN) and 667,008 (BF-DnCNN).
+20 x 64 gives 668,225 parameters (DnCNN) and 665,856 (BF-DnCNN; the authors' code counts 667,008,
+with the BatchNorm biases its bias-free layers keep and never use).
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ Every family takes an ``offset``: a constant level subtracted from the input and
 output, so that the network works on deviations from it. TEM intensities are normalised to a vacuum
 level of 1 with contrast of a few tenths. About 0, the zero padding of every convolution is a black
 frame around a bright image, and a bias-free network (which cannot subtract the background) has to
-carry that background through every layer. Measured on the quick TEM set (quick_long recipe): the
-BF-UNet reaches 18.79 / 22.06 dB at doses 20 / 200 about 0 and 20.08 / 23.22 dB about 1 (the UNet
-with biases: 19.76 / 24.81). A bias-free network is homogeneous about its offset,
+carry that background through every layer. With the authors' replication-padded UNet (no black
+frame) the quick BF-UNet still prefers 1: best validation PSNR 22.85 dB about 1 vs 20.21 dB about 0
+(docs/training.md). A bias-free network is homogeneous about its offset,
 f(o + a(y - o)) = o + a(f(y) - o), and its net bias about the offset is zero.
 """
 
@@ -27,9 +27,11 @@ class BiasFreeBatchNorm2d(nn.Module):
     learned per-channel ``weight`` (the gain). Dividing by a standard deviation keeps the map
     homogeneous, unlike subtracting a mean or adding a bias.
 
-    As in the authors' code, the running variance is a parameter that is never trained
-    (``requires_grad=False``) rather than a buffer, so parameter counts match the paper's
-    (BF-DnCNN 20x64: 667,008).
+    The running variance is a buffer, as in the authors' ``BFBatchNorm2d`` (a subclass of
+    ``nn.BatchNorm2d``), so no optimiser over ``parameters()`` (GainTuning's "all parameters"
+    mode included) can train it. Their subclass also keeps BatchNorm's ``bias`` parameter, never
+    used by the bias-free forward pass; this class has none, so its networks count one parameter
+    per channel less per layer: BF-DnCNN 20 x 64 has 665,856 parameters here, 667,008 in their code.
     """
 
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
@@ -37,7 +39,7 @@ class BiasFreeBatchNorm2d(nn.Module):
         self.eps = eps
         self.momentum = momentum
         self.weight = nn.Parameter(torch.ones(channels))
-        self.running_var = nn.Parameter(torch.ones(channels), requires_grad=False)
+        self.register_buffer("running_var", torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -55,15 +57,17 @@ def norm_layer(channels: int, bias_free: bool) -> nn.Module:
     return BiasFreeBatchNorm2d(channels) if bias_free else nn.BatchNorm2d(channels)
 
 
-def conv3x3(in_channels: int, out_channels: int, bias: bool) -> nn.Conv2d:
-    """A 3x3 convolution with zero padding 1 (keeps the size; zero padding keeps homogeneity)."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias)
+def conv3x3(in_channels: int, out_channels: int, bias: bool, padding_mode: str = "zeros") -> nn.Conv2d:
+    """A 3x3 convolution padded by 1 (keeps the size). ``padding_mode``: ``"zeros"`` (DnCNN, as
+    Zhang et al.) or ``"replicate"`` (the TEM UNet, as the authors' ``ReplicationPad2d(1)``); both
+    keep homogeneity, and replication also keeps a constant image constant up to the border."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=bias, padding_mode=padding_mode)
 
 
-def conv_norm_relu(in_channels: int, out_channels: int, bias_free: bool) -> nn.Sequential:
+def conv_norm_relu(in_channels: int, out_channels: int, bias_free: bool, padding_mode: str = "zeros") -> nn.Sequential:
     """[3x3 conv, (bias-free) BatchNorm, ReLU]; the conv has a bias unless the block is bias-free."""
     return nn.Sequential(
-        conv3x3(in_channels, out_channels, bias=not bias_free),
+        conv3x3(in_channels, out_channels, bias=not bias_free, padding_mode=padding_mode),
         norm_layer(out_channels, bias_free),
         nn.ReLU(inplace=True),
     )
@@ -86,5 +90,5 @@ def start_near_identity(output_conv: nn.Conv2d, scale: float = 0.01) -> None:
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of parameters, the paper's way (bias-free running variances included)."""
+    """Number of parameters (running statistics are buffers and do not count)."""
     return sum(p.numel() for p in model.parameters())

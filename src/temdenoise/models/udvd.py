@@ -14,8 +14,9 @@ Construction (see docs/ARCHITECTURE.md and the reference notes, section 3):
   branch is shifted down one more row (now rows ``< r`` only: the pixel itself is excluded),
   rotated back, the 4 branches concatenated on the channel axis and fused by 1x1 convolutions with
   LeakyReLU(0.1). The output pixel therefore never depends on its own value in any input frame;
-* single-frame net: one blind UNet core; multi-frame net (3 or 5 frames): a first-stage blind UNet
-  shared over the overlapping 3-frame windows, and a second-stage blind UNet fusing them.
+* 1- and 3-frame nets: one blind UNet core (17 convolutions) over all frames; 5-frame net: a
+  first-stage blind UNet shared over the overlapping 3-frame windows, and a second-stage blind
+  UNet fusing them (the authors' depth and structure; see :class:`UDVD`).
 
 Input convention: ``(B, T, H, W)`` frames (T = ``frames``) -> ``(B, 1, H, W)`` denoised centre
 frame. Bias-free by default (every map is then homogeneous of degree 1).
@@ -69,34 +70,48 @@ class ShiftedPool(nn.Module):
         return F.max_pool2d(shift_down(x), 2)
 
 
-class BlindUNet(nn.Module):
-    """Two-scale UNet core of shifted convolutions (upper half-plane receptive field).
+def shifted_convs(widths: Sequence[int], bias: bool, linear_last: bool = False) -> nn.Sequential:
+    """Shifted convolutions from ``widths[0]`` through each following width (the last one linear if asked)."""
+    last = len(widths) - 2
+    return nn.Sequential(
+        *[
+            ShiftedConv(a, b, bias, activation=not (linear_last and index == last))
+            for index, (a, b) in enumerate(zip(widths[:-1], widths[1:]))
+        ]
+    )
 
-    Widths follow the authors' code: encoder ``channels`` (48), decoder ``2 * channels`` (96).
-    The output convolution is linear (no LeakyReLU): the outputs are signed features about the
-    offset level (dark and bright deviations alike). A rectified output squashed every negative
-    deviation by 0.1, which in the multi-frame net is the narrow (``window_channels``) hand-over
-    from the first to the second stage: the quick 5-frame net then fell below the 1-frame net.
+
+class BlindUNet(nn.Module):
+    """Two-pooling UNet core of 17 shifted convolutions (upper half-plane receptive field).
+
+    The authors' ``Blind_UNet`` (udvd ``models/udvd.py``) with ``c = channels`` (theirs: 48):
+    two encoder blocks of 3 convolutions of ``c`` channels, each followed by a shifted pooling; a
+    bottom block ``c -> 2c -> 2c -> c``; a decoder block of 4 convolutions of ``2c`` on the
+    upsampled bottom beside the first pooled map; a last block of 4 convolutions on the upsampled
+    result beside the input, ending in ``out_channels``; nearest upsampling.
+
+    One deviation: the output convolution is linear (theirs has a LeakyReLU like every other):
+    the outputs are signed features about the offset level (dark and bright deviations alike). A
+    rectified output squashed every negative deviation by 0.1, which in the multi-frame net is
+    the narrow (``window_channels``) hand-over from the first to the second stage: the quick
+    5-frame net then fell below the 1-frame net.
     """
 
     def __init__(self, in_channels: int, out_channels: int, channels: int, bias: bool) -> None:
         super().__init__()
         c, d = channels, 2 * channels
-        self.enc0 = nn.Sequential(ShiftedConv(in_channels, c, bias), ShiftedConv(c, c, bias), ShiftedPool())
-        self.enc1 = nn.Sequential(ShiftedConv(c, c, bias), ShiftedPool())
-        self.bottom = ShiftedConv(c, c, bias)
-        self.dec1 = nn.Sequential(ShiftedConv(2 * c, d, bias), ShiftedConv(d, d, bias))
-        self.dec0 = nn.Sequential(
-            ShiftedConv(d + in_channels, d, bias),
-            ShiftedConv(d, d // 2, bias),
-            ShiftedConv(d // 2, out_channels, bias, activation=False),
-        )
+        self.enc1 = shifted_convs([in_channels, c, c, c], bias)
+        self.enc2 = shifted_convs([c, c, c, c], bias)
+        self.bottom = shifted_convs([c, d, d, c], bias)
+        self.dec2 = shifted_convs([2 * c, d, d, d, d], bias)
+        self.dec1 = shifted_convs([d + in_channels, d, d, d, out_channels], bias, linear_last=True)
+        self.pool = ShiftedPool()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip1 = self.enc0(x)
-        y = self.bottom(self.enc1(skip1))
-        y = self.dec1(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), skip1], dim=1))
-        return self.dec0(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), x], dim=1))
+        skip1 = self.pool(self.enc1(x))
+        y = self.bottom(self.pool(self.enc2(skip1)))
+        y = self.dec2(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), skip1], dim=1))
+        return self.dec1(torch.cat([F.interpolate(y, scale_factor=2, mode="nearest"), x], dim=1))
 
 
 def rotations(x: torch.Tensor) -> torch.Tensor:
@@ -114,10 +129,14 @@ def unrotate(x: torch.Tensor) -> torch.Tensor:
 class UDVD(nn.Module):
     """Blind-spot denoiser of the centre frame of ``frames`` consecutive frames (1, 3 or 5).
 
-    ``frames = 1``: one blind UNet core. ``frames >= 3``: a first-stage core shared by the
-    ``frames - 2`` overlapping 3-frame windows (``window_channels`` outputs each), then a
-    second-stage core fusing their concatenation. ``channels`` is the encoder width (decoder:
-    twice); the head fuses the 4 rotated branches with 1x1 convolutions (8c -> 8c -> 2c -> 1).
+    As the authors' nets (udvd ``models/udvd.py``): ``frames`` 1 or 3 is one blind UNet core over
+    all frames (their ``BlindSpotNet`` and ``BlindVideoNetD1``); ``frames >= 5`` is a first-stage
+    core shared by the ``frames - 2`` overlapping 3-frame windows (``window_channels`` outputs
+    each, theirs 32), then a second-stage core fusing their concatenation (``BlindVideoNet``).
+    ``channels`` is the encoder width (theirs 48; decoder twice); the head fuses the 4 rotated
+    branches with 1x1 convolutions (8c -> 8c -> 2c -> 1). At ``channels=48, window_channels=32``
+    the 1 / 3 / 5-frame nets have 1,118,832 / 1,121,424 / 2,123,664 parameters, as theirs with one
+    channel per frame and one output (tests/test_udvd.py).
     ``tile`` (0 = whole frames) is the side of the overlapping tiles :func:`denoise_video` works
     on: the half-plane receptive fields reach far upwards, so a net trained on small patches
     should see patch-sized context at inference too (set it to the training patch size).
@@ -147,13 +166,14 @@ class UDVD(nn.Module):
         if frames < 1 or frames % 2 == 0:
             raise ValueError(f"udvd: frames must be a positive odd number, got {frames}")
         self.frames = frames
+        self.bias_free = bias_free
         self.tile = tile
         self.offset = float(offset)
         bias = not bias_free
         branch = 2 * channels
-        if frames == 1:
+        if frames <= 3:
             self.first_stage = None
-            self.core = BlindUNet(1, branch, channels, bias)
+            self.core = BlindUNet(frames, branch, channels, bias)
         else:
             self.first_stage = BlindUNet(3, window_channels, channels, bias)
             self.core = BlindUNet((frames - 2) * window_channels, branch, channels, bias)
@@ -161,12 +181,12 @@ class UDVD(nn.Module):
         self.fuse_b = nn.Conv2d(4 * branch, branch, 1, bias=bias)
         self.fuse_out = nn.Conv2d(branch, 1, 1, bias=bias)
         # He initialisation for LeakyReLU: without normalisation layers, torch's default init
-        # shrinks the signal at every one of the ~20 (5 frames) convolutions and the deep
+        # shrinks the signal at every one of the ~37 (5 frames) convolutions and the deep
         # multi-frame net starts with a vanishing output and vanishing gradients
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, a=_NEGATIVE_SLOPE, nonlinearity="leaky_relu")
-        # ... but the output must start small: He-initialised, the ~20 layers leave the initial
+        # ... but the output must start small: He-initialised, the deep stack leaves the initial
         # output at a seed-dependent 0.4-3 times the input deviations, and from a large initial
         # loss the first Adam steps of a narrow net silence whole layers and the net collapses to
         # the constant offset for good (quick udvd3 at the workflow seed: 18.1 dB on poisson-100,

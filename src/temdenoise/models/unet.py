@@ -3,15 +3,20 @@ Vincent, Tang, Sheth, Simoncelli, Matteson, Crozier & Fernandez-Granda, "Deep de
 scientific discovery: a case study in electron microscopy" (IEEE TCI 2022), and its bias-free
 version (Mohan et al., ICLR 2020).
 
-``scales`` max-poolings; DoubleConv blocks ([3x3 conv with zero padding, BatchNorm, ReLU] x 2) with
-``base_channels`` x 1, 2, 4, ... channels (capped at ``max_channels``), bilinear upsampling, skip
-concatenations and a 1x1 output convolution; ``residual`` makes it predict the noise, as DnCNN
-does (output ``y - net(y)``), which trains faster from scratch on a few CPU minutes. The field of view grows about 4x per added scale
-(measured: see :mod:`temdenoise.models.fov`). Inputs must have sides divisible by ``2**scales``;
-:mod:`temdenoise.models.inference` pads and crops back. The bias-free version drops every bias and
-uses :class:`BiasFreeBatchNorm2d`; max-pooling and bilinear upsampling are already homogeneous.
-``offset`` is a constant level the network works about (see :mod:`~temdenoise.models.layers`;
-TEM: 1, the vacuum).
+The architecture is the authors' (electron-microscopy-denoising ``models/unet.py``, bilinear
+version): ``scales`` max-poolings; DoubleConv blocks ([replication pad 1, 3x3 conv, BatchNorm,
+ReLU] x 2); bilinear upsampling (``align_corners=True``); skip concatenations; a 1x1 output
+convolution. Their widths do not double at every level (:func:`encoder_widths`); each decoder
+block halves its input width in its first convolution (their ``Up(in, out, mid=in // 2)``). With
+biases, scales / base 2/32, 4/32, 4/64, 4/128, 6/32, 6/128 have 102,657, 352,737, 1,405,889,
+5,613,441, 4,412,961 and 70,514,817 parameters, as their code (tests/test_models.py).
+
+``residual`` makes it predict the noise (output ``y - net(y)``), as their ``residual`` flag. The
+field of view grows about 4x per two added scales (measured: :mod:`temdenoise.models.fov`).
+Inputs must have sides divisible by ``2**scales``; :mod:`temdenoise.models.inference` pads and
+crops back. The bias-free version drops every bias and uses :class:`BiasFreeBatchNorm2d`;
+replication padding, max-pooling and bilinear upsampling are already homogeneous. ``offset`` is a
+constant level the network works about (see :mod:`~temdenoise.models.layers`).
 """
 
 from __future__ import annotations
@@ -23,16 +28,30 @@ from temdenoise.models.layers import conv_norm_relu, start_near_identity
 from temdenoise.registry import register
 
 
-def double_conv(in_channels: int, out_channels: int, bias_free: bool) -> nn.Sequential:
-    """Two [3x3 conv, BatchNorm, ReLU] blocks."""
+def encoder_widths(scales: int, base_channels: int) -> list[int]:
+    """Channels of the encoder levels 0..``scales`` in the authors' schedule.
+
+    Their code fixes 2 scales: b, b, b; 4 scales: b, b, b, 2b, 2b; 6 scales: b, b, b, 2b, 4b, 8b,
+    8b. One rule gives all three: level ``l < scales`` has ``b * 2**max(0, l - 2)`` channels and the
+    bottom level repeats the one above it (their ``16b // 2`` with bilinear upsampling). The same
+    rule defines the scales their code lacks (1: b, b; 3: b, b, b, b; 5: b, b, b, 2b, 4b, 4b).
+    """
+    widths = [base_channels * 2 ** max(0, level - 2) for level in range(scales)]
+    return widths + [widths[-1]]
+
+
+def double_conv(in_channels: int, out_channels: int, bias_free: bool, mid_channels: int | None = None) -> nn.Sequential:
+    """Two [replication pad, 3x3 conv, BatchNorm, ReLU] blocks (the authors' ``DoubleConv``)."""
+    mid = mid_channels or out_channels
     return nn.Sequential(
-        conv_norm_relu(in_channels, out_channels, bias_free), conv_norm_relu(out_channels, out_channels, bias_free)
+        conv_norm_relu(in_channels, mid, bias_free, padding_mode="replicate"),
+        conv_norm_relu(mid, out_channels, bias_free, padding_mode="replicate"),
     )
 
 
 @register("unet")
 class UNet(nn.Module):
-    """UNet with ``scales`` poolings and ``base_channels`` channels at full resolution."""
+    """The authors' TEM UNet with ``scales`` poolings and ``base_channels`` channels at full resolution."""
 
     kind = "network"
 
@@ -41,7 +60,6 @@ class UNet(nn.Module):
         scales: int = 4,
         base_channels: int = 32,
         bias_free: bool = False,
-        max_channels: int | None = None,
         residual: bool = False,
         offset: float = 0.0,
         in_channels: int = 1,
@@ -50,18 +68,21 @@ class UNet(nn.Module):
         super().__init__()
         if scales < 1:
             raise ValueError(f"unet: scales must be >= 1, got {scales}")
-        widths = [base_channels * 2**level for level in range(scales + 1)]
-        if max_channels is not None:
-            widths = [min(width, max_channels) for width in widths]
+        widths = encoder_widths(scales, base_channels)
         self.encoders = nn.ModuleList(
             [double_conv(in_channels, widths[0], bias_free)]
             + [double_conv(widths[level - 1], widths[level], bias_free) for level in range(1, scales + 1)]
         )
+        # decoder of level l: the upsampled level l + 1 (w_l channels) beside the skip (w_l), halved
+        # to w_l by the first conv and handed on with the width of the level above (w_{l-1})
         self.decoders = nn.ModuleList(
-            [double_conv(widths[level] + widths[level + 1], widths[level], bias_free) for level in range(scales)]
+            [
+                double_conv(2 * widths[level], widths[max(level - 1, 0)], bias_free, mid_channels=widths[level])
+                for level in range(scales)
+            ]
         )
         self.pool = nn.MaxPool2d(2)
-        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True)
         self.head = nn.Conv2d(widths[0], out_channels, kernel_size=1, bias=not bias_free)
         if residual:
             start_near_identity(self.head)

@@ -83,6 +83,16 @@ def _twin_key(entry: Mapping[str, Any]) -> tuple:
             repr(entry.get("objective")))
 
 
+def homogeneity_label(info: Mapping[str, Any]) -> str:
+    """How a table row's network scales with its input, from its ``info.json`` facts
+    (:func:`temdenoise.models.homogeneity_facts`): "homogeneous" (bias-free, f(a y) = a f(y)),
+    "homogeneous about offset o" (bias-free about a constant o), "" otherwise."""
+    if not info.get("bias_free"):
+        return ""
+    offset = float(info.get("offset", 0.0))
+    return "homogeneous" if offset == 0 else f"homogeneous about offset {offset:g}"
+
+
 def bias_free_twins(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """``(bias-free method, biased twin)`` for every bias-free entry whose twin is among ``entries``."""
     biased = {_twin_key(e): name for name, e in entries.items() if not e.get("params", {}).get("bias_free")}

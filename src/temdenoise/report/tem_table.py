@@ -7,8 +7,9 @@ DnCNN, DnCNN vs Wiener, Wiener vs wavelet, each bias-free net vs its biased twin
 of ``experiments.tem_table.pairs``). Every UNet is compared, not the best one by test PSNR: a
 model picked as the best on the test images and then tested on them would win by selection.
 
-Networks take parameters and FoV from the ``info.json`` written at training time
-(:func:`temdenoise.train.supervised.model_info`); the Wiener filter has ``kernel_size**2`` weights
+Networks take parameters, FoV and homogeneity from the ``info.json`` written at training time
+(:func:`temdenoise.train.supervised.model_info`): a bias-free row reads "homogeneous" (f(a y) =
+a f(y)) or, with an offset o, "homogeneous about offset o"; the Wiener filter has ``kernel_size**2`` weights
 and a ``kernel_size`` FoV; the wavelet shrinkage learns nothing and sees the whole image.
 """
 
@@ -22,9 +23,11 @@ import pandas as pd
 from temdenoise import metrics
 from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
 from temdenoise.io import save_table, save_text
-from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, format_delta, pairs_display
+from temdenoise.report.pairs import (
+    bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
+)
 
-COLUMNS = ["noise", "model", "parameters", "fov", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
+COLUMNS = ["noise", "model", "parameters", "fov", "homogeneity", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
 """Columns of the table; ``psnr_<name>_mean`` / ``_std`` per TEM PSNR convention follow ``psnr_std``."""
 NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
 
@@ -56,11 +59,13 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.D
     summary = score_statistics(tidy, ["noise", "method"]).rename(columns={"method": "model"})
     summary["parameters"] = summary["model"].map(lambda m: info.get(m, {}).get("parameters"))
     summary["fov"] = summary["model"].map(lambda m: info.get(m, {}).get("fov"))
+    summary["homogeneity"] = summary["model"].map(lambda m: homogeneity_label(info.get(m, {})))
     summary["order"] = noise_order(summary["noise"])
     summary = summary.sort_values(["order", "psnr_mean"], ascending=[True, False])
     conventions = metrics.tem_psnr_conventions(tidy.columns)
     by_convention = [f"psnr_{name}_{stat}" for name in conventions for stat in ("mean", "std")]
-    return summary[COLUMNS[:6] + by_convention + COLUMNS[6:]].reset_index(drop=True)
+    after_psnr = COLUMNS.index("psnr_std") + 1
+    return summary[COLUMNS[:after_psnr] + by_convention + COLUMNS[after_psnr:]].reset_index(drop=True)
 
 
 def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
@@ -92,6 +97,7 @@ def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str]) -> pd.Dat
         "model": table["model"],
         "parameters": table["parameters"].map(count),
         "FoV": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
+        "bias-free": table["homogeneity"].map(lambda label: label or "-"),
         **{header: list(map(spread, table[f"{score}_mean"], table[f"{score}_std"]))
            for header, score in psnr_headers.items()},
         "SSIM": [f"{m:.3f}" for m in table["ssim_mean"]],

@@ -1,4 +1,5 @@
-"""Training batches: random patches of clean images, dihedral augmentation, noise drawn on the fly.
+"""Training batches: random patches of clean images, dihedral augmentation (optionally a random
+rotation and rescaling, the TEM paper's recipe), noise drawn on the fly.
 
 Every sample gets its own noise level from a :class:`NoiseRange` and its own noise realisation,
 drawn with :mod:`temdenoise.noise` so that the network sees exactly the test-time convention
@@ -14,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from scipy.ndimage import map_coordinates
 
 from temdenoise.noise import NoiseCondition, apply_condition
 
@@ -73,12 +75,36 @@ def dihedral(array: np.ndarray, index: int) -> np.ndarray:
     return rotated[..., ::-1] if index >= 4 else rotated
 
 
+def warped_patch(
+    image: np.ndarray, patch_size: int, angle_deg: float, scale: float, rng: np.random.Generator
+) -> np.ndarray:
+    """A ``patch_size`` square of ``image`` rotated by ``angle_deg`` and magnified by ``scale``
+    (< 1 shrinks: each patch pixel covers ``1 / scale`` image pixels), at a random position.
+
+    Bilinear interpolation; the centre is drawn so that the rotated footprint lies inside the image
+    when it fits (else the image is mirrored at its border).
+    """
+    theta = np.deg2rad(angle_deg)
+    cos, sin = np.cos(theta), np.sin(theta)
+    half = (patch_size - 1) / 2
+    reach = half / scale * (abs(cos) + abs(sin))
+    centre = [rng.uniform(reach, side - 1 - reach) if side - 1 > 2 * reach else (side - 1) / 2 for side in image.shape]
+    offsets = np.mgrid[0:patch_size, 0:patch_size].reshape(2, -1) - half
+    coords = np.array([[cos, -sin], [sin, cos]]) @ offsets / scale + np.array(centre)[:, None]
+    return map_coordinates(image, coords, order=1, mode="mirror").reshape(patch_size, patch_size).astype(np.float32)
+
+
 class PatchSampler:
     """A ``BatchSampler`` for supervised training: ``sampler(rng) -> (noisy, clean)``, each ``(B, 1, P, P)``.
 
     Patches are cut at random positions of randomly chosen clean images (each image needs sides
     >= ``patch_size``), transformed by a random dihedral symmetry if ``augment``, and corrupted at
     a level drawn per patch. ``pixel_sizes`` (A, one per image, Poisson only) default to 1.
+
+    ``rotation_deg`` and ``rescale`` add the TEM paper's augmentation (Mohan et al. 2022: rotation
+    uniform in +-45 deg, rescale uniform in 0.75-0.82; :func:`warped_patch`). A rescaled patch has
+    pixels ``1 / scale`` times larger, so its Poisson noise is drawn at that pixel size: the dose
+    per A^2 stays the drawn one.
     """
 
     def __init__(
@@ -89,6 +115,8 @@ class PatchSampler:
         batch_size: int,
         pixel_sizes: Sequence[float] | None = None,
         augment: bool = True,
+        rotation_deg: float = 0.0,
+        rescale: Sequence[float] = (),
     ) -> None:
         self.images = [np.asarray(image, dtype=np.float32) for image in images]
         if not self.images:
@@ -103,6 +131,10 @@ class PatchSampler:
         self.patch_size = patch_size
         self.batch_size = batch_size
         self.augment = augment
+        if rescale and not (len(rescale) == 2 and 0 < rescale[0] <= rescale[1]):
+            raise ValueError(f"rescale must be [low, high] with 0 < low <= high, got {list(rescale)}")
+        self.rotation_deg = float(rotation_deg)
+        self.rescale = tuple(float(v) for v in rescale)
 
     def patch(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """One (noisy, clean) pair of ``(P, P)`` patches."""
@@ -110,13 +142,19 @@ class PatchSampler:
         image = self.images[index]
         if image.ndim == 3:  # a video: one random frame
             image = image[int(rng.integers(image.shape[0]))]
-        top = int(rng.integers(image.shape[0] - self.patch_size + 1))
-        left = int(rng.integers(image.shape[1] - self.patch_size + 1))
-        clean = image[top : top + self.patch_size, left : left + self.patch_size]
+        scale = 1.0
+        if self.rotation_deg or self.rescale:
+            scale = float(rng.uniform(*self.rescale)) if self.rescale else 1.0
+            angle = float(rng.uniform(-self.rotation_deg, self.rotation_deg))
+            clean = warped_patch(image, self.patch_size, angle, scale, rng)
+        else:
+            top = int(rng.integers(image.shape[0] - self.patch_size + 1))
+            left = int(rng.integers(image.shape[1] - self.patch_size + 1))
+            clean = image[top : top + self.patch_size, left : left + self.patch_size]
         if self.augment:
             clean = dihedral(clean, int(rng.integers(8)))
         clean = np.ascontiguousarray(clean)
-        noisy = self.noise.add(clean, self.noise.draw(rng), rng, self.pixel_sizes[index])
+        noisy = self.noise.add(clean, self.noise.draw(rng), rng, self.pixel_sizes[index] / scale)
         return noisy, clean
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,8 +49,9 @@ def supervised_mse(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Ten
 
 @dataclass
 class TrainSettings:
-    """A training recipe (a ``training:`` config section). ``batch_size`` and ``patch_size`` are
-    read by the batch sampler, ``validation_images`` by the validation set-up; the rest by the loop."""
+    """A training recipe (a ``training:`` config section). ``batch_size``, ``patch_size``,
+    ``rotation_deg`` and ``rescale`` are read by the batch sampler (the last two by the supervised
+    one only), ``validation_images`` by the validation set-up; the rest by the loop."""
 
     epochs: int = 10
     steps_per_epoch: int = 100
@@ -66,6 +67,8 @@ class TrainSettings:
     validation_images: int = 8
     amp: bool = False
     progress: bool = True
+    rotation_deg: float = 0.0
+    rescale: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from temdenoise.io import save_json
-from temdenoise.models import build_model, count_parameters
+from temdenoise.models import build_model, count_parameters, homogeneity_facts
 from temdenoise.models.udvd import UDVD, denoise_video, window_frames
 from temdenoise.noise import NoiseCondition, parse_condition
 from temdenoise.runtime import resolve_device
@@ -239,6 +239,9 @@ def train_udvd(
     out = Path(out_dir)
     device = resolve_device(device)
     settings = TrainSettings.from_config(recipe)
+    if settings.rotation_deg or settings.rescale:
+        # the recordings are fixed noise draws: warping them would correlate the noise of neighbours
+        raise ValueError("training.rotation_deg / rescale apply to supervised training only, not to UDVD recipes")
     torch.manual_seed(seed)
     model = build_model(entry)
     train_videos, train_conditions, train_sizes = stored_recordings(train_paths, conditions, train_metadata)
@@ -252,7 +255,7 @@ def train_udvd(
                       fingerprint={"entry": entry, "conditions": list(conditions),
                                    "contrast_inversion": contrast_inversion, "weighted": weighted})
     info: dict[str, Any] = {"family": entry["family"], "params": entry.get("params", {}),
-                            "parameters": count_parameters(model),
+                            "parameters": count_parameters(model), **homogeneity_facts(model),
                             "training_data": "stored noisy recordings only",
                             "selection": "blind-spot loss on stored noisy validation videos",
                             "conditions": list(conditions), "contrast_inversion": contrast_inversion,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from temdenoise.io import load_stack, save_json
-from temdenoise.models import build_model, count_parameters
+from temdenoise.models import build_model, count_parameters, homogeneity_facts
 from temdenoise.models.fov import measure_fov
 from temdenoise.noise import item_pixel_sizes
 from temdenoise.runtime import resolve_device
@@ -22,10 +22,10 @@ log = logging.getLogger("temdenoise")
 
 
 def model_info(entry: dict[str, Any]) -> dict[str, Any]:
-    """Parameter count and measured field of view (pixels, side) of a method entry's network."""
+    """Parameter count, measured field of view (pixels, side) and homogeneity facts of a method entry's network."""
     model = build_model(entry)
     return {"family": entry["family"], "params": entry.get("params", {}),
-            "parameters": count_parameters(model), "fov": measure_fov(model)}
+            "parameters": count_parameters(model), "fov": measure_fov(model), **homogeneity_facts(model)}
 
 
 def pixel_size_summary(sizes: list[float] | None) -> dict[str, float]:
@@ -79,7 +79,8 @@ def train_supervised(
     validate = psnr_validation(
         val_images[:count], noise, domain, device, seed + 1, None if val_sizes is None else val_sizes[:count]
     )
-    sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes)
+    sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes,
+                           rotation_deg=settings.rotation_deg, rescale=settings.rescale)
     trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed,
                       fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain})
     info = model_info(entry)
