@@ -82,21 +82,6 @@ def _taper(length: int, overlap: int, taper_head: bool, taper_tail: bool, fov: i
     return weight
 
 
-# ``_starts`` and ``_ramp`` are the tiling of ``models.udvd._apply_tiled`` (every edge tapered, a
-# 1e-3 floor so image-border pixels keep a weight, no pooling grid); it moves to blend_tiles
-# when that module is next changed, and these two go.
-def _starts(length: int, tile: int, step: int) -> list[int]:
-    """Tile starts without a pooling grid (see :func:`tile_spans`)."""
-    return [start for start, _ in tile_spans(length, tile, step)]
-
-
-def _ramp(length: int, overlap: int) -> torch.Tensor:
-    """1-D blending weights tapering both tile edges, ~0 on the outer quarter of the overlap."""
-    position = torch.arange(length, dtype=torch.float32)
-    distance = torch.minimum(position + 0.5, length - position - 0.5)
-    return torch.clamp((distance - overlap / 4) / max(overlap / 2, 1), 1e-3, 1.0)
-
-
 def blend_tiles(
     apply: Callable[[torch.Tensor], torch.Tensor],
     source: torch.Tensor,

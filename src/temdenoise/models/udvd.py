@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from temdenoise.models.inference import _ramp, _starts
+from temdenoise.models.inference import blend_tiles
 from temdenoise.models.layers import start_near_identity
 from temdenoise.registry import register
 
@@ -239,21 +239,14 @@ def frame_windows(video: np.ndarray, frames: int, indices: Sequence[int] | None 
 
 
 def _apply_tiled(model: UDVD, windows: torch.Tensor) -> torch.Tensor:
-    """``model(windows)`` on overlapping ``model.tile`` tiles blended by linear ramps (whole if 0)."""
+    """``model(windows)`` on overlapping ``model.tile`` tiles (whole frames if 0), blended by
+    :func:`~temdenoise.models.inference.blend_tiles`: the tiles limit the context to the training
+    patch size on purpose (class docstring), so the overlap is a quarter tile, not the FoV."""
     height, width = windows.shape[-2:]
     tile = model.tile
     if not tile or (height <= tile and width <= tile):
         return model(windows)
-    overlap = tile // 4
-    total = torch.zeros(windows.shape[0], 1, height, width, device=windows.device)
-    weights = torch.zeros(height, width, device=windows.device)
-    for top in _starts(height, tile, tile - overlap):
-        for left in _starts(width, tile, tile - overlap):
-            out = model(windows[..., top : top + tile, left : left + tile])
-            ramp = (_ramp(out.shape[-2], overlap)[:, None] * _ramp(out.shape[-1], overlap)[None, :]).to(out.device)
-            total[..., top : top + out.shape[-2], left : left + out.shape[-1]] += ramp * out
-            weights[top : top + out.shape[-2], left : left + out.shape[-1]] += ramp
-    return total / weights
+    return blend_tiles(model, windows, tile, tile // 4)  # pads each tile itself: no pooling grid to keep
 
 
 @torch.no_grad()
