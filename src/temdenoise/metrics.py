@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from temdenoise.conditions import NoiseCondition
 
@@ -33,6 +32,15 @@ CONVENTION = {
     "unit": "PSNR and SSIM per image; natural: estimate clamped to [0,1], data_range=1; "
     "TEM: normalised intensity (vacuum=1), data_range=max(clean)-min(clean) per image",
 }
+
+
+
+def _skimage_metrics():
+    """scikit-image's metrics module, imported on first use: it pulls in scipy.stats (~1.4 s), which
+    the many jobs that import this module without scoring (denoise, fit) should not pay."""
+    from skimage import metrics as skimage_metrics
+
+    return skimage_metrics
 
 
 def data_range(clean: np.ndarray, domain: str) -> float:
@@ -52,7 +60,7 @@ def _prepare(estimate: np.ndarray, domain: str) -> np.ndarray:
 def psnr(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:
     """PSNR in dB of ``estimate`` against ``clean`` (videos: over all frames)."""
     clean = np.asarray(clean, dtype=np.float64)
-    return float(peak_signal_noise_ratio(clean, _prepare(estimate, domain), data_range=data_range(clean, domain)))
+    return float(_skimage_metrics().peak_signal_noise_ratio(clean, _prepare(estimate, domain), data_range=data_range(clean, domain)))
 
 
 def seed_counts_psnr(clean: np.ndarray, estimate: np.ndarray, dose: float, pixel_size: float) -> float:
@@ -65,7 +73,7 @@ def seed_counts_psnr(clean: np.ndarray, estimate: np.ndarray, dose: float, pixel
         counts = np.asarray(image, dtype=np.float64) * counts_per_intensity
         return np.clip(counts * 255, 0, 255).astype(np.float32)
 
-    return float(peak_signal_noise_ratio(to_byte_scale(clean), to_byte_scale(estimate), data_range=255))
+    return float(_skimage_metrics().peak_signal_noise_ratio(to_byte_scale(clean), to_byte_scale(estimate), data_range=255))
 
 
 def psnr_columns(
@@ -122,5 +130,5 @@ def ssim(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:
     estimate = _prepare(estimate, domain)
     rng = data_range(clean, domain)
     if clean.ndim == 3:
-        return float(np.mean([structural_similarity(c, e, data_range=rng) for c, e in zip(clean, estimate)]))
-    return float(structural_similarity(clean, estimate, data_range=rng))
+        return float(np.mean([_skimage_metrics().structural_similarity(c, e, data_range=rng) for c, e in zip(clean, estimate)]))
+    return float(_skimage_metrics().structural_similarity(clean, estimate, data_range=rng))
