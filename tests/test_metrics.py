@@ -46,3 +46,14 @@ def test_seed_counts_psnr_is_the_tem_papers_clamped_count_convention():
     gaussian = metrics.psnr_columns(clean, estimate, "tem", ["range", "seed_counts"], parse_condition("gaussian-25"), 0.2)
     assert np.isnan(gaussian["psnr_seed_counts"])
     assert set(metrics.psnr_columns(clean / 3, estimate / 5, "natural", ["range"], parse_condition("gaussian-25"), 1.0)) == {"psnr"}
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(np.float32, 1e-6), (np.float64, 1e-12)])
+def test_psnr_equals_scikit_image(dtype, tolerance):
+    # scikit-image computes in float32 for float32 inputs, this module always in float64
+    from skimage.metrics import peak_signal_noise_ratio as skimage_psnr
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((3, 17, 13)).astype(dtype)
+    estimate = (clean + rng.normal(0, 0.05, clean.shape)).astype(dtype)
+    assert metrics.peak_signal_noise_ratio(clean, estimate, 1.7) == pytest.approx(skimage_psnr(clean, estimate, data_range=1.7), rel=tolerance)
