@@ -8,11 +8,32 @@ import torch
 from test_models import randomise_norms
 
 from temdenoise.models.dncnn import DnCNN
-from temdenoise.models.inference import blend_tiles, denoise_image, field_of_view, tile_spans
+from temdenoise.models.inference import _apply, blend_tiles, denoise_image, field_of_view, tile_spans
 from temdenoise.models.udvd import UDVD, frame_windows
 from temdenoise.models.unet import UNet
 
 UDVD_POOLING_MULTIPLE = 4  # the blind UNet core pools twice
+
+
+def input_sensitive(model: torch.nn.Module) -> torch.nn.Module:
+    """Random norms and He-initialised convolutions: with PyTorch's default init the signal shrinks
+    about 1.7x per convolution, so a random deep UNet's output hardly depends on its input (its std
+    is then ~1% of its level) and neither seams nor their absence would show."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return randomise_norms(model)
+
+
+def shift_equivariant(model: torch.nn.Module) -> torch.nn.Module:
+    """A UNet with the authors' bilinear ``align_corners=True`` upsampling is not shift-equivariant:
+    a tile's upsampling grid depends on the tile's size, so no tiling equals whole-image inference
+    (measured: max |tiled - whole| about half the output std; docs/training.md). The tiling itself
+    is tested on the same UNet with ``align_corners=False``, which is equivariant on the pooling grid."""
+    if isinstance(model, UNet):
+        model.up = torch.nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+    return model
 
 
 def structured_image(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -50,15 +71,23 @@ def test_tile_spans_start_on_the_grid_cover_the_image_and_overlap():
     ids=["dncnn", "unet2", "unet3", "unet4"],
 )
 def test_tiled_equals_whole_image_inference_when_the_overlap_covers_the_fov(model: torch.nn.Module):
-    torch.manual_seed(0)
-    model = randomise_norms(model).eval()
-    fov = field_of_view(model)
+    # the FoV of the architecture, measured at the default init (a He-initialised random net's ReLUs
+    # gate its gradient support, which then under-measures the FoV on some runs)
+    fov = field_of_view(randomise_norms(model).eval())
+    model = shift_equivariant(input_sensitive(model)).eval()
     multiple = getattr(model, "size_multiple", 1)
     tile, overlap, side = tiling_for(fov, multiple)
     image = structured_image(side, side - 6)  # non-square, and neither side divisible by tile or multiple
     whole = denoise_image(model, image)
     tiled = denoise_image(model, image, tile=tile, overlap=overlap)
-    assert np.abs(tiled - whole).max() <= 1e-4 * whole.std()
+    # float32 rounding alone reaches ~1e-4 of the std in the deepest random net: the exactness of the
+    # blend is checked in float64, the float32 path against a rounding-level bound
+    assert np.abs(tiled - whole).max() <= 1e-3 * whole.std()
+    source = torch.from_numpy(image)[None, None].double()
+    model = model.double()
+    whole64 = _apply(model, source)
+    tiled64 = blend_tiles(lambda patch: _apply(model, patch), source, tile, overlap, multiple, fov)
+    assert (tiled64 - whole64).abs().max().item() <= 1e-4 * whole64.std().item()
 
 
 @pytest.mark.parametrize("frames", [1, 3])
@@ -77,8 +106,7 @@ def test_tiled_udvd_equals_whole_frames_when_the_overlap_covers_the_fov(frames: 
 
 
 def test_an_overlap_below_the_fov_warns_and_shows_seams():
-    torch.manual_seed(0)
-    model = randomise_norms(UNet(scales=2, base_channels=8)).eval()  # FoV 52 px
+    model = shift_equivariant(input_sensitive(UNet(scales=2, base_channels=8))).eval()  # FoV 52 px
     image = structured_image(130, 118)
     whole = denoise_image(model, image)
     with pytest.warns(UserWarning, match="below the field of view"):
