@@ -8,6 +8,7 @@ with job(snakemake):
         snakemake.input.metrics,
         dict(zip(snakemake.params.networks, snakemake.input.info)),
         snakemake.params.entries,
+        snakemake.input.metadata,
         snakemake.output.csv,
         snakemake.output.markdown,
         snakemake.output.latex,

@@ -12,6 +12,13 @@ from temdenoise.report.pairs import homogeneity_label
 from temdenoise.report.tem_table import claim_pairs, classical_info, write_tem_table
 
 
+def _metadata(tmp_path, pixel_size: float = 0.25, support: str = "CeO2") -> str:
+    """A test split's metadata: three images at one pixel size on one support."""
+    path = tmp_path / "test.csv"
+    pd.DataFrame({"item": range(3), "pixel_size": pixel_size, "support": support}).to_csv(path, index=False)
+    return str(path)
+
+
 def test_tem_table_joins_metrics_with_parameters_and_fov(tmp_path):
     rows = []
     for noise, offset in (("poisson-50", 0.0), ("poisson-5", -5.0)):
@@ -28,7 +35,8 @@ def test_tem_table_joins_metrics_with_parameters_and_fov(tmp_path):
     (tmp_path / "info.json").write_text(json.dumps({"parameters": 1234, "fov": 52, "bias_free": True, "offset": 1.0}))
     entries = {"wiener": {"family": "wiener", "params": {"kernel_size": 7}}, "wavelet": {"family": "wavelet"},
                "unet": {"family": "unet"}}
-    table = write_tem_table(paths, {"unet": str(tmp_path / "info.json")}, entries, str(tmp_path / "t.csv"),
+    table = write_tem_table(paths, {"unet": str(tmp_path / "info.json")}, entries, _metadata(tmp_path, 0.5),
+                            str(tmp_path / "t.csv"),
                             str(tmp_path / "t.md"), str(tmp_path / "t.tex"), str(tmp_path / "pairs.csv"))
     # Highest dose first, then best PSNR first within a condition.
     assert table["noise"].tolist()[:3] == ["poisson-50"] * 3
@@ -36,8 +44,14 @@ def test_tem_table_joins_metrics_with_parameters_and_fov(tmp_path):
     first = table.iloc[0]
     assert (first["parameters"], first["fov"], first["psnr_mean"], first["psnr_std"]) == (1234, 52, 26.0, 1.0)
     assert table.set_index(["noise", "model"]).loc[("poisson-5", "wiener"), "parameters"] == 49
+    # FoV in angstroms at the test pixel (0.5 A) and in projected CeO2 cells (sqrt(2) 5.411^2 / 4 = 10.352 A^2)
+    assert first["fov_angstrom"] == 26.0 and first["fov_cells"] == pytest.approx(26.0**2 / 10.352, rel=1e-4)
+    wiener = table.set_index(["noise", "model"]).loc[("poisson-5", "wiener")]
+    assert wiener["fov_angstrom"] == 3.5 and wiener["fov_cells"] == pytest.approx(3.5**2 / 10.352, rel=1e-4)
+    assert table.set_index(["noise", "model"])["fov_angstrom"].isna().loc[("poisson-5", "wavelet")]
     markdown = (tmp_path / "t.md").read_text()
     assert "52x52" in markdown and "26.00 ± 1.00" in markdown and "data_range" in markdown
+    assert "FoV (CeO2 cells)" in markdown and "| 26.0 " in markdown and "65.3" in markdown
     # a bias-free net with an offset is homogeneous about it, not about 0: its row says so
     assert table.set_index(["noise", "model"]).loc[("poisson-5", "unet"), "homogeneity"] == "homogeneous about offset 1"
     assert "homogeneous about offset 1" in markdown
@@ -79,7 +93,8 @@ ENTRIES = {"unet": {"family": "unet", "params": {"scales": 3}},
 def _write(tmp_path, pairs=()):
     paths = _metric_files(tmp_path, {("poisson-20", m): list(v) for m, v in SCORES.items()})
     out = {k: str(tmp_path / f"t.{k}") for k in ("csv", "md", "tex", "pairs")}
-    table = write_tem_table(paths, {}, ENTRIES, out["csv"], out["md"], out["tex"], out["pairs"], pairs)
+    table = write_tem_table(paths, {}, ENTRIES, _metadata(tmp_path), out["csv"], out["md"], out["tex"], out["pairs"],
+                            pairs)
     return table, pd.read_csv(out["pairs"]), out
 
 

@@ -56,6 +56,8 @@ rule tem_table:
             for model in tem_table_methods()
         ],
         info=lambda wildcards: [f"results/models/{tem_table_dataset()}/{m}/info.json" for m in tem_table_networks()],
+        # the test pixel and support: the FoV in angstroms and in projected support cells
+        metadata=lambda wildcards: clean_metadata(tem_table_dataset(), "test"),
     output:
         csv="results/tables/tem_table.csv",
         markdown=report("results/tables/tem_table.md", caption="../report/tem_table.rst", category="Tables"),

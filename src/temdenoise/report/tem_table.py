@@ -10,7 +10,9 @@ model picked as the best on the test images and then tested on them would win by
 Networks take parameters, FoV and homogeneity from the ``info.json`` written at training time
 (:func:`temdenoise.train.supervised.model_info`): a bias-free row reads "homogeneous" (f(a y) =
 a f(y)) or, with an offset o, "homogeneous about offset o"; the Wiener filter has ``kernel_size**2`` weights
-and a ``kernel_size`` FoV; the wavelet shrinkage learns nothing and sees the whole image.
+and a ``kernel_size`` FoV; the wavelet shrinkage learns nothing and sees the whole image. Every
+FoV is also given in angstroms and in projected support cells (:mod:`temdenoise.fov_units`), at the
+pixel of the test split's metadata.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import pandas as pd
 
 from temdenoise import metrics
 from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
+from temdenoise.fov_units import FovScale, fov_scale, fov_units_note
 from temdenoise.io import save_table, save_text
 from temdenoise.report.pairs import (
     bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
 )
 
-COLUMNS = ["noise", "model", "parameters", "fov", "homogeneity", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
+COLUMNS = ["noise", "model", "parameters", "fov", "fov_angstrom", "fov_cells", "homogeneity", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
 """Columns of the table; ``psnr_<name>_mean`` / ``_std`` per TEM PSNR convention follow ``psnr_std``."""
 NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
 
@@ -40,25 +43,30 @@ def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
     return {"parameters": 0, "fov": None}
 
 
+def supervised_biased(entries: Mapping[str, Mapping[str, Any]], family: str) -> list[str]:
+    """The entries of ``family`` that are biased and supervised (no ``bias_free``, no ``objective``):
+    the rows the seed's comparisons are made between."""
+    return [name for name, e in entries.items()
+            if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
+
+
 def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
     """The study's named comparisons among ``entries``: every UNet vs every DnCNN, DnCNN vs Wiener,
     Wiener vs wavelet (biased, supervised networks only), then each bias-free network vs its biased
     twin. Self-supervised networks (an ``objective``) are compared with their neighbours in the table."""
-    def of(family: str) -> list[str]:  # supervised (no objective), biased networks of a family
-        return [name for name, e in entries.items()
-                if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
-
     claims = [(a, b) for upper, lower in (("unet", "dncnn"), ("dncnn", "wiener"), ("wiener", "wavelet"))
-              for a in of(upper) for b in of(lower)]
+              for a in supervised_biased(entries, upper) for b in supervised_biased(entries, lower)]
     return claims + bias_free_twins(entries)
 
 
-def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]], scale: FovScale) -> pd.DataFrame:
     """One row per (noise condition, model), best PSNR (column ``psnr``) first within each condition,
-    with the mean and std of every TEM PSNR convention's column."""
+    with the mean and std of every TEM PSNR convention's column and the FoV in px, A and cells (``scale``)."""
     summary = score_statistics(tidy, ["noise", "method"]).rename(columns={"method": "model"})
     summary["parameters"] = summary["model"].map(lambda m: info.get(m, {}).get("parameters"))
     summary["fov"] = summary["model"].map(lambda m: info.get(m, {}).get("fov"))
+    summary["fov_angstrom"] = summary["fov"].map(scale.angstrom)
+    summary["fov_cells"] = summary["fov"].map(scale.cells)
     summary["homogeneity"] = summary["model"].map(lambda m: homogeneity_label(info.get(m, {})))
     summary["order"] = noise_order(summary["noise"])
     summary = summary.sort_values(["order", "psnr_mean"], ascending=[True, False])
@@ -81,7 +89,12 @@ def with_next(table: pd.DataFrame, pairs: pd.DataFrame) -> pd.DataFrame:
     return table.merge(adjacent[["noise", "model", *NEXT_COLUMNS]], on=["noise", "model"], how="left")
 
 
-def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str]) -> pd.DataFrame:
+def fov_text(value: float, digits: int) -> str:
+    """A FoV size for a table cell: "image" where it is undefined (the method sees the whole image)."""
+    return "image" if pd.isna(value) else f"{value:.{digits}f}"
+
+
+def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str], support: str | None) -> pd.DataFrame:
     psnr_headers = {f"PSNR {name} (dB)": f"psnr_{name}" for name in conventions} or {"PSNR (dB)": "psnr"}
 
     def spread(mean: float, std: float) -> str:
@@ -96,7 +109,9 @@ def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str]) -> pd.Dat
     return pd.DataFrame({
         "model": table["model"],
         "parameters": table["parameters"].map(count),
-        "FoV": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
+        "FoV (px)": table["fov"].map(lambda f: "image" if pd.isna(f) else f"{int(f)}x{int(f)}"),
+        "FoV (Å)": table["fov_angstrom"].map(lambda f: fov_text(f, 1)),
+        **({f"FoV ({support} cells)": table["fov_cells"].map(lambda f: fov_text(f, 1))} if support else {}),
         "bias-free": table["homogeneity"].map(lambda label: label or "-"),
         **{header: list(map(spread, table[f"{score}_mean"], table[f"{score}_std"]))
            for header, score in psnr_headers.items()},
@@ -109,6 +124,7 @@ def write_tem_table(
     metric_paths: Sequence[str],
     info_paths: Mapping[str, str],
     entries: Mapping[str, Mapping[str, Any]],
+    metadata_path: str,
     out_csv: str,
     out_md: str,
     out_tex: str,
@@ -116,7 +132,8 @@ def write_tem_table(
     pairs: Sequence[Sequence[str]] = (),
 ) -> pd.DataFrame:
     """Build the table from per-image metric CSVs and write it as CSV, Markdown and LaTeX, and
-    the paired comparisons (``pairs``, else :func:`claim_pairs`, plus the adjacent rows) as CSV."""
+    the paired comparisons (``pairs``, else :func:`claim_pairs`, plus the adjacent rows) as CSV.
+    ``metadata_path``: the test split's metadata (pixel size and support of the FoV units)."""
     named = [tuple(pair) for pair in pairs] or claim_pairs(entries)
     unknown = sorted({name for pair in named for name in pair} - set(entries))
     if unknown:
@@ -124,7 +141,8 @@ def write_tem_table(
     info = {name: classical_info(entry) for name, entry in entries.items() if name not in info_paths}
     info.update({name: json.loads(open(path).read()) for name, path in info_paths.items()})
     tidy = collect_metrics(metric_paths)
-    table = tem_table(tidy, info)
+    scale = fov_scale(pd.read_csv(metadata_path))
+    table = tem_table(tidy, info, scale)
     compared = table_pairs(tidy, table, named)
     table = with_next(table, compared)
     save_table(out_csv, table)
@@ -132,15 +150,15 @@ def write_tem_table(
     conventions = metrics.tem_psnr_conventions(tidy.columns)
     convention, note = metrics.table_convention(conventions), delta_note("image")
     md = [f"# TEM denoising: PSNR (dB, mean ± std over test images), SSIM, parameters, measured FoV\n\n"
-          f"Convention: {convention}. FoV: gradient support of the centre output pixel. "
+          f"Convention: {convention}. FoV: gradient support of the centre output pixel, {fov_units_note(scale)}. "
           f"{note}; Δ vs next compares a row with the row below it.\n"]
     tex = [f"% TEM table. Convention: {convention}.\n"]
     for noise, part in table.groupby("noise", sort=False):
         claims = compared[(compared["noise"] == noise) & compared["named"]]
-        md.append(f"\n## {noise}\n\n" + _display(part, "±", conventions).to_markdown(index=False) + "\n\n"
+        md.append(f"\n## {noise}\n\n" + _display(part, "±", conventions, scale.support).to_markdown(index=False) + "\n\n"
                   f"Named comparisons ({noise}):\n\n" + pairs_display(claims).to_markdown(index=False) + "\n")
         caption = tex_escape(f"Denoising {noise} TEM images: PSNR (dB) mean $\\pm$ std. {note}. {convention}.")
-        display = _display(part, "$\\pm$", conventions).map(tex_escape).rename(columns=tex_escape)
+        display = _display(part, "$\\pm$", conventions, scale.support).map(tex_escape).rename(columns=tex_escape)
         tex.append(display.to_latex(index=False, caption=caption, label=f"tab:tem-{noise}"))
     save_text(out_md, "".join(md))
     save_text(out_tex, "\n".join(tex))
