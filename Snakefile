@@ -40,6 +40,7 @@ localrules:
     table_html,
     provenance,
     tem_table,
+    fov_gain,
     gaintuning_tables,
     udvd_table,
 

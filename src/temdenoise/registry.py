@@ -10,7 +10,7 @@ the config's ``plugins:``), which the workflow reads without importing torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from temdenoise.families import declared_families, family_info
 
@@ -108,3 +108,10 @@ def entry_on(entry: dict[str, Any], dataset: str | None) -> dict[str, Any]:
             raise KeyError(f"datasets.{dataset}.{key}: a dataset may override only {', '.join(_OVERRIDABLE)}")
         flat[key] = {**flat.get(key, {}), **value} if _OVERRIDABLE[key] else value
     return flat
+
+
+def supervised_biased(entries: Mapping[str, Mapping[str, Any]], family: str) -> list[str]:
+    """The entries of ``family`` that are biased and supervised (no ``bias_free``, no ``objective``):
+    the rows the seed's comparisons (UNet vs DnCNN, DnCNN vs Wiener...) are made between."""
+    return [name for name, e in entries.items()
+            if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]

@@ -318,3 +318,89 @@ if UDVD_AUGMENTATION:
     ALL_TARGETS.append("results/tables/udvd_augmentation.md")
 if UDVD_MOTION:
     ALL_TARGETS.append("results/plots/udvd_motion.png")
+
+
+# The FoV gain (UNet - DnCNN) against the FoV in angstroms across TEM datasets (experiments.fov_gain).
+from temdenoise.registry import supervised_biased
+
+FOV_GAIN = config["experiments"].get("fov_gain", {})
+
+
+def fov_gain_networks(dataset):
+    """The biased supervised UNets and DnCNNs of a dataset's benchmark, whose gains are compared."""
+    entries = {m: method_entry(m, dataset) for m in config["benchmark"].get(dataset, [])}
+    return [m for family in ("unet", "dncnn") for m in supervised_biased(entries, family)]
+
+
+def fov_gain_datasets():
+    """The configured datasets, else every simulated TEM image dataset whose benchmark holds a
+    biased supervised UNet and DnCNN."""
+    if FOV_GAIN.get("datasets"):
+        return FOV_GAIN["datasets"]
+    return [
+        name
+        for name in config["benchmark"]
+        if config["datasets"][name]["domain"] == "tem"
+        and name in datasets_with_source("simulate")
+        and name not in video_datasets()
+        and {method_entry(m, name)["family"] for m in fov_gain_networks(name)} == {"unet", "dncnn"}
+    ]
+
+
+def check_fov_gain():
+    """Cross-references of experiments.fov_gain, each message naming the bad key."""
+    for dataset in FOV_GAIN.get("datasets", []):
+        if dataset not in config["benchmark"] or dataset in video_datasets():
+            raise ConfigError(f"experiments.fov_gain.datasets: {dataset!r} is not an image dataset under benchmark")
+        if {method_entry(m, dataset)["family"] for m in fov_gain_networks(dataset)} != {"unet", "dncnn"}:
+            raise ConfigError(
+                f"experiments.fov_gain.datasets: benchmark.{dataset} needs a biased supervised UNet and DnCNN"
+            )
+    if FOV_GAIN.get("enabled") and not fov_gain_datasets():
+        raise ConfigError("experiments.fov_gain.enabled: no TEM dataset with a UNet and a DnCNN under benchmark")
+
+
+check_fov_gain()
+
+
+rule fov_gain:
+    input:
+        metrics=lambda wildcards: [
+            metrics_file(dataset, noise, model)
+            for dataset in fov_gain_datasets()
+            for noise in conditions(dataset)
+            for model in fov_gain_networks(dataset)
+        ],
+        info=lambda wildcards: [
+            f"results/models/{dataset}/{model}/info.json"
+            for dataset in fov_gain_datasets()
+            for model in fov_gain_networks(dataset)
+        ],
+        # each dataset's test pixel and support: the FoV in angstroms and in projected support cells
+        metadata=lambda wildcards: [clean_metadata(dataset, "test") for dataset in fov_gain_datasets()],
+    output:
+        csv="results/tables/fov_gain.csv",
+        markdown="results/tables/fov_gain.md",
+        png=report("results/plots/fov_gain_angstrom.png", caption="../report/fov_gain.rst", category="Figures"),
+        svg="results/plots/fov_gain_angstrom.svg",
+    log:
+        "results/logs/fov_gain.log",
+    benchmark:
+        "results/benchmarks/fov_gain.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        datasets=fov_gain_datasets(),
+        info_keys=[[dataset, model] for dataset in fov_gain_datasets() for model in fov_gain_networks(dataset)],
+        entries={
+            dataset: {m: method_entry(m, dataset) for m in fov_gain_networks(dataset)}
+            for dataset in fov_gain_datasets()
+        },
+    script:
+        "../../scripts/fov_gain.py"
+
+
+if FOV_GAIN.get("enabled"):
+    ALL_TARGETS.extend(
+        ["results/tables/fov_gain.csv", "results/tables/fov_gain.md", "results/plots/fov_gain_angstrom.png"]
+    )

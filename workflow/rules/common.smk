@@ -553,6 +553,7 @@ def udvd_table_metrics(file=metrics_file):
 HEADLINE_GROUPS = [
     ("psnr_summary", "1 PSNR benchmark", "psnr_table.rst"),
     ("tem_table", "2 TEM table", "tem_table.rst"),
+    ("fov_gain", "2 TEM table", "fov_gain.rst"),
     ("generalization_", "3 Generalisation", "generalization.rst"),
     ("udvd_table", "4 UDVD", "udvd_table.rst"),
     ("udvd_augmentation", "4 UDVD", "udvd_augmentation.rst"),

@@ -26,6 +26,7 @@ from temdenoise import metrics
 from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
 from temdenoise.fov_units import FovScale, fov_scale, fov_units_note
 from temdenoise.io import save_table, save_text
+from temdenoise.registry import supervised_biased
 from temdenoise.report.pairs import (
     bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
 )
@@ -41,13 +42,6 @@ def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
         size = int(entry.get("params", {}).get("kernel_size", 0)) or None
         return {"parameters": size * size if size else None, "fov": size}
     return {"parameters": 0, "fov": None}
-
-
-def supervised_biased(entries: Mapping[str, Mapping[str, Any]], family: str) -> list[str]:
-    """The entries of ``family`` that are biased and supervised (no ``bias_free``, no ``objective``):
-    the rows the seed's comparisons are made between."""
-    return [name for name, e in entries.items()
-            if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
 
 
 def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -1,0 +1,98 @@
+"""The FoV-gain analysis: UNet - DnCNN paired per-image differences against the FoV in angstroms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from temdenoise.analysis.fov_gain import gain_convention, gain_pairs, write_fov_gain
+from temdenoise.stats import paired_difference
+
+# Images differ by up to 10 dB; the UNets gain a few dB over the DnCNN, image by image with some spread.
+BASE = np.array([20.0, 26.0, 30.0, 23.0, 28.0])
+ENTRIES = {
+    "dncnn": {"family": "dncnn", "params": {"depth": 7}},
+    "unet_s2": {"family": "unet", "params": {"scales": 2}},
+    "unet_s4": {"family": "unet", "params": {"scales": 4}},
+    "bf_unet": {"family": "unet", "params": {"scales": 2, "bias_free": True}},
+    "n2v_unet": {"family": "unet", "params": {"scales": 2}, "objective": {"name": "noise2void"}},
+}
+FOV = {"dncnn": 15, "unet_s2": 52, "unet_s4": 220}
+
+
+def _scores(rng: np.random.Generator, gain: float) -> np.ndarray:
+    return BASE + gain + rng.normal(0.0, 0.3, BASE.size)
+
+
+def _write_dataset(tmp_path, dataset: str, pixel_size: float, infinite_seed_counts: str | None = None):
+    """Per-image metric files (rows shuffled), info.json files and test metadata of one dataset."""
+    rng = np.random.default_rng(len(dataset))
+    metrics, info, scores = [], {}, {}
+    for noise in ("poisson-20", "poisson-200"):
+        for model, gain in (("dncnn", 0.0), ("unet_s2", 0.5), ("unet_s4", 2.0)):
+            seed_counts, value_range = _scores(rng, gain), _scores(rng, gain - 3.0)
+            if noise == infinite_seed_counts and model == "dncnn":
+                seed_counts[1] = np.inf  # every pixel saturated at 1 count: seed_counts undefined on that image
+            scores[dataset, noise, model] = {"seed_counts": seed_counts, "range": value_range}
+            part = pd.DataFrame({"dataset": dataset, "noise": noise, "method": model, "image": range(BASE.size),
+                                 "psnr": seed_counts, "psnr_seed_counts": seed_counts, "psnr_range": value_range,
+                                 "ssim": 0.5})
+            path = tmp_path / f"{dataset}-{noise}-{model}.csv"
+            part.sample(frac=1.0, random_state=int(rng.integers(1000))).to_csv(path, index=False)
+            metrics.append(str(path))
+    for model, fov in FOV.items():
+        path = tmp_path / f"{dataset}-{model}.json"
+        path.write_text(json.dumps({"parameters": 1, "fov": fov}))
+        info[dataset, model] = str(path)
+    metadata = tmp_path / f"{dataset}-test.csv"
+    pd.DataFrame({"item": range(BASE.size), "pixel_size": pixel_size, "support": "CeO2"}).to_csv(metadata, index=False)
+    return metrics, info, str(metadata), scores
+
+
+def test_gain_pairs_are_the_biased_supervised_unets_over_the_dncnn():
+    assert gain_pairs(ENTRIES) == [("unet_s2", "dncnn"), ("unet_s4", "dncnn")]
+
+
+def test_gain_convention_prefers_seed_counts_where_finite():
+    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [30.0, 31.0], "psnr_range": [20.0, 21.0]})) == "seed_counts"
+    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [30.0, np.inf], "psnr_range": [20.0, 21.0]})) == "range"
+    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [np.nan] * 2, "psnr_range": [20.0, 21.0]})) == "range"
+    assert gain_convention(pd.DataFrame({"psnr_range": [20.0, 21.0]})) == "range"
+
+
+def test_fov_gain_table_is_the_paired_difference_against_the_fov_in_angstroms(tmp_path):
+    quick = _write_dataset(tmp_path, "tem", 0.25, infinite_seed_counts="poisson-200")
+    paper = _write_dataset(tmp_path, "tem_paper", 0.0625)
+    out = {"csv": str(tmp_path / "fov_gain.csv"), "markdown": str(tmp_path / "fov_gain.md"),
+           "png": str(tmp_path / "fov_gain.png"), "svg": str(tmp_path / "fov_gain.svg")}
+    table = write_fov_gain(quick[0] + paper[0], {**quick[1], **paper[1]}, {"tem": quick[2], "tem_paper": paper[2]},
+                           {"tem": ENTRIES, "tem_paper": ENTRIES}, out)
+    # one row per (dataset, UNet, condition): 2 datasets x 2 UNets x 2 doses; highest dose first, FoV ascending
+    assert len(table) == 8
+    assert table[["dataset", "noise", "model"]].head(2).values.tolist() == [
+        ["tem", "poisson-200", "unet_s2"], ["tem", "poisson-200", "unet_s4"]]
+    scores = {**quick[3], **paper[3]}
+    for _, row in table.iterrows():
+        # seed_counts unless an image of the pair is infinite there (tem, poisson-200): then range
+        expected = "range" if (row["dataset"], row["noise"]) == ("tem", "poisson-200") else "seed_counts"
+        assert row["convention"] == expected
+        unet, dncnn = (scores[row["dataset"], row["noise"], m][expected] for m in (row["model"], "dncnn"))
+        difference = paired_difference(unet, dncnn)
+        assert (row["diff_mean"], row["diff_low"], row["diff_high"]) == pytest.approx(
+            (difference.mean, difference.low, difference.high))
+        assert row["diff_items"] == BASE.size and row["reference"] == "dncnn"
+        # FoV in angstroms at the dataset's own pixel, and in CeO2 cells (10.3517 A^2 each)
+        pixel = 0.25 if row["dataset"] == "tem" else 0.0625
+        assert row["fov_angstrom"] == FOV[row["model"]] * pixel
+        assert row["fov_cells"] == pytest.approx((FOV[row["model"]] * pixel) ** 2 / 10.35166, rel=1e-5)
+        assert row["reference_fov_angstrom"] == 15 * pixel
+        dose = float(row["noise"].split("-")[1])
+        assert row["counts_per_pixel"] == pytest.approx(dose * pixel**2)
+    assert pd.read_csv(out["csv"])["diff_mean"].tolist() == pytest.approx(table["diff_mean"].tolist())
+    markdown = open(out["markdown"]).read()
+    assert "unet_s4 − dncnn" in markdown and "220 / 55.0 / " in markdown and "range" in markdown
+    for figure in ("png", "svg"):
+        assert (tmp_path / f"fov_gain.{figure}").stat().st_size > 1000
