@@ -321,45 +321,6 @@ if UDVD_MOTION:
 
 
 # The FoV gain (UNet - DnCNN) against the FoV in angstroms across TEM datasets (experiments.fov_gain).
-from temdenoise.registry import supervised_biased
-
-FOV_GAIN = config["experiments"].get("fov_gain", {})
-
-
-def fov_gain_networks(dataset):
-    """The biased supervised UNets and DnCNNs of a dataset's benchmark, whose gains are compared."""
-    entries = {m: method_entry(m, dataset) for m in config["benchmark"].get(dataset, [])}
-    return [m for family in ("unet", "dncnn") for m in supervised_biased(entries, family)]
-
-
-def fov_gain_datasets():
-    """The configured datasets, else every simulated TEM image dataset whose benchmark holds a
-    biased supervised UNet and DnCNN."""
-    if FOV_GAIN.get("datasets"):
-        return FOV_GAIN["datasets"]
-    return [
-        name
-        for name in config["benchmark"]
-        if config["datasets"][name]["domain"] == "tem"
-        and name in datasets_with_source("simulate")
-        and name not in video_datasets()
-        and {method_entry(m, name)["family"] for m in fov_gain_networks(name)} == {"unet", "dncnn"}
-    ]
-
-
-def check_fov_gain():
-    """Cross-references of experiments.fov_gain, each message naming the bad key."""
-    for dataset in FOV_GAIN.get("datasets", []):
-        if dataset not in config["benchmark"] or dataset in video_datasets():
-            raise ConfigError(f"experiments.fov_gain.datasets: {dataset!r} is not an image dataset under benchmark")
-        if {method_entry(m, dataset)["family"] for m in fov_gain_networks(dataset)} != {"unet", "dncnn"}:
-            raise ConfigError(
-                f"experiments.fov_gain.datasets: benchmark.{dataset} needs a biased supervised UNet and DnCNN"
-            )
-    if FOV_GAIN.get("enabled") and not fov_gain_datasets():
-        raise ConfigError("experiments.fov_gain.enabled: no TEM dataset with a UNet and a DnCNN under benchmark")
-
-
 check_fov_gain()
 
 

@@ -17,7 +17,7 @@ from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families, missing_extra
 from temdenoise.provenance import config_sha256
-from temdenoise.registry import entry_on, takes_videos
+from temdenoise.registry import entry_on, supervised_biased, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
@@ -546,6 +546,53 @@ def udvd_table_metrics(file=metrics_file):
     """Scores of every row of the UDVD table (``file``: `metrics_file`, or `frame_metrics_file` per frame)."""
     dataset = UDVD["dataset"]
     return [file(dataset, noise, model) for noise in conditions(dataset) for model in udvd_table_methods(noise)]
+
+
+# -- FoV gain (experiments.fov_gain; rule fov_gain in analyze.smk) --
+FOV_GAIN = config["experiments"].get("fov_gain", {})
+
+
+def fov_gain_networks(dataset):
+    """The biased supervised UNets and DnCNNs of a dataset's benchmark, whose gains are compared."""
+    entries = {m: method_entry(m, dataset) for m in config["benchmark"].get(dataset, [])}
+    return [m for family in ("unet", "dncnn") for m in supervised_biased(entries, family)]
+
+
+def has_fov_gain_pair(dataset):
+    """Whether a dataset's benchmark holds a biased supervised UNet and a biased supervised DnCNN."""
+    return {method_entry(m, dataset)["family"] for m in fov_gain_networks(dataset)} == {"unet", "dncnn"}
+
+
+def fov_gain_datasets():
+    """The configured datasets, else every simulated TEM image dataset whose benchmark holds a
+    biased supervised UNet and DnCNN."""
+    if FOV_GAIN.get("datasets"):
+        return FOV_GAIN["datasets"]
+    return [
+        name
+        for name in config["benchmark"]
+        if config["datasets"][name]["domain"] == "tem"
+        and name in datasets_with_source("simulate")
+        and name not in video_datasets()
+        and has_fov_gain_pair(name)
+    ]
+
+
+def check_fov_gain():
+    """Cross-references of experiments.fov_gain, each message naming the bad key."""
+    for dataset in FOV_GAIN.get("datasets", []):
+        if (
+            dataset not in config["benchmark"]
+            or dataset in video_datasets()
+            or config["datasets"][dataset]["domain"] != "tem"
+        ):
+            raise ConfigError(f"experiments.fov_gain.datasets: {dataset!r} is not a TEM image dataset under benchmark")
+        if not has_fov_gain_pair(dataset):
+            raise ConfigError(
+                f"experiments.fov_gain.datasets: benchmark.{dataset} needs a biased supervised UNet and DnCNN"
+            )
+    if FOV_GAIN.get("enabled") and not fov_gain_datasets():
+        raise ConfigError("experiments.fov_gain.enabled: no TEM dataset with a UNet and a DnCNN under benchmark")
 
 
 # -- headline tables (report.smk: table_html, html_report) --

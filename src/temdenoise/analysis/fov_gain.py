@@ -20,7 +20,9 @@ from typing import Any, Mapping, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.axis  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -131,6 +133,13 @@ def _markdown(table: pd.DataFrame) -> str:
             + display.to_markdown(index=False) + "\n")
 
 
+def plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Ticks of a log axis at 1, 2 and 5 per decade, written as plain numbers (the FoV spans one or two decades)."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_fov_gain(table: pd.DataFrame, png: str, svg: str | None = None) -> None:
     """Gain (dB, 95% interval) against the UNet's FoV in angstroms (log axis), a colour per dataset
     and a marker per noise condition; the DnCNN's FoV of each dataset dotted (gain 0 there), and
@@ -152,6 +161,7 @@ def plot_fov_gain(table: pd.DataFrame, png: str, svg: str | None = None) -> None
         axis.axvline(part["reference_fov_angstrom"].iloc[0], color=colours[dataset], linestyle=":", linewidth=1)
     axis.axhline(0.0, color="grey", linewidth=0.8)
     axis.set_xscale("log")
+    plain_log_ticks(axis.xaxis)
     axis.set_xlabel("UNet field of view (Å; dotted: the DnCNN's)")
     axis.set_ylabel("PSNR gain UNet − DnCNN (dB, 95% CI)")
     supports = table["support"].dropna().unique()
@@ -160,6 +170,7 @@ def plot_fov_gain(table: pd.DataFrame, png: str, svg: str | None = None) -> None
         top = axis.secondary_xaxis("top", functions=(lambda a: np.asarray(a) ** 2 / area,
                                                      lambda c: np.sqrt(np.clip(c, 0, None) * area)))
         top.set_xlabel(f"projected {supports[0]} cells covered")
+        plain_log_ticks(top.xaxis)
     axis.legend(fontsize=7, loc="best")
     save_figure(figure, png, svg)
 
