@@ -53,6 +53,10 @@ CALIBRATION_READERS = {
     "gaintuning_case": "pixel size of each noisy test item (Poisson losses need the counts per pixel)",
     "gaintuning_curve": "pixel size of the noisy test item",
     "gaintuning_net_bias": "pixel size of the noisy test items",
+    # Tables of scores already written: the pixel and the support material (known for a real
+    # specimen too) turn each network's FoV into angstroms and projected support cells.
+    "tem_table": "pixel size and support of the test split (FoV in angstroms and support cells)",
+    "fov_gain": "pixel size and support of each dataset's test split (FoV in angstroms and support cells)",
 }
 """Rules allowed to take the test *metadata* (``results/data/*/test.csv``), never a test array."""
 
