@@ -135,7 +135,11 @@ def real_models(wildcards):
 def trainable_datasets():
     """Datasets whose models the `train` and `train_udvd` rules train (files datasets: `train_real`;
     a dataset with models_from uses another's)."""
-    return [name for name, entry in config["datasets"].items() if entry["source"] != "files" and not entry.get("models_from")]
+    return [
+        name
+        for name, entry in config["datasets"].items()
+        if entry["source"] != "files" and not entry.get("models_from")
+    ]
 
 
 def models_source(dataset):
