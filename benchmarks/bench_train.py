@@ -7,9 +7,9 @@
 2. Inference on a 2048 x 2048 image: whole image vs overlapping tiles, megapixels per second and
    peak memory (CPU: peak resident memory of a fresh subprocess per mode; CUDA: peak allocated).
 3. ``--paper``: at the paper recipe (batch 128, patch 128, TEM-size 512 px images), patches/s of
-   the batch sampler alone (in this process, then in ``--workers`` DataLoader worker processes)
-   beside the model step alone (a given batch, on ``--device``). The sampler starves the device
-   when its rate is below the step's.
+   the batch sampler alone (in this process, then in ``--workers`` DataLoader worker processes as
+   :class:`Trainer` builds them with ``loader_workers``) beside the model step alone (a given batch,
+   on ``--device``). The sampler starves the device when its rate is below the step's.
 
 Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]``.
 """
@@ -27,6 +27,7 @@ import torch
 from temdenoise.models import build_model
 from temdenoise.models.inference import denoise_image
 from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings
+from temdenoise.train.engine import EpochSteps, SeededBatches
 
 MODEL = {"family": "unet", "params": {"scales": 3, "base_channels": 16, "residual": True}}
 
@@ -66,21 +67,9 @@ def bare_rate(steps: int, batch: int, patch: int, device: str) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
-class _SamplerBatches(torch.utils.data.IterableDataset):
-    """Endless batches of ``PatchSampler`` ``draw``, each worker process with its own generator."""
-
-    def __init__(self, draw: PatchSampler, seed: int) -> None:
-        self.draw, self.seed = draw, seed
-
-    def __iter__(self):
-        worker = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, worker.id if worker else 0])
-        while True:
-            yield self.draw(rng)
-
-
 def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
-    """Patches/s of the batch sampler alone, in this process (0 workers) or in worker processes."""
+    """Patches/s of the batch sampler alone, in this process (0 workers) or in worker processes
+    (the loader of :class:`Trainer` with ``loader_workers = workers``)."""
     rng = np.random.default_rng(0)
     images = [1 + 0.3 * rng.random((512, 512), dtype=np.float32) for _ in range(16)]
     draw = PatchSampler(images, NoiseRange("poisson", 10, 400), patch, batch, pixel_sizes=[0.15] * 16)
@@ -89,7 +78,8 @@ def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
         for _ in range(batches):
             draw(rng)
         return batches * batch / (time.perf_counter() - started)
-    loader = torch.utils.data.DataLoader(_SamplerBatches(draw, 0), batch_size=None, num_workers=workers)
+    loader = torch.utils.data.DataLoader(SeededBatches(draw), batch_size=None, sampler=EpochSteps(batches + 1),
+                                         num_workers=workers)
     stream = iter(loader)
     next(stream)  # the workers' start-up is paid once per training, not per batch
     started = time.perf_counter()

@@ -44,6 +44,15 @@ CASES = {
         or c["benchmark"]["natural"].append("n2n"),
         "methods.n2n.objective",
     ),
+    "models_from an unknown dataset": (
+        lambda c: c["datasets"].update(set12={**c["datasets"]["natural"], "models_from": "bsd"}),
+        "datasets.set12.models_from",
+    ),
+    "models_from with other noise conditions": (
+        lambda c: c["datasets"].update(set12={**c["datasets"]["natural"], "models_from": "natural",
+                                              "noise": {"gaussian": [99]}}),
+        "datasets.set12.models_from",
+    ),
     "missing folder": (
         lambda c: c["datasets"]["natural"].update(source="folder", train_folder="/nonexistent", test_folder="/x"),
         "datasets.natural.train_folder",

@@ -61,11 +61,33 @@ def job_resources(text: str) -> list[tuple[str, dict[str, str], dict[str, str]]]
 
 
 @pytest.fixture(scope="module")
-def paper_jobs(tmp_path_factory) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+def paper_dry_run(tmp_path_factory) -> str:
+    """The ``snakemake -n --forceall`` printout of config/paper.yaml."""
     workdir = tmp_path_factory.mktemp("paper")
     make_paper_natural_folders(workdir)
-    result = run_workflow(workdir, PAPER, "-n", "--forceall", "--cores", "64")
-    return job_resources(result.stdout)
+    return run_workflow(workdir, PAPER, "-n", "--forceall", "--cores", "64").stdout
+
+
+@pytest.fixture(scope="module")
+def paper_jobs(paper_dry_run) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    return job_resources(paper_dry_run)
+
+
+def test_set12_is_scored_with_the_networks_of_natural_and_trains_nothing(paper_dry_run):
+    jobs = [(rule, dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))) for rule, body in JOB.findall(paper_dry_run)]
+    assert not [(rule, fields["wildcards"]) for rule, fields in jobs
+                if rule.startswith(("train", "fit_")) and "natural_set12" in fields.get("wildcards", "")]
+    denoise = {re.search(r"model=(\w+)", fields["wildcards"])[1]: fields["input"] for rule, fields in jobs
+               if rule == "denoise" and "dataset=natural_set12," in fields["wildcards"] + ","}
+    networks = [m for m in paper_config()["benchmark"]["natural_set12"]
+                if declared_families()[paper_config()["methods"][m]["family"]].kind == "network"]
+    assert networks and set(networks) <= set(denoise)
+    for model in networks:  # natural's checkpoint, Set12's noisy test images
+        assert f"results/models/natural/{model}/model.pt" in denoise[model]
+        assert "results/noisy/natural_set12/" in denoise[model]
+    trained = {re.search(r"model=(\w+)", fields["wildcards"])[1] for rule, fields in jobs
+               if rule == "train" and "dataset=natural," in fields["wildcards"] + ","}
+    assert set(networks) <= trained
 
 
 def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
@@ -77,6 +99,8 @@ def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
             assert int(resources["threads"]) <= 4 and int(resources.get("mem_mb", 0)) <= 8000, (rule, resources)
         if rule in GPU_RULES:
             assert resources.get("gpu") == "1", (rule, wildcards, resources)
+        if rule == "train":  # batches built in one worker process per thread of the job
+            assert resources.get("loader_workers") == resources["threads"] == "8", (wildcards, resources)
         if rule == "denoise":
             family = config["methods"][wildcards["model"]]["family"]
             network = declared_families()[family].kind == "network"

@@ -188,3 +188,49 @@ def test_train_supervised_writes_a_usable_homogeneous_model(images, tmp_path):
     with pytest.raises(ValueError, match="unknown training recipe keys"):
         train_supervised(entry, {"epochz": 1}, {"kind": "poisson", "range": [5, 50]}, "tem",
                          str(tmp_path / "train.npz"), str(tmp_path / "validation.npz"), str(out))
+
+
+def batch_recording_trainer(images, out_dir, workers, seed=5, callbacks=()):
+    """A trainer whose loss records every batch it is given (noisy patches, CPU copies)."""
+    seen: list[torch.Tensor] = []
+
+    def recording_mse(model, batch):
+        seen.append(batch[0].detach().cpu().clone())
+        return torch.nn.functional.mse_loss(model(batch[0]), batch[1])
+
+    settings = TrainSettings(epochs=3, steps_per_epoch=3, lr=1e-2, schedule="constant", progress=False)
+    torch.manual_seed(0)
+    trainer = Trainer(DnCNN(depth=3, channels=4), PatchSampler(images, NoiseRange("gaussian", 5, 50), 16, 4), settings,
+                      loss_fn=recording_mse, out_dir=out_dir, seed=seed, callbacks=callbacks, loader_workers=workers)
+    return trainer, seen
+
+
+def test_batches_built_in_workers_are_deterministic_and_resume_exactly(images, tmp_path):
+    reference, two_workers = batch_recording_trainer(images, tmp_path / "a", workers=2)
+    reference.fit()
+    trainer, one_worker = batch_recording_trainer(images, tmp_path / "b", workers=1)
+    trainer.fit()
+    assert len(two_workers) == 9 and all(torch.equal(a, b) for a, b in zip(two_workers, one_worker))
+    assert len({bytes(batch.numpy()) for batch in two_workers}) == 9  # every step draws a new batch
+    other_seed, other = batch_recording_trainer(images, tmp_path / "c", workers=2, seed=6)
+    other_seed.fit()
+    assert not torch.equal(other[0], two_workers[0])
+    in_process, serial = batch_recording_trainer(images, tmp_path / "d", workers=0)
+    in_process.fit()
+    assert not torch.equal(serial[0], two_workers[0])  # 0 workers: today's single-generator stream
+
+    def kill_after_first_epoch(epoch, record):
+        if epoch == 1:
+            raise Killed
+
+    killed, before = batch_recording_trainer(images, tmp_path / "e", workers=2, callbacks=[kill_after_first_epoch])
+    with pytest.raises(Killed):
+        killed.fit()
+    resumed, after = batch_recording_trainer(images, tmp_path / "e", workers=2)
+    resumed.fit()
+    assert len(before) == 3 and len(after) == 6
+    assert all(torch.equal(a, b) for a, b in zip(before + after, two_workers))
+    for key, value in reference.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    # a checkpoint of in-process batches is not resumed with workers (the batches differ)
+    assert not batch_recording_trainer(images, tmp_path / "d", workers=2)[0].resume()

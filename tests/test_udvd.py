@@ -18,7 +18,7 @@ from temdenoise.analysis.udvd import (
     run_augmentation_study, udvd_shifts, video_motion_rows, write_augmentation_table,
 )
 from temdenoise.io import load_stack, save_stack
-from temdenoise.metrics import psnr
+from temdenoise.metrics import psnr, seed_counts_psnr
 from temdenoise.models import build_model, count_parameters, load_trained
 from temdenoise.models.udvd import UDVD, BlindUNet, _apply_tiled, denoise_video, frame_windows, window_frames
 from temdenoise.noise import NoiseCondition, apply_condition, parse_condition
@@ -442,7 +442,7 @@ def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the
     noisy = [apply_condition(v, NoiseCondition("poisson", 20.0), rng, 0.5) for v in clean]
     save_stack(tmp_path / "clean.npz", clean)
     save_stack(tmp_path / "noisy.npz", noisy)
-    section = {"videos": 1, "frames": 5, "crop": 16, "validation_frames": 1}
+    section = {"videos": 1, "frames": 5, "crop": 16, "validation_frames": 1, "noise": "poisson-20"}
     recipe = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 8, "early_stopping": 1,
               "schedule": "constant", "progress": False}
     entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": 1.0}}
@@ -455,14 +455,20 @@ def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the
     assert list(table["variant"]) == [v["name"] for v in AUGMENTATION_VARIANTS] and "psnr" not in table
     assert all(e.shape == (5, 16, 16) for e in load_stack(estimates))  # the configured frames and crop
     csv, markdown = str(tmp_path / "table.csv"), str(tmp_path / "table.md")
-    write_augmentation_table(runs, estimates, str(tmp_path / "clean.npz"), str(tmp_path / "noisy.npz"), section,
-                             "tem", csv, markdown)
+    # pixel sizes of the metadata: 20 e/A^2 x (0.15 A)^2 = 0.45 counts per unit intensity for the scored video
+    pd.DataFrame({"pixel_size": [0.15, 0.5]}).to_csv(tmp_path / "test.csv", index=False)
+    write_augmentation_table(runs, estimates, str(tmp_path / "clean.npz"), str(tmp_path / "noisy.npz"),
+                             str(tmp_path / "test.csv"), section, "tem", ["range", "seed_counts"], csv, markdown)
     scored = pd.read_csv(csv)
     crop = clean[0][:5, 2:18, 2:18]  # the scoring cuts the clean video as the training job cut the noisy one
     for row in scored.itertuples():
-        assert row.psnr == pytest.approx(psnr(crop, load_stack(estimates)[row.estimate], "tem"))
+        estimate = load_stack(estimates)[row.estimate]
+        assert row.psnr == row.psnr_range == pytest.approx(psnr(crop, estimate, "tem"))
+        assert row.psnr_seed_counts == pytest.approx(seed_counts_psnr(crop, estimate, dose=20, pixel_size=0.15))
+        assert np.isfinite(row.psnr_seed_counts)  # below one count per pixel: not saturated
         assert row.noisy_psnr == pytest.approx(psnr(crop, noisy[0][:5, 2:18, 2:18], "tem"))
     text = Path(markdown).read_text()
+    assert "psnr_range:" in text and "psnr_seed_counts mean (dB)" in text  # the header names both columns
     assert re.search(r"\| F \+ TR +\| F +\| [+-]\d", text) and "95%" in text  # paired differences, with intervals
 
 

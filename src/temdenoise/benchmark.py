@@ -13,7 +13,7 @@ import pandas as pd
 
 from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
-from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
+from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition, scoring_pixel_sizes
 from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
 
 METRIC_COLUMNS = ["dataset", "noise", "method", "image", "psnr", "ssim"]
@@ -101,7 +101,7 @@ def evaluate_split(
     if len(clean) != len(estimate):
         raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
     condition = parse_condition(noise)
-    sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean)) if domain == "tem" else [1.0] * len(clean)
+    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
 
     def scores(c: np.ndarray, e: np.ndarray, pixel_size: float) -> dict[str, float]:
         psnr = metrics.psnr_columns(c, e, domain, tem_psnr, condition, pixel_size)

@@ -93,6 +93,8 @@ rule gaintuning_score:
         adaptation="results/adapt/{case}/adaptation.csv",
         estimates="results/adapt/{case}/estimates.npz",
         clean=lambda wildcards: clean_split(GAINTUNING_CASES[wildcards.case]["test"], "test"),
+        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
+        metadata=lambda wildcards: clean_metadata(GAINTUNING_CASES[wildcards.case]["test"], "test"),
     output:
         table="results/adapt/{case}/metrics.csv",
         figure=report("results/plots/gaintuning_{case}.png", caption="../report/gaintuning.rst", category="GainTuning"),
@@ -110,6 +112,7 @@ rule gaintuning_score:
         runtime=resource("evaluate", "runtime"),
     params:
         domain=lambda wildcards: config["datasets"][GAINTUNING_CASES[wildcards.case]["test"]]["domain"],
+        tem_psnr=config["metrics"]["tem_psnr"],
     script:
         "../../scripts/gaintuning_score.py"
 
@@ -169,6 +172,7 @@ rule gaintuning_curve_score:
         steps="results/adapt/curve/steps.csv",
         estimates="results/adapt/curve/estimates.npz",
         clean=lambda wildcards: clean_split(GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"], "test"),
+        metadata=lambda wildcards: clean_metadata(GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"], "test"),
     output:
         expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
         figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
@@ -184,6 +188,7 @@ rule gaintuning_curve_score:
         runtime=resource("evaluate", "runtime"),
     params:
         section=GAINTUNING,
+        tem_psnr=config["metrics"]["tem_psnr"],
     script:
         "../../scripts/gaintuning_curve_score.py"
 

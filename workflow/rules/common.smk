@@ -79,6 +79,8 @@ def check_config(config):
                         f"datasets.{name}.{key}: folder not found: {entry[key]!r} (resolved from the working directory: "
                         f"{Path(entry[key]).resolve()}); README, 'The natural-image sets', says how to get them"
                     )
+        if entry.get("models_from"):
+            check_models_from(name, entry)
         noise = entry.get("train_noise")
         if noise and noise["range"][0] > noise["range"][1]:
             raise ConfigError(f"datasets.{name}.train_noise.range: low bound above high bound")
@@ -131,8 +133,32 @@ def real_models(wildcards):
 
 
 def trainable_datasets():
-    """Datasets whose models the `train` and `train_udvd` rules train (files datasets: `train_real`)."""
-    return [name for name, entry in config["datasets"].items() if entry["source"] != "files"]
+    """Datasets whose models the `train` and `train_udvd` rules train (files datasets: `train_real`;
+    a dataset with models_from uses another's)."""
+    return [
+        name
+        for name, entry in config["datasets"].items()
+        if entry["source"] != "files" and not entry.get("models_from")
+    ]
+
+
+def models_source(dataset):
+    """The dataset whose trained networks and classical fits `denoise` uses on ``dataset``."""
+    return config["datasets"][dataset].get("models_from") or dataset
+
+
+def check_models_from(name, entry):
+    """datasets.<name>.models_from names a dataset that trains its own models, in the same domain,
+    with the same noise conditions (each condition's classical fit exists there)."""
+    source, where = entry.get("models_from"), f"datasets.{name}.models_from"
+    other = config["datasets"].get(source)
+    if other is None or source == name:
+        raise ConfigError(f"{where}: {source!r} is not another dataset under datasets")
+    if other.get("models_from") or "files" in (entry["source"], other["source"]):
+        raise ConfigError(f"{where}: {source!r} must train its own models (no models_from, neither source files)")
+    for key in ("domain", "noise"):
+        if entry.get(key) != other.get(key):
+            raise ConfigError(f"{where}: {name} and {source} differ in {key} ({entry.get(key)} vs {other.get(key)})")
 
 
 check_config(config)
@@ -278,12 +304,14 @@ def noisy_split(dataset, noise, split):
 
 
 def model_artifact(dataset, model, noise):
-    """What `denoise` loads: a trained network, or a classical state fitted on this condition."""
+    """What `denoise` loads: a trained network, or a classical state fitted on this condition
+    (those of the dataset's models_from, when set)."""
+    source = models_source(dataset)
     if is_network(model):
-        return f"results/models/{dataset}/{model}/model.pt"
+        return f"results/models/{source}/{model}/model.pt"
     if not fits(model):
         return []  # calibrated on the noisy image itself: nothing fitted
-    return f"results/models/{dataset}/{model}/fit-{noise}.npz"
+    return f"results/models/{source}/{model}/fit-{noise}.npz"
 
 
 def metrics_file(dataset, noise, model):

@@ -48,7 +48,8 @@ rule denoise:
         gpu=resource("denoise", "gpu"),
         gpu_model=resource("denoise", "gpu_model"),
     params:
-        entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
+        # the entry the weights were trained as (per-dataset overrides of the models_from dataset)
+        entry=lambda wildcards: method_entry(wildcards.model, models_source(wildcards.dataset)),
     script:
         "../../scripts/denoise.py"
 

@@ -33,6 +33,8 @@ rule train:
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
+        # a resource, not a param: it changes how batches are built, not what the job computes from
+        loader_workers=resource("train", "loader_workers"),
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),

@@ -43,10 +43,18 @@ from temdenoise.adapt.settings import (  # noqa: E402
 )
 from temdenoise.analysis.jacobian import net_bias_jvp  # noqa: E402
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
-from temdenoise.metrics import CONVENTION, psnr, ssim  # noqa: E402
+from temdenoise.metrics import (  # noqa: E402
+    CONVENTION,
+    TEM_PSNR,
+    psnr,
+    psnr_columns,
+    ssim,
+    table_convention,
+    tem_psnr_conventions,
+)
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
-from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition  # noqa: E402
+from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition, scoring_pixel_sizes  # noqa: E402
 from temdenoise.stats import PairedDifference, paired_table  # noqa: E402
 
 SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
@@ -347,14 +355,31 @@ def case_job(
     save_stack(gains_path, gains)
 
 
-def score_case(records: pd.DataFrame, estimates: dict[str, np.ndarray], clean: Sequence[np.ndarray], domain: str) -> pd.DataFrame:
-    """PSNR/SSIM of every estimate of every adapted item against its clean crop (one row per item)."""
+def score_case(
+    records: pd.DataFrame,
+    estimates: dict[str, np.ndarray],
+    clean: Sequence[np.ndarray],
+    domain: str,
+    tem_psnr: Sequence[str],
+    pixel_sizes: Sequence[float],
+) -> pd.DataFrame:
+    """PSNR/SSIM of every estimate of every adapted item against its clean crop (one row per item).
+
+    Per method label: ``psnr_<label>`` (the primary convention, which the paired differences use),
+    ``ssim_<label>`` and, for TEM, ``<label>_psnr_<name>`` per convention of ``tem_psnr``, scored by
+    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (NaN where undefined:
+    ``seed_counts`` under Gaussian noise)."""
     rows = []
     for record in records.to_dict("records"):
         prefix = estimate_key(record["noise"], record["image"], "")
         outputs = {key[len(prefix):]: value for key, value in estimates.items() if key.startswith(prefix)}
         truth = crop_to(clean[record["image"]], next(iter(outputs.values())).shape[-2:])
-        scores = {f"psnr_{label}": psnr(truth, out, domain) for label, out in outputs.items()}
+        condition, pixel_size = parse_condition(record["noise"]), float(pixel_sizes[record["image"]])
+        scores = {}
+        for label, out in outputs.items():
+            columns = psnr_columns(truth, out, domain, tem_psnr, condition, pixel_size)
+            scores[f"psnr_{label}"] = columns.pop("psnr")
+            scores.update({f"{label}_{name}": value for name, value in columns.items()})
         scores.update({f"ssim_{label}": ssim(truth, out, domain) for label, out in outputs.items()})
         rows.append({**{k: record[k] for k in ("case", "noise", "image")}, **scores,
                      **{k: v for k, v in record.items() if k not in ("case", "noise", "image")}})
@@ -362,14 +387,24 @@ def score_case(records: pd.DataFrame, estimates: dict[str, np.ndarray], clean: S
 
 
 def score_case_job(
-    *, adaptation_path: str, estimates_path: str, clean_path: str, domain: str, table_path: str, figure_path: str
+    *,
+    adaptation_path: str,
+    estimates_path: str,
+    clean_path: str,
+    metadata_path: str,
+    domain: str,
+    tem_psnr: Sequence[str],
+    table_path: str,
+    figure_path: str,
 ) -> None:
-    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images, and
-    the before/after figure of its first item."""
+    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images (pixel
+    sizes from the test split's ``metadata_path``, :func:`score_case`), and the before/after
+    figure of its first item."""
     records = pd.read_csv(adaptation_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
-    table = score_case(records, estimates, clean, domain)
+    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
+    table = score_case(records, estimates, clean, domain, tem_psnr, sizes)
     save_table(table_path, table)
     first = records.iloc[0]
     prefix = estimate_key(first["noise"], first["image"], "")
@@ -383,14 +418,35 @@ def score_case_job(
 # -- tables ---------------------------------------------------------------------------------------
 
 
-def save_tables(stem: str, table: pd.DataFrame, caption: str, shown: pd.DataFrame | None = None) -> None:
+def save_tables(
+    stem: str, table: pd.DataFrame, caption: str, shown: pd.DataFrame | None = None, convention: str = CONVENTION["unit"]
+) -> None:
     """Write ``stem``.csv (``table``), .md and .tex (``shown``, default ``table``); the md/tex
-    captions repeat the PSNR convention."""
+    captions repeat the PSNR ``convention``."""
     save_table(f"{stem}.csv", table)
     shown = table if shown is None else shown
-    note = f"{caption} {CONVENTION['unit']}."
+    note = f"{caption} {convention}."
     save_text(f"{stem}.md", f"{note}\n\n{shown.to_markdown(index=False, floatfmt='.2f')}\n")
     save_text(f"{stem}.tex", shown.to_latex(index=False, float_format="%.2f", caption=note))
+
+
+def convention_columns(columns: Sequence[str]) -> list[str]:
+    """The ``<label>_psnr_<name>`` columns of :func:`score_case` (TEM PSNR conventions), in order."""
+    return [c for c in columns
+            if not c.startswith("psnr_") and "_psnr_" in c and c.rsplit("_psnr_", 1)[1] in TEM_PSNR]
+
+
+def conventions_of(columns: Sequence[str]) -> list[str]:
+    """The TEM PSNR conventions of :func:`convention_columns`, the primary one first."""
+    return list(dict.fromkeys(c.rsplit("_psnr_", 1)[1] for c in convention_columns(columns)))
+
+
+def case_convention(conventions: Sequence[str]) -> str:
+    """The convention sentence of a GainTuning table whose TEM rows carry ``conventions``."""
+    if not conventions:
+        return CONVENTION["unit"]
+    return (f"{table_convention(conventions)}; a column <method> is that method's mean psnr, <method>_psnr_<name> "
+            "its mean under convention psnr_<name> (– where undefined: seed_counts under Gaussian noise, natural images)")
 
 
 def compared_labels(per_image: pd.DataFrame) -> list[str]:
@@ -402,9 +458,11 @@ def compared_labels(per_image: pd.DataFrame) -> list[str]:
 def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
     """Per condition of one case: mean PSNR of every method, the setting and where it came from,
     and the paired per-image difference GainTuning - each other method with its 95% CI
-    (columns ``gaintuning-<b>``, ``..._low``, ``..._high``, ``..._resolved``)."""
+    (columns ``gaintuning-<b>``, ``..._low``, ``..._high``, ``..._resolved``); TEM cases also the
+    mean of every method under every PSNR convention (``<label>_psnr_<name>``, :func:`score_case`)."""
     columns = [c for c in per_image.columns if c.startswith("psnr_")]
-    summary = per_image.groupby("noise", sort=False)[columns].mean().reset_index()
+    means = columns + convention_columns(per_image.columns)
+    summary = per_image.groupby("noise", sort=False)[means].mean().reset_index()
     summary = summary.rename(columns={c: c.removeprefix("psnr_") for c in columns})
     first = per_image.iloc[0]
     summary.insert(0, "case", first["case"])
@@ -425,8 +483,11 @@ def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
 
 
 def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary for md/tex: each paired difference as one cell, e.g. ``+0.52 dB [-0.10, +1.14]``."""
+    """The summary for md/tex: each paired difference as one cell, e.g. ``+0.52 dB [-0.10, +1.14]``;
+    a PSNR convention undefined for a row (``seed_counts`` under Gaussian noise) as "–"."""
     shown = summary.copy()
+    for column in convention_columns(summary.columns):
+        shown[column] = ["–" if pd.isna(value) else f"{value:.2f}" for value in summary[column]]
     for stem in [c.removesuffix("_resolved") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_resolved")]:
         shown[stem] = [
             "" if np.isnan(mean) else PairedDifference(mean, low, high, int(items)).format()  # method not in this case
@@ -448,9 +509,11 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
         "GainTuning, of the bias-free model and of the model trained on the wide range. " + paired,
         "shift": "GainTuning under distribution shift (train -> test data): mean PSNR (dB). " + paired,
     }
+    kept = convention_columns(combined.columns)  # an undefined convention stays a column of "–"
     for kind, stem in stems.items():
-        part = combined[combined["case"].map(kinds) == kind].dropna(axis=1, how="all")
-        save_tables(stem, part, captions[kind], shown_summary(part))
+        part = combined[combined["case"].map(kinds) == kind]
+        part = part[[c for c in part.columns if c in kept or part[c].notna().any()]]
+        save_tables(stem, part, captions[kind], shown_summary(part), case_convention(conventions_of(part.columns)))
 
 
 # -- step curve (rules gaintuning_curve, gaintuning_curve_score) and net bias --------------------
@@ -492,17 +555,24 @@ def curve_job(
 
 
 def score_curve_job(
-    *, steps_path: str, estimates_path: str, clean_path: str, domain: str, noise: str, title: str,
-    table_stem: str, figure_path: str,
+    *, steps_path: str, estimates_path: str, clean_path: str, metadata_path: str, domain: str, tem_psnr: Sequence[str],
+    noise: str, title: str, table_stem: str, figure_path: str,
 ) -> None:
-    """Rule ``gaintuning_curve_score``: PSNR against adaptation steps of the first test item."""
+    """Rule ``gaintuning_curve_score``: PSNR against adaptation steps of the first test item
+    (``psnr`` and, for TEM, ``psnr_<name>`` per convention of ``tem_psnr``, as ``evaluate`` scores)."""
     curve = pd.read_csv(steps_path)
     estimates = load_arrays(estimates_path)
-    truth = crop_to(load_stack(clean_path)[0], next(iter(estimates.values())).shape[-2:])
-    curve["psnr"] = [psnr(truth, estimates[f"{mode}/{step}"], domain) for mode, step in zip(curve["mode"], curve["step"])]
+    clean = load_stack(clean_path)
+    pixel_size = float(scoring_pixel_sizes(metadata_path, domain, len(clean))[0])
+    truth = crop_to(clean[0], next(iter(estimates.values())).shape[-2:])
+    condition = parse_condition(noise)
+    scores = pd.DataFrame([psnr_columns(truth, estimates[f"{mode}/{step}"], domain, tem_psnr, condition, pixel_size)
+                           for mode, step in zip(curve["mode"], curve["step"])])
+    curve = pd.concat([curve, scores], axis=1)
     first = curve.iloc[0]  # a gains row: the case's loss and lr, chosen on validation or fixed by config
     save_tables(table_stem, curve, f"PSNR (dB) against GainTuning steps at {noise} ({first['loss']} loss, gains lr "
-                f"{first['lr']:g}, {first['setting_from']}): gains only vs all parameters.")
+                f"{first['lr']:g}, {first['setting_from']}): gains only vs all parameters.",
+                convention=table_convention(tem_psnr_conventions(curve.columns)))
     plot_curve(figure_path, curve, title)
 
 

@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from temdenoise.metrics import CONVENTION, psnr
+from temdenoise.conditions import parse_condition
+from temdenoise.metrics import psnr_columns, table_convention, tem_psnr_conventions
 from temdenoise.models.udvd import denoise_video, frame_windows
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import fit_single_video
@@ -105,25 +106,35 @@ def score_augmentation(
     clean_videos: Sequence[np.ndarray],
     noisy_videos: Sequence[np.ndarray],
     domain: str,
+    tem_psnr: Sequence[str],
+    noise: str,
+    pixel_sizes: Sequence[float],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """PSNR of every run of :func:`augmentation_estimates` against the clean video.
+    """PSNR of every run of :func:`augmentation_estimates` against the clean video, scored by
+    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (condition ``noise``,
+    each video's pixel size from ``pixel_sizes``).
 
-    Returns the runs with ``psnr`` (over the whole video) and ``noisy_psnr``, and a tidy per-frame
-    table (``video``, ``frame``, ``variant``, ``psnr``) for paired comparisons over frames.
+    Returns the runs with ``psnr`` (over the whole video, primary convention), for TEM
+    ``psnr_<name>`` per convention of ``tem_psnr``, and ``noisy_psnr``; and a tidy per-frame table
+    (``video``, ``frame``, ``variant``, ``psnr``) for paired comparisons over frames.
     """
     if len(clean_videos) != len(noisy_videos) or runs["video"].max() >= len(clean_videos):
         raise ValueError(f"{len(clean_videos)} clean and {len(noisy_videos)} noisy videos for runs on "
                          f"{runs['video'].nunique()} videos")
-    scored, frames = runs.copy(), []
+    condition = parse_condition(noise)
+    scores, frames = [], []
     for row in runs.itertuples():
         clean, estimate = clean_videos[row.video], estimates[row.estimate]
         if estimate.shape != clean.shape:
             raise ValueError(f"estimate {row.estimate} has shape {estimate.shape}, its clean video {clean.shape}")
-        scored.loc[row.Index, "psnr"] = psnr(clean, estimate, domain)
-        scored.loc[row.Index, "noisy_psnr"] = psnr(clean, noisy_videos[row.video], domain)
-        frames += [{"video": row.video, "frame": t, "variant": row.variant, "psnr": psnr(c, e, domain)}
+
+        def score(reference: np.ndarray, image: np.ndarray) -> dict[str, float]:
+            return psnr_columns(reference, image, domain, tem_psnr, condition, float(pixel_sizes[row.video]))
+
+        scores.append(score(clean, estimate) | {"noisy_psnr": score(clean, noisy_videos[row.video])["psnr"]})
+        frames += [{"video": row.video, "frame": t, "variant": row.variant, "psnr": score(c, e)["psnr"]}
                    for t, (c, e) in enumerate(zip(clean, estimate))]
-    return scored, pd.DataFrame(frames)
+    return pd.concat([runs, pd.DataFrame(scores, index=runs.index)], axis=1), pd.DataFrame(frames)
 
 
 # -- workflow entry points (one per rule of the UDVD section of workflow/rules/analyze.smk) ----
@@ -212,24 +223,36 @@ def write_augmentation_table(
     estimates_path: str,
     clean_path: str,
     noisy_path: str,
+    metadata_path: str,
     section: dict[str, Any],
     domain: str,
+    tem_psnr: Sequence[str],
     csv: str,
     markdown: str,
 ) -> None:
     """Score the single-video runs of :func:`run_augmentation_study` against the clean test videos
-    (the same videos, frames and crop): per-run CSV and a Markdown table with paired differences."""
+    (the same videos, frames and crop; pixel sizes from the test split's ``metadata_path``, noise
+    condition ``section["noise"]``): per-run CSV and a Markdown table with the mean PSNR under every
+    convention of ``tem_psnr`` (TEM) and paired differences (primary convention)."""
     from temdenoise.io import load_stack, save_table, save_text
+    from temdenoise.noise import scoring_pixel_sizes
     from temdenoise.stats import PairedDifference, paired_table
 
     videos, frames, crop = section.get("videos", 1), section.get("frames", 0), section.get("crop", 0)
-    clean = _short_videos(load_stack(clean_path), videos, frames, crop)
+    stack = load_stack(clean_path)
+    sizes = scoring_pixel_sizes(metadata_path, domain, len(stack))
+    clean = _short_videos(stack, videos, frames, crop)
     noisy = _short_videos(load_stack(noisy_path), videos, frames, crop)
-    table, per_frame = score_augmentation(pd.read_csv(runs_csv), load_stack(estimates_path), clean, noisy, domain)
+    table, per_frame = score_augmentation(pd.read_csv(runs_csv), load_stack(estimates_path), clean, noisy, domain,
+                                          tem_psnr, section["noise"], sizes)
     save_table(csv, table)
     order = [v["name"] for v in AUGMENTATION_VARIANTS]
+    conventions = tem_psnr_conventions(table.columns)
     summary = (table.groupby("variant")["psnr"].agg(["mean", "std"]).reindex(order).fillna(0.0)
                .rename(columns={"mean": "PSNR mean (dB)", "std": "PSNR std (dB)"}))
+    for name in conventions:  # "–": seed_counts undefined under Gaussian noise
+        means = table.groupby("variant")[f"psnr_{name}"].mean().reindex(order)
+        summary[f"psnr_{name} mean (dB)"] = ["–" if pd.isna(mean) else f"{mean:.2f}" for mean in means]
     pairs = paired_table(per_frame, AUGMENTATION_PAIRS, by=(), item=("video", "frame"), method="variant")
     pairs = pairs.assign(**{"difference (dB) [95% CI]": [
         PairedDifference.from_record(row).format() for _, row in pairs.iterrows()
@@ -239,7 +262,7 @@ def write_augmentation_table(
               f"noisy input {table.drop_duplicates('video')['noisy_psnr'].mean():.2f} dB. F = spatial flips, "
               "TR = time reversal, ES = early stopping on held-out noisy frames. Each net is trained on the noisy "
               "video alone; the clean video is read only here, to score. PSNR over the whole video, convention: "
-              f"{CONVENTION['unit']}.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n\n"
+              f"{table_convention(conventions)}; PSNR mean/std and the noisy input: psnr.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n\n"
               "Paired per-frame PSNR difference a - b with a Student-t 95% interval over frames (one trained net "
               "per variant: the interval covers frame-to-frame spread, not training-seed spread); an ordering "
               "holds only where the interval excludes 0.\n\n" + pairs.to_markdown(index=False) + "\n")

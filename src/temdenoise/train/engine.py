@@ -4,6 +4,12 @@ Resumability is exact on CPU: the checkpoint holds everything that influences th
 (weights and BatchNorm statistics, Adam moments, scheduler, AMP scaler, the batch sampler's
 NumPy generator and torch's RNG), and the validation function draws no random numbers, so a run
 killed after any epoch and restarted ends with the same weights as an uninterrupted run.
+
+Batches are built in this process (``loader_workers = 0``: one generator draws every batch in
+turn) or in ``loader_workers`` DataLoader worker processes (:class:`SeededBatches`): then batch
+``i`` of an epoch is drawn with its own generator seeded by ``(epoch seed, i)``, the epoch seed
+being one draw of the trainer's generator at the start of the epoch. Batches are therefore the
+same for any number of workers and after a resume (the checkpoint holds the generator).
 """
 
 from __future__ import annotations
@@ -35,6 +41,32 @@ class BatchSampler(Protocol):
     """Draws one training batch (a tuple of CPU tensors) using only ``rng``."""
 
     def __call__(self, rng: np.random.Generator) -> Sequence[torch.Tensor]: ...
+
+
+class SeededBatches(torch.utils.data.Dataset):
+    """Batches of ``sample_batch`` keyed by ``(epoch seed, step)``: each drawn with its own NumPy
+    generator seeded by that key, so it does not depend on which worker process draws it."""
+
+    def __init__(self, sample_batch: BatchSampler) -> None:
+        self.sample_batch = sample_batch
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+        return tuple(self.sample_batch(np.random.default_rng(list(key))))
+
+
+class EpochSteps(torch.utils.data.Sampler):
+    """The keys ``(epoch_seed, 0 .. steps - 1)`` of one epoch; ``epoch_seed`` is set in the main
+    process before each epoch (persistent workers keep their copy of the dataset, not of this)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.epoch_seed = 0
+
+    def __iter__(self):
+        return iter([(self.epoch_seed, step) for step in range(self.steps)])
+
+    def __len__(self) -> int:
+        return self.steps
 
 
 LossFn = Callable[[nn.Module, Sequence[torch.Tensor]], torch.Tensor]
@@ -112,7 +144,10 @@ class Trainer:
         parameters: Iterable[torch.Tensor] | None = None,
         callbacks: Sequence[Callable[[int, dict[str, float]], None]] = (),
         fingerprint: dict[str, Any] | None = None,
+        loader_workers: int = 0,
     ) -> None:
+        if loader_workers < 0:
+            raise ValueError(f"loader_workers must be >= 0, got {loader_workers}")
         self.device = resolve_device(device)
         self.model = model.to(self.device)
         self.sample_batch = sample_batch
@@ -123,7 +158,14 @@ class Trainer:
         self.callbacks = list(callbacks)
         # What the run is (settings, seed and the caller's description such as the method entry and
         # noise range): a checkpoint of a different run is not resumed.
-        self.fingerprint = json.dumps({"settings": asdict(settings), "seed": seed, **(fingerprint or {})}, sort_keys=True)
+        # Batches in workers are drawn otherwise than in-process (module docstring): a checkpoint of
+        # the other kind is not resumed. The in-process fingerprint is unchanged, so existing runs resume.
+        batches = {"batches": "seeded per step"} if loader_workers else {}
+        self.fingerprint = json.dumps({"settings": asdict(settings), "seed": seed, **batches, **(fingerprint or {})},
+                                      sort_keys=True)
+        self.loader_workers = loader_workers
+        self._steps: EpochSteps | None = None
+        self._loader: torch.utils.data.DataLoader | None = None
         trainable = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=settings.lr)
         self.scheduler = self._make_scheduler()
@@ -223,17 +265,33 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------
 
+    def _epoch_batches(self) -> Iterable[Sequence[torch.Tensor]]:
+        """The CPU batches of the next epoch, in order (module docstring)."""
+        steps = self.settings.steps_per_epoch
+        if not self.loader_workers:
+            return (self.sample_batch(self.rng) for _ in range(steps))
+        if self._loader is None:
+            self._steps = EpochSteps(steps)
+            self._loader = torch.utils.data.DataLoader(
+                SeededBatches(self.sample_batch), batch_size=None, sampler=self._steps,
+                num_workers=self.loader_workers, persistent_workers=True,
+                pin_memory=self.device.startswith("cuda"),
+            )
+        self._steps.epoch_seed = int(self.rng.integers(2**63))
+        return self._loader
+
     def _train_epoch(self) -> float:
         self.model.train()
         losses = []
-        steps = tqdm(
-            range(self.settings.steps_per_epoch),
+        batches = tqdm(
+            self._epoch_batches(),
+            total=self.settings.steps_per_epoch,
             desc=f"epoch {self.epoch + 1}/{self.settings.epochs}",
             disable=not self.settings.progress,
             leave=False,
         )
-        for _ in steps:
-            batch = [t.to(self.device, non_blocking=True) for t in self.sample_batch(self.rng)]
+        for cpu_batch in batches:
+            batch = [t.to(self.device, non_blocking=True) for t in cpu_batch]
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(device_type="cuda") if self.amp else contextlib.nullcontext():
                 loss = self.loss_fn(self.model, batch)
@@ -286,6 +344,7 @@ class Trainer:
                 self.save_checkpoint()
             for callback in self.callbacks:
                 callback(self.epoch, record)
+        self._loader = None  # ends the worker processes
         if self.out_dir is not None:
             # a job restarted after its last epoch resumes a finished run: the workflow removed
             # the job's outputs before restarting it, so the metrics are written again

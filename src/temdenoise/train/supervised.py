@@ -59,12 +59,14 @@ def train_supervised(
     validation_metadata: str | None = None,
     device: str = "auto",
     seed: int = 0,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train ``entry``'s network on clean ``train_path`` images with noise drawn from ``train_noise``.
 
     Writes in ``out_dir``: ``model.pt`` (weights of the best validation PSNR), ``metrics.csv``
     (per epoch), ``training_curve.png`` and ``info.json`` (parameters, measured FoV, best epoch),
     plus the checkpoint ``last.pt`` after every epoch; a restarted job resumes from it.
+    ``loader_workers``: processes that build the batches (:class:`temdenoise.train.engine.Trainer`).
     Pixel sizes (Poisson dose per pixel) come from the metadata tables when given, else 1 A.
     ``info.json`` holds what rebuilds and applies the model elsewhere: family and params (offset
     included), training noise range, domain, recipe and the training pixel sizes.
@@ -82,7 +84,8 @@ def train_supervised(
     sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes,
                            rotation_deg=settings.rotation_deg, rescale=settings.rescale)
     trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed,
-                      fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain})
+                      fingerprint={"entry": entry, "train_noise": train_noise, "domain": domain},
+                      loader_workers=loader_workers)
     info = model_info(entry)
     log.info("training %s (%d parameters, FoV %d px) on %s", entry, info["parameters"], info["fov"], device)
     result = trainer.fit()
