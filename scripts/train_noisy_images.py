@@ -18,4 +18,6 @@ with job(snakemake, seed=snakemake.params.seed) as run:
         validation_metadata=snakemake.input.validation_metadata,
         device=run.device,
         seed=run.seed,
+        train_second_paths=list(snakemake.input.train_second) or None,
+        validation_second_paths=list(snakemake.input.validation_second) or None,
     )

@@ -15,16 +15,20 @@ from scipy.stats import poisson
 
 from conftest import REPO
 from temdenoise import families, registry
+from temdenoise.benchmark import write_noisy_split
 from temdenoise.classical import variance_stabilised
-from temdenoise.io import save_stack
+from temdenoise.io import load_stack, save_stack
 from temdenoise.metrics import psnr
-from temdenoise.noise import NoiseCondition, anscombe, apply_condition, inverse_anscombe
+from temdenoise.noise import NoiseCondition, anscombe, apply_condition, inverse_anscombe, parse_condition
+from temdenoise.runtime import derive_seed
 from temdenoise.train.noisy_images import (
+    NoisyPatchSampler,
     Objective,
     binomial_split,
     masked_mse,
     noise2self_input,
     noise2void_input,
+    noisy_images,
     train_noisy_images,
 )
 
@@ -160,22 +164,91 @@ def test_schema_defaults_are_the_objective_defaults() -> None:
     assert Objective(name="noise2void") == Objective(name="noise2void", **defaults)
 
 
-@pytest.mark.parametrize("objective", ["noise2self", "noise2void", "noise2noise"])
+@pytest.mark.parametrize(
+    "objective",
+    [{"name": "noise2self"}, {"name": "noise2void", "weighting": "inverse_variance"}, {"name": "noise2noise"},
+     {"name": "noise2noise", "pairs": "two_exposures"}],
+    ids=["noise2self", "noise2void-weighted", "noise2noise-thinning", "noise2noise-two-exposures"],
+)
 def test_training_reads_noisy_stacks_and_writes_the_outputs(objective, tmp_path) -> None:
     rng = np.random.default_rng(8)
-    condition, pixel_size = NoiseCondition("poisson", 20.0), 0.5
+    conditions, pixel_size = ["poisson-20", "poisson-200"], 0.5
     paths = {}
-    for split in ("train", "validation"):
+    for split, copy, name in itertools.product(("train", "validation"), ("", "_second"), conditions):
+        condition = parse_condition(name)
         stack = [apply_condition(0.5 + 0.5 * _test_image(), condition, rng, pixel_size) for _ in range(2)]
-        paths[split] = str(tmp_path / f"{split}.npz")
-        save_stack(paths[split], stack)
+        paths[split + copy, name] = str(tmp_path / f"{split}{copy}-{name}.npz")
+        save_stack(paths[split + copy, name], stack)
         (tmp_path / f"{split}.csv").write_text("item,pixel_size\n0,0.5\n1,0.5\n")
-    entry = {"family": "dncnn", "params": {"depth": 3, "channels": 4}, "objective": {"name": objective}}
+    entry = {"family": "dncnn", "params": {"depth": 3, "channels": 4}, "objective": objective}
     recipe = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 32, "validation_images": 1,
               "progress": False}
-    result = train_noisy_images(entry, recipe, ["poisson-20"], [paths["train"]], [paths["validation"]],
-                                str(tmp_path / "out"), str(tmp_path / "train.csv"), str(tmp_path / "validation.csv"),
-                                device="cpu")
+    second = {split: [paths[split + "_second", name] for name in conditions] for split in ("train", "validation")}
+    two_exposures = objective.get("pairs") == "two_exposures"
+    result = train_noisy_images(entry, recipe, conditions, [paths["train", n] for n in conditions],
+                                [paths["validation", n] for n in conditions], str(tmp_path / "out"),
+                                str(tmp_path / "train.csv"), str(tmp_path / "validation.csv"), device="cpu",
+                                train_second_paths=second["train"] if two_exposures else None,
+                                validation_second_paths=second["validation"] if two_exposures else None)
     info = json.loads((tmp_path / "out/info.json").read_text())
-    assert info["objective"]["name"] == objective and info["training_data"] == "stored noisy recordings only"
+    assert info["objective"]["name"] == objective["name"] and info["training_data"] == "stored noisy recordings only"
     assert np.isfinite(result.best_score) and (tmp_path / "out/model.pt").is_file()
+    assert set(info["val_score_by_condition"]) == set(conditions)
+    with pytest.raises(ValueError, match="second noisy copies"):  # a second copy exactly when two exposures
+        train_noisy_images(entry, recipe, conditions, [paths["train", n] for n in conditions],
+                           [paths["validation", n] for n in conditions], str(tmp_path / "again"),
+                           train_second_paths=None if two_exposures else second["train"],
+                           validation_second_paths=None if two_exposures else second["validation"])
+
+
+@pytest.mark.parametrize("weighting, ratio", [("inverse_variance", 1.0), ("none", 10.0)])
+def test_inverse_variance_weighting_makes_every_dose_weigh_alike(weighting, ratio) -> None:
+    """What a masked pixel of a noisy image at dose 20 or 200 adds to the pooled loss (numerator of
+    :func:`masked_mse`, whose denominator is the pooled weight) when the net outputs the clean image
+    (the ideal denoiser): unweighted, the noise variance, 10 times larger at dose 20; weighted, 1 at both."""
+    clean, pixel_size = np.ones((64, 64)), 0.5
+    objective = Objective("noise2void", weighting=weighting)
+    rng = np.random.default_rng(9)
+    losses = {}
+    for dose in (20.0, 200.0):
+        condition = NoiseCondition("poisson", dose)
+        stack = [apply_condition(clean, condition, rng, pixel_size) for _ in range(4)]
+        images = noisy_images(stack, [condition] * 4, [pixel_size] * 4, weighting)
+        sampler = NoisyPatchSampler(images, objective, patch_size=32, batch_size=64)
+        batches = [sampler(rng) for _ in range(20)]
+        losses[dose] = np.mean([float((mask * (1 - target) ** 2).sum() / (mask > 0).sum())
+                                for _, target, mask in batches])
+    assert losses[20.0] / losses[200.0] == pytest.approx(ratio, rel=0.1)
+    if weighting == "inverse_variance":
+        assert losses[20.0] == pytest.approx(1.0, rel=0.1) and losses[200.0] == pytest.approx(1.0, rel=0.1)
+
+
+def test_the_second_exposure_is_an_independent_draw_of_the_same_scenes(tmp_path) -> None:
+    """The seeds of rules add_noise and add_noise_second (workflow/rules/noise.smk): two noisy copies
+    of a split with the same mean and uncorrelated noise."""
+    clean = [0.5 + 0.5 * _test_image() for _ in range(3)]
+    save_stack(tmp_path / "clean.npz", clean)
+    (tmp_path / "clean.csv").write_text("item,pixel_size\n0,0.5\n1,0.5\n2,0.5\n")
+    copies = []
+    for stage in ("noise", "noise_second"):
+        out = tmp_path / f"{stage}.npz"
+        write_noisy_split(str(tmp_path / "clean.npz"), str(tmp_path / "clean.csv"), "poisson-20",
+                          derive_seed(0, stage, "tem", "poisson-20", "train"), str(out))
+        copies.append(np.stack(load_stack(out)))
+    first, second = (copy - np.stack(clean) for copy in copies)
+    assert abs(np.corrcoef(first.ravel(), second.ravel())[0, 1]) < 0.05
+    assert copies[0].mean() == pytest.approx(copies[1].mean(), rel=0.02)
+    assert first.var() == pytest.approx(second.var(), rel=0.1)
+
+
+def test_two_exposures_pair_the_copies_and_leave_thinning_unchanged() -> None:
+    scale = 2.0
+    noisy, second = (np.random.default_rng(s).poisson(np.full((32, 32), 1.5) * scale) / scale for s in (1, 2))
+    source, target, mask = Objective("noise2noise", pairs="two_exposures").pair(noisy, None, np.random.default_rng(3),
+                                                                              second)
+    assert np.array_equal(source, noisy) and np.array_equal(target, second) and mask.all()
+    thinned = Objective("noise2noise").pair(noisy, scale, np.random.default_rng(3))
+    again = Objective("noise2noise", pairs="thinning").pair(noisy, scale, np.random.default_rng(3), second)
+    assert all(np.array_equal(a, b) for a, b in zip(thinned, again))  # the second copy is not used
+    with pytest.raises(ValueError, match="second noisy copy"):
+        Objective("noise2noise", pairs="two_exposures").pair(noisy, None, np.random.default_rng(3))

@@ -508,6 +508,20 @@ def stored_recordings(dataset, model, split):
     return [noisy_split(dataset, noise, split) for noise in recording_conditions(dataset, model)]
 
 
+def pairs_two_exposures(dataset, model):
+    """Whether ``model`` is Noise2Noise trained on two stored exposures (``objective.pairs``)."""
+    objective = method_entry(model, dataset).get("objective") or {}
+    return objective.get("name") == "noise2noise" and objective.get("pairs") == "two_exposures"
+
+
+def second_recordings(dataset, model, split):
+    """The independent second noisy copies of ``split`` (rule add_noise_second), for two-exposure
+    Noise2Noise only: no other method makes them exist."""
+    if not pairs_two_exposures(dataset, model):
+        return []
+    return [f"results/noisy_second/{dataset}/{noise}/{split}.npz" for noise in recording_conditions(dataset, model)]
+
+
 # Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.
 UDVD = config["experiments"]["udvd"] if config["experiments"].get("udvd", {}).get("dataset") else {}
 UDVD_AUGMENTATION = UDVD["augmentation"] if UDVD.get("augmentation", {}).get("model") else {}
@@ -550,7 +564,7 @@ def check_udvd():
 
 def check_noisy_image_methods():
     """Before any job: each self-supervised image network has recordings to train on, and
-    Noise2Noise by binomial thinning trains on Poisson recordings."""
+    Noise2Noise by binomial thinning trains on Poisson recordings (two exposures: any noise)."""
     uses = [(dataset, model) for dataset, methods in config["benchmark"].items() for model in methods]
     if UDVD:  # the UDVD table's frame-wise rows
         uses += [(UDVD["dataset"], m) for key in ("poisson_methods", "gaussian_methods") for m in UDVD.get(key, [])]
@@ -558,7 +572,8 @@ def check_noisy_image_methods():
         if model in noisy_image_methods():
             recording_conditions(dataset, model)
             objective = method_entry(model, dataset)["objective"]
-            if objective["name"] == "noise2noise" and training_noise(dataset, model)["kind"] != "poisson":
+            thinning = objective["name"] == "noise2noise" and not pairs_two_exposures(dataset, model)
+            if thinning and training_noise(dataset, model)["kind"] != "poisson":
                 raise ConfigError(
                     f"methods.{model}.objective: noise2noise thins Poisson counts; {dataset} trains it on "
                     f"{training_noise(dataset, model)['kind']} noise"

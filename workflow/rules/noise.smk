@@ -43,3 +43,18 @@ rule add_noise:
         seed=lambda wildcards: workflow_seed("noise", wildcards.dataset, wildcards.noise, wildcards.split),
     script:
         "../../scripts/add_noise.py"
+
+
+# The independent second noisy copy of a training / validation split: a second exposure of the same
+# scenes, drawn with its own seed. Only two-exposure Noise2Noise entries ask for it (second_recordings).
+use rule add_noise as add_noise_second with:
+    output:
+        "results/noisy_second/{dataset}/{noise}/{split}.npz",
+    log:
+        "results/logs/add_noise_second/{dataset}-{noise}-{split}.log",
+    benchmark:
+        "results/benchmarks/add_noise_second/{dataset}-{noise}-{split}.tsv"
+    wildcard_constraints:
+        split="train|validation",
+    params:
+        seed=lambda wildcards: workflow_seed("noise_second", wildcards.dataset, wildcards.noise, wildcards.split),

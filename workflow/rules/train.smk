@@ -136,6 +136,7 @@ rule train_udvd:
 # split at every stored condition within its train_noise range; the loss is masked (or thinned) and
 # model selection uses the same loss on the stored noisy validation images
 # (temdenoise.train.noisy_images). No clean array is an input: the metadata give the pixel sizes.
+# Two-exposure Noise2Noise also reads the second noisy copies (add_noise_second); others read none.
 
 
 check_noisy_image_methods()
@@ -145,6 +146,8 @@ rule train_noisy_images:
     input:
         train=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "train"),
         validation=lambda wildcards: stored_recordings(wildcards.dataset, wildcards.model, "validation"),
+        train_second=lambda wildcards: second_recordings(wildcards.dataset, wildcards.model, "train"),
+        validation_second=lambda wildcards: second_recordings(wildcards.dataset, wildcards.model, "validation"),
         train_metadata="results/data/{dataset}/train.csv",
         validation_metadata="results/data/{dataset}/validation.csv",
     output:

@@ -8,11 +8,21 @@ Three objectives, chosen by a ``methods:`` entry's ``objective`` section (:class
 * ``noise2void`` (Krull, Buchholz & Jug, CVPR 2019): a random ``fraction`` of the pixels, each
   replaced by a random pixel of its ``(2 radius + 1)^2`` neighbourhood (never itself nor another
   masked pixel); the loss is the MSE to the noisy image on the masked pixels.
-* ``noise2noise`` (Lehtinen et al., ICML 2018) from one Poisson recording by binomial thinning:
-  the counts ``y`` split into ``y1 ~ Binomial(y, p)`` and ``y2 = y - y1``, independent Poisson
-  with means ``p lambda`` and ``(1 - p) lambda``; the input ``y1 / (p s)`` and the target
-  ``y2 / ((1 - p) s)`` (``s`` = dose x pixel area) both estimate the intensity without bias. The
-  net learns at dose ``p D`` and is applied at ``D``.
+* ``noise2noise`` (Lehtinen et al., ICML 2018), ``pairs: thinning``: from one Poisson recording
+  by binomial thinning: the counts ``y`` split into ``y1 ~ Binomial(y, p)`` and ``y2 = y - y1``,
+  independent Poisson with means ``p lambda`` and ``(1 - p) lambda``; the input ``y1 / (p s)`` and
+  the target ``y2 / ((1 - p) s)`` (``s`` = dose x pixel area) both estimate the intensity without
+  bias. The net learns at dose ``p D`` and is applied at ``D``. ``pairs: two_exposures``
+  (simulated data, any noise): the input is the stored noisy copy of a split and the target a
+  second, independent stored copy of the same scenes (rule ``add_noise_second``); the net learns
+  at the dose it is applied at.
+
+Pooled over several noise conditions, the masked (thinned) loss of the noisiest recordings is the
+largest (its expectation is the MSE to the clean image plus the noise variance), so they dominate
+the loss and its gradient noise. ``weighting: inverse_variance`` weights each image's loss by the
+inverse of its recording's noise variance (:func:`~temdenoise.train.self_supervised.noise_variance`,
+from the noisy image and its known dose or sigma, as UDVD's loss does), so that every condition
+weighs alike; the weights do not change the minimiser of any one image's loss.
 
 In every case the target pixel's own noisy value never reaches the input, and the noise is
 zero-mean and independent between pixels (between the halves), so the expected loss is the MSE
@@ -25,7 +35,7 @@ sizes) as its only inputs. The networks are applied to the whole noisy image at 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -40,12 +50,15 @@ from temdenoise.models.inference import denoise_image
 from temdenoise.runtime import resolve_device
 from temdenoise.train.data import dihedral
 from temdenoise.train.engine import Trainer, TrainResult, TrainSettings, plot_history
-from temdenoise.train.self_supervised import stored_recordings
+from temdenoise.noise import NoiseCondition
+from temdenoise.train.self_supervised import noise_variance, stored_recordings
 from temdenoise.train.supervised import model_info
 
 log = logging.getLogger("temdenoise")
 
 OBJECTIVES = ("noise2self", "noise2void", "noise2noise")
+PAIRS = ("thinning", "two_exposures")
+WEIGHTINGS = ("none", "inverse_variance")
 
 # The four direct neighbours: the Noise2Self replacement of a masked pixel.
 _NEIGHBOURS = np.array([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]])
@@ -118,17 +131,30 @@ def binomial_split(counts: np.ndarray, p: float, rng: np.random.Generator) -> tu
 class Objective:
     """A self-supervised objective (a ``methods:`` entry's ``objective`` section) and its settings:
     ``grid`` (Noise2Self), ``fraction`` and ``radius`` (Noise2Void; 64 pixels of a 64 x 64 patch
-    within a 5 x 5 neighbourhood, as in the paper), ``thinning`` (Noise2Noise: ``p``)."""
+    within a 5 x 5 neighbourhood, as in the paper), ``pairs`` and ``thinning`` (Noise2Noise: one
+    recording thinned with probability ``p``, or two stored exposures), ``weighting`` (every
+    objective: ``none`` or ``inverse_variance`` of each recording's noise)."""
 
     name: str
     grid: int = 4
     fraction: float = 0.016
     radius: int = 2
     thinning: float = 0.5
+    pairs: str = "thinning"
+    weighting: str = "none"
 
     def __post_init__(self) -> None:
         if self.name not in OBJECTIVES:
             raise ValueError(f"objective.name must be one of {OBJECTIVES}, got {self.name!r}")
+        if self.pairs not in PAIRS:
+            raise ValueError(f"objective.pairs must be one of {PAIRS}, got {self.pairs!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"objective.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+
+    @property
+    def two_exposures(self) -> bool:
+        """Whether the objective pairs two stored noisy copies (Noise2Noise ``pairs: two_exposures``)."""
+        return self.name == "noise2noise" and self.pairs == "two_exposures"
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "Objective":
@@ -139,11 +165,20 @@ class Objective:
         return cls(**section)
 
     def pair(
-        self, noisy: np.ndarray, scale: float | None, rng: np.random.Generator
+        self,
+        noisy: np.ndarray,
+        scale: float | None,
+        rng: np.random.Generator,
+        second: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(input, target, mask)`` of one noisy image; ``scale`` = counts per unit intensity
-        (dose x pixel area) of a Poisson recording, None for Gaussian noise."""
+        (dose x pixel area) of a Poisson recording, None for Gaussian noise; ``second``: the
+        independent second exposure of the same scene (``pairs: two_exposures`` only)."""
         noisy = np.asarray(noisy, dtype=np.float32)
+        if self.two_exposures:
+            if second is None or np.shape(second) != noisy.shape:
+                raise ValueError("noise2noise with two exposures needs a second noisy copy of the same shape")
+            return noisy, np.asarray(second, dtype=np.float32), np.ones(noisy.shape, dtype=bool)
         if self.name == "noise2self":
             phase = (int(rng.integers(self.grid)), int(rng.integers(self.grid)))
             masked, mask = noise2self_input(noisy, self.grid, phase)
@@ -161,34 +196,58 @@ class Objective:
 
 def masked_mse(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
     """MSE between ``model(input)`` and ``target`` on the pixels of ``mask``, for a batch
-    ``(input, target, mask)`` of ``(B, 1, P, P)`` tensors."""
+    ``(input, target, mask)`` of ``(B, 1, P, P)`` tensors; a real-valued ``mask`` holds each
+    pixel's weight (the weighted mean)."""
     source, target, mask = batch[0], batch[1], batch[2]
     return ((model(source) - target).pow(2) * mask).sum() / mask.sum()
+
+
+@dataclass(frozen=True)
+class NoisyImages:
+    """Noisy frames (videos split) with, for each, its counts per unit intensity (``scales``;
+    None: Gaussian noise), its loss weight (1, or the inverse of its recording's noise variance)
+    and its condition; ``seconds``: the independent second exposures of the same frames, or None."""
+
+    frames: list[np.ndarray]
+    scales: list[float | None]
+    weights: list[float]
+    conditions: list[str]
+    seconds: list[np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        sizes = {len(self.scales), len(self.weights), len(self.conditions), len(self.frames)}
+        if self.seconds is not None:
+            sizes.add(len(self.seconds))
+        if not self.frames or len(sizes) != 1:
+            raise ValueError(f"{len(self.frames)} noisy frames for {sorted(sizes)} scales / weights / second copies")
+
+    def second(self, index: int) -> np.ndarray | None:
+        return None if self.seconds is None else self.seconds[index]
+
+    def subset(self, condition: str) -> "NoisyImages":
+        """The frames recorded under ``condition``."""
+        keep = [i for i, name in enumerate(self.conditions) if name == condition]
+        return NoisyImages([self.frames[i] for i in keep], [self.scales[i] for i in keep],
+                           [self.weights[i] for i in keep], [condition] * len(keep),
+                           None if self.seconds is None else [self.seconds[i] for i in keep])
 
 
 class NoisyPatchSampler:
     """A ``BatchSampler``: ``(input, target, mask)`` of random patches of noisy images.
 
-    A random image (a random frame of a video), a random patch, a random dihedral symmetry if
-    ``augment``, then the objective's pair; ``scales[i]`` is image ``i``'s counts per unit intensity.
+    A random frame, a random patch (the same one of its second exposure), a random dihedral
+    symmetry if ``augment``, then the objective's pair; the mask carries the frame's loss weight.
     """
 
     def __init__(
-        self,
-        images: Sequence[np.ndarray],
-        scales: Sequence[float | None],
-        objective: Objective,
-        patch_size: int,
-        batch_size: int,
-        augment: bool = True,
+        self, images: NoisyImages, objective: Objective, patch_size: int, batch_size: int, augment: bool = True
     ) -> None:
-        self.images = [np.asarray(image, dtype=np.float32) for image in images]
-        if not self.images or len(scales) != len(self.images):
-            raise ValueError(f"{len(self.images)} noisy images for {len(scales)} scales")
-        small = [i for i, image in enumerate(self.images) if min(image.shape[-2:]) < patch_size]
+        small = [i for i, image in enumerate(images.frames) if min(image.shape[-2:]) < patch_size]
         if small:
             raise ValueError(f"noisy images {small[:5]} are smaller than the patch size {patch_size}")
-        self.scales = list(scales)
+        if objective.two_exposures and images.seconds is None:
+            raise ValueError("noise2noise with two exposures needs the second noisy copies")
+        self.images = images
         self.objective = objective
         self.patch_size = patch_size
         self.batch_size = batch_size
@@ -196,16 +255,17 @@ class NoisyPatchSampler:
 
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One ``(input, target, mask)`` triple of ``(P, P)`` arrays."""
-        index = int(rng.integers(len(self.images)))
-        image = self.images[index]
-        if image.ndim == 3:
-            image = image[int(rng.integers(image.shape[0]))]
+        index = int(rng.integers(len(self.images.frames)))
+        image, second = self.images.frames[index], self.images.second(index)
         top = int(rng.integers(image.shape[0] - self.patch_size + 1))
         left = int(rng.integers(image.shape[1] - self.patch_size + 1))
-        patch = image[top : top + self.patch_size, left : left + self.patch_size]
-        if self.augment:
-            patch = dihedral(patch, int(rng.integers(8)))
-        return self.objective.pair(np.ascontiguousarray(patch), self.scales[index], rng)
+        window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
+        symmetry = int(rng.integers(8)) if self.augment else 0
+        patch = np.ascontiguousarray(dihedral(image[window], symmetry))
+        if second is not None:
+            second = np.ascontiguousarray(dihedral(second[window], symmetry))
+        source, target, mask = self.objective.pair(patch, self.images.scales[index], rng, second)
+        return source, target, mask * np.float32(self.images.weights[index])
 
     def __call__(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         triples = [self.sample(rng) for _ in range(self.batch_size)]
@@ -213,38 +273,64 @@ class NoisyPatchSampler:
 
 
 def masked_validation(
-    images: Sequence[np.ndarray],
-    scales: Sequence[float | None],
-    objective: Objective,
-    device: str = "cpu",
-    seed: int = 0,
+    images: NoisyImages, objective: Objective, device: str = "cpu", seed: int = 0
 ) -> Callable[[nn.Module], float]:
-    """``validate(model)``: ``-10 log10`` of the objective's loss on fixed masked (thinned) copies of
-    noisy validation images, drawn once from ``seed`` (higher is better; no clean data involved)."""
+    """``validate(model)``: ``-10 log10`` of the objective's loss (weighted as in training) on fixed
+    masked (thinned) copies of noisy validation images, drawn once from ``seed`` (higher is better;
+    no clean data involved)."""
     rng = np.random.default_rng(seed)
-    pairs = [objective.pair(image, scale, rng) for image, scale in zip(images, scales)]
-    if not pairs:
-        raise ValueError("no noisy validation images")
+    pairs = [objective.pair(image, scale, rng, images.second(i))
+             for i, (image, scale) in enumerate(zip(images.frames, images.scales))]
 
     def validate(model: nn.Module) -> float:
-        errors = [((denoise_image(model, source, device) - target)[mask]) for source, target, mask in pairs]
-        return float(-10.0 * np.log10(np.mean(np.concatenate(errors) ** 2)))
+        weighted, total = 0.0, 0.0
+        for (source, target, mask), weight in zip(pairs, images.weights):
+            errors = (denoise_image(model, source, device) - target)[mask]
+            weighted += weight * float(np.sum(errors.astype(np.float64) ** 2))
+            total += weight * errors.size
+        return float(-10.0 * np.log10(weighted / total))
 
     return validate
 
 
-def frames_and_scales(
-    items: Sequence[np.ndarray], conditions: Sequence[Any], pixel_sizes: Sequence[float] | None
-) -> tuple[list[np.ndarray], list[float | None]]:
-    """Every frame of noisy ``items`` (videos split) with its counts per unit intensity (None: Gaussian)."""
+def noisy_images(
+    items: Sequence[np.ndarray],
+    conditions: Sequence[NoiseCondition],
+    pixel_sizes: Sequence[float] | None,
+    weighting: str = "none",
+    seconds: Sequence[np.ndarray] | None = None,
+) -> NoisyImages:
+    """Every frame of noisy ``items`` (videos split) with its counts per unit intensity, its loss
+    weight under ``weighting`` and its condition's name; ``seconds``: the items' second exposures."""
     sizes = [1.0] * len(items) if pixel_sizes is None else list(pixel_sizes)
-    frames, scales = [], []
-    for item, condition, size in zip(items, conditions, sizes):
+    pairs = zip(items, [None] * len(items) if seconds is None else seconds, conditions, sizes)
+    frames, second_frames, scales, weights, names = [], [], [], [], []
+    for item, second, condition, size in pairs:
         scale = condition.level * size**2 if condition.kind == "poisson" else None
-        for frame in item if np.ndim(item) == 3 else [item]:
-            frames.append(np.asarray(frame, dtype=np.float32))
+        for index, frame in enumerate(item if np.ndim(item) == 3 else [item]):
+            frame = np.asarray(frame, dtype=np.float32)
+            frames.append(frame)
             scales.append(scale)
-    return frames, scales
+            weights.append(1.0 / noise_variance(condition, frame, size) if weighting == "inverse_variance" else 1.0)
+            names.append(condition.name)
+            if second is not None:
+                second_frames.append(np.asarray(second if np.ndim(item) == 2 else second[index], dtype=np.float32))
+    return NoisyImages(frames, scales, weights, names, second_frames if seconds is not None else None)
+
+
+def condition_scores(
+    model: nn.Module, images: NoisyImages, objective: Objective, device: str = "cpu", seed: int = 0
+) -> dict[str, float]:
+    """The unweighted validation score of ``model`` under each condition of ``images``: comparable
+    between nets of any ``weighting`` (a higher score is a lower MSE to the clean images, since the
+    noise adds the same constant to both)."""
+    unweighted = replace(objective, weighting="none")
+    scores = {}
+    for name in dict.fromkeys(images.conditions):
+        subset = images.subset(name)
+        subset = replace(subset, weights=[1.0] * len(subset.weights))
+        scores[name] = masked_validation(subset, unweighted, device, seed)(model)
+    return scores
 
 
 def train_noisy_images(
@@ -258,41 +344,52 @@ def train_noisy_images(
     validation_metadata: str | None = None,
     device: str = "auto",
     seed: int = 0,
+    train_second_paths: Sequence[str] | None = None,
+    validation_second_paths: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train ``entry``'s image network with its ``objective`` on stored noisy recordings only.
 
     ``train_paths[i]`` / ``validation_paths[i]``: the stored noisy copies of the training /
-    validation split under condition ``conditions[i]``, pooled (videos are split into frames). The
+    validation split under condition ``conditions[i]``, pooled (videos are split into frames);
+    ``*_second_paths``: their independent second copies (Noise2Noise with two exposures). The
     metadata tables give the pixel sizes only. Model selection: :func:`masked_validation` on the
-    first ``validation_images`` noisy validation items of every condition. Writes
+    first ``validation_images`` noisy validation items of every condition; ``info.json`` also holds
+    the best net's unweighted score under each condition (:func:`condition_scores`). Writes
     :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
     """
     out = Path(out_dir)
     device = resolve_device(device)
     settings = TrainSettings.from_config(recipe)
     objective = Objective.from_config(entry["objective"])
+    if objective.two_exposures != (train_second_paths is not None and validation_second_paths is not None):
+        raise ValueError("second noisy copies are given exactly when the objective pairs two exposures")
     torch.manual_seed(seed)
     model = build_model(entry)
-    train_items, train_conditions, train_sizes = stored_recordings(
-        train_paths, conditions, train_metadata, videos=False
-    )
-    val_items, val_conditions, val_sizes = stored_recordings(
-        validation_paths, conditions, validation_metadata, settings.validation_images, videos=False
-    )
-    train_frames, train_scales = frames_and_scales(train_items, train_conditions, train_sizes)
-    val_frames, val_scales = frames_and_scales(val_items, val_conditions, val_sizes)
-    validate = masked_validation(val_frames, val_scales, objective, device, seed + 1)
-    sampler = NoisyPatchSampler(train_frames, train_scales, objective, settings.patch_size, settings.batch_size)
+
+    def load(paths: Sequence[str], second_paths: Sequence[str] | None, metadata: str | None,
+             count: int | None) -> NoisyImages:
+        items, kinds, sizes = stored_recordings(paths, conditions, metadata, count, videos=False)
+        seconds = None if second_paths is None else stored_recordings(second_paths, conditions, None, count,
+                                                                       videos=False)[0]
+        return noisy_images(items, kinds, sizes, objective.weighting, seconds)
+
+    train_images = load(train_paths, train_second_paths, train_metadata, None)
+    val_images = load(validation_paths, validation_second_paths, validation_metadata, settings.validation_images)
+    validate = masked_validation(val_images, objective, device, seed + 1)
+    sampler = NoisyPatchSampler(train_images, objective, settings.patch_size, settings.batch_size)
     trainer = Trainer(model, sampler, settings, loss_fn=masked_mse, validate=validate, out_dir=out, device=device,
                       seed=seed, fingerprint={"entry": entry, "conditions": list(conditions)})
     info = model_info(entry)
     info.update(objective=asdict(objective), conditions=list(conditions), training_data="stored noisy recordings only",
                 selection=f"{objective.name} loss on stored noisy validation images")
     log.info("training %s (%d parameters) by %s on %d noisy frames (%s) on %s", entry, info["parameters"],
-             objective.name, len(train_frames), ", ".join(conditions), device)
+             objective.name, len(train_images.frames), ", ".join(conditions), device)
     result = trainer.fit()
+    if trainer.best_state is not None:
+        model.load_state_dict(trainer.best_state)
     info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
-                stopped_early=result.stopped_early)
+                stopped_early=result.stopped_early,
+                val_score_by_condition=condition_scores(model, val_images, objective, device, seed + 1))
     plot_history(result.history, out / "training_curve.png", title=f"{objective.name} {entry['family']}")
     save_json(out / "info.json", info)
     trainer.export(out / "model.pt")
