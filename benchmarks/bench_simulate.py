@@ -14,6 +14,11 @@ factory made it before issue 21 (``ceil(L / s)`` = 734 = 2 x 367 grid points, 4 
 slices before and after the specimen) and as it makes it now (a 5-smooth 750-point grid, no
 vacuum slices), with the 5-smooth grid and the vacuum slices between them: median CPU seconds of
 ``--repeats`` runs each, and the speed-up over the first.
+
+Last, the cost per frame of whole datasets side by side (``--frames``, issue 21 item 1): CPU seconds
+of the first ``--frame-structures`` training structures of each named ``config:dataset`` (all of its
+images, defocus choice included, as a ``simulate`` job makes them) divided by the images made, e.g.
+config/laptop.yaml's ``tem`` against config/paper.yaml's paper-regime ``tem_regime``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ def main() -> None:
     parser.add_argument("--defoci", type=int, default=5, help="length of the defocus series")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3, help="runs of each exit wave of the 44-A cell comparison")
+    parser.add_argument("--frames", nargs="*", default=["config/laptop.yaml:tem", "config/paper.yaml:tem_regime"],
+                        help="config:dataset whose cost per frame is compared (none: skip)")
+    parser.add_argument("--frame-structures", type=int, default=2)
     args = parser.parse_args()
 
     from temdenoise.runtime import limit_threads
@@ -90,6 +98,8 @@ def main() -> None:
               f"{reuse:.1f} / {reuse_cpu:.1f} | {no_reuse:.1f} / {no_reuse_cpu:.1f} | "
               f"{no_reuse / reuse:.1f} / {no_reuse_cpu / reuse_cpu:.1f} | {peak_mb:.0f}")
     quick_cell_exit_wave(args.repeats)
+    if args.frames:
+        frame_costs(args.frames, args.frame_structures)
     print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -145,6 +155,37 @@ def quick_cell_exit_wave(repeats: int) -> None:
         slices = int(np.ceil(depth / scope.slice_thickness - 1e-9))
         print(f"{name} | {'x'.join(map(str, wave.gpts))} | {depth:.1f} | {slices} | {rows[name]:.2f} | "
               f"{rows['before issue 21'] / rows[name]:.2f}x")
+
+
+def frame_costs(datasets: list[str], structures: int) -> None:
+    """CPU seconds per frame of each ``config:dataset`` (its first ``structures`` training structures)."""
+    import numpy as np
+    import yaml
+
+    from temdenoise.simulate import imaging, sample
+    from temdenoise.simulate.dataset import simulate_images
+    from temdenoise.simulate.imaging import CONTRAST_CLASSES
+    from temdenoise.simulate.settings import SimulationSettings
+
+    print(f"\ncost per frame, {structures} training structures each (CPU s, 1 thread)")
+    print("config:dataset | frame px | pixel A | FoV A | cell grid | images | CPU s / structure | CPU s / frame")
+    for name in datasets:
+        path, dataset = name.split(":")
+        config = yaml.safe_load(open(path))
+        settings = SimulationSettings.from_config(config["datasets"][dataset]["simulation"])
+        classes = [CONTRAST_CLASSES[j % len(CONTRAST_CLASSES)] for j in range(settings.defoci_per_structure)]
+        cpu, images = 0.0, 0
+        for index in range(structures):
+            seed = sample.structure_seed(config.get("seed", 0), dataset, "train", index)
+            rng = np.random.default_rng(seed)
+            draw = sample.draw_structure(settings, f"bench-{index}", seed, rng)
+            made = []
+            cpu += timed(lambda: made.extend(simulate_images(settings, draw, rng, classes)[0]))[1]
+            images += len(made)
+        cell, _ = sample.cell_geometry(settings)
+        grid = "x".join(map(str, imaging.potential_gpts(cell, settings.potential_sampling)))
+        print(f"{name} | {settings.image_size} | {settings.pixel_size} | {settings.image_size * settings.pixel_size:.0f} | "
+              f"{grid} | {images} | {cpu / structures:.1f} | {cpu / images:.2f}")
 
 
 if __name__ == "__main__":
