@@ -121,6 +121,16 @@ def winterbottom_layers(wulff_layers_111: int, adhesion: float) -> int:
     return int(round(wulff_layers_111 * (1.0 - adhesion)))
 
 
+def truncate_at_interface(cluster: Atoms, layers_111: int, adhesion: float, d111: float) -> Atoms:
+    """``cluster`` (an ``ase.cluster`` fcc cluster centred on an atom, ``layers_111`` (111) layers
+    from its centre to its (111) facets) oriented with [111] up (y), without the atoms below its
+    Winterbottom interface layer (:func:`winterbottom_layers`); the centre atom is at y = 0, so the
+    (111) layers sit at whole multiples of ``d111``."""
+    atoms = _orient(Atoms(cluster.get_chemical_symbols(), positions=cluster.positions), _FCC_ZONE_110)
+    interface = -winterbottom_layers(layers_111, adhesion) * d111
+    return atoms[atoms.positions[:, 1] > interface - 0.25 * d111]
+
+
 def winterbottom_particle(element: str, target_atoms: int, surface_energies: tuple[float, float],
                           adhesion: float) -> Atoms:
     """A single-crystal Winterbottom particle (:func:`winterbottom_layers`) of about ``target_atoms``
@@ -137,10 +147,7 @@ def winterbottom_particle(element: str, target_atoms: int, surface_energies: tup
         wulff_100 = layers_111 * d111 / d100 * gamma_100 / gamma_111
         for layers_100 in sorted({max(1, int(np.floor(wulff_100))), max(1, int(np.ceil(wulff_100)))}):
             cluster = FaceCenteredCubic(element, [(1, 1, 1), (1, 0, 0)], [layers_111, layers_100], latticeconstant=a)
-            atoms = _orient(Atoms(cluster.get_chemical_symbols(), positions=cluster.positions), _FCC_ZONE_110)
-            # the cluster is centred on an atom, so the (111) layers sit at whole multiples of d111
-            interface = -winterbottom_layers(layers_111, adhesion) * d111
-            atoms = atoms[atoms.positions[:, 1] > interface - 0.25 * d111]
+            atoms = truncate_at_interface(cluster, layers_111, adhesion, d111)
             if best is None or abs(len(atoms) - target_atoms) < abs(len(best) - target_atoms):
                 best = atoms
         if len(atoms) > 2 * target_atoms:   # larger clusters only move further from the target
