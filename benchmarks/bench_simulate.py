@@ -1,6 +1,6 @@
 """Throughput of the abTEM data factory: images per second per core, exit-wave reuse, peak memory.
 
-Run: ``python benchmarks/bench_simulate.py [--sizes 256 512] [--defoci 5] [--threads 1]``
+Run: ``python benchmarks/bench_simulate.py [--sizes 256 512] [--defoci 5] [--threads 1] [--frames CONFIG:DATASET ...]``
 
 For each image size (square, 0.2 A detector pixels, 0.05 A potential sampling, a 3 nm Pt
 cuboctahedron on 40 A of CeO2) it prints the wall and CPU time of one image (structure + potential + multislice +
@@ -14,6 +14,11 @@ factory made it before issue 21 (``ceil(L / s)`` = 734 = 2 x 367 grid points, 4 
 slices before and after the specimen) and as it makes it now (a 5-smooth 750-point grid, no
 vacuum slices), with the 5-smooth grid and the vacuum slices between them: median CPU seconds of
 ``--repeats`` runs each, and the speed-up over the first.
+
+Last, the cost per frame of whole datasets side by side (``--frames``, issue 21 item 1): CPU seconds
+of the first ``--frame-structures`` training structures of each named ``config:dataset`` (all of its
+images, defocus choice included, as a ``simulate`` job makes them) divided by the images made, e.g.
+config/laptop.yaml's ``tem`` against config/paper.yaml's paper-regime ``tem_regime``.
 """
 
 from __future__ import annotations
@@ -33,10 +38,13 @@ def timed(function) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[256, 512], help="image sizes timed (none: skip)")
     parser.add_argument("--defoci", type=int, default=5, help="length of the defocus series")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each exit wave of the 44-A cell comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each exit wave of the 44-A cell comparison (0: skip it)")
+    parser.add_argument("--frames", nargs="*", default=["config/laptop.yaml:tem", "config/paper.yaml:tem_regime"],
+                        help="config:dataset whose cost per frame is compared (none: skip)")
+    parser.add_argument("--frame-structures", type=int, default=2)
     args = parser.parse_args()
 
     from temdenoise.runtime import limit_threads
@@ -51,8 +59,9 @@ def main() -> None:
     print(f"threads: {args.threads}; defocus series of {args.defoci}")
     # On a shared machine wall time overstates the cost: CPU seconds (all threads of the process)
     # are printed beside it and images/s/core uses them.
-    print("size | atoms | grid | wall s/image | CPU s/image | images/s/core | series reuse wall/CPU (s) | "
-          "series no reuse wall/CPU (s) | ratio wall/CPU | peak MB")
+    if args.sizes:
+        print("size | atoms | grid | wall s/image | CPU s/image | images/s/core | series reuse wall/CPU (s) | "
+              "series no reuse wall/CPU (s) | ratio wall/CPU | peak MB")
     for size in args.sizes:
         settings = SimulationSettings.from_config({
             "image_size": size, "pixel_size": 0.2, "potential_sampling": 0.05, "shapes": ["cuboctahedron"],
@@ -89,7 +98,10 @@ def main() -> None:
         print(f"{size} | {len(spec.atoms)} | {grid} | {per_image:.2f} | {cpu_image:.2f} | {1 / cpu_image:.3f} | "
               f"{reuse:.1f} / {reuse_cpu:.1f} | {no_reuse:.1f} / {no_reuse_cpu:.1f} | "
               f"{no_reuse / reuse:.1f} / {no_reuse_cpu / reuse_cpu:.1f} | {peak_mb:.0f}")
-    quick_cell_exit_wave(args.repeats)
+    if args.repeats:
+        quick_cell_exit_wave(args.repeats)
+    if args.frames:
+        frame_costs(args.frames, args.frame_structures)
     print(f"process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
@@ -145,6 +157,41 @@ def quick_cell_exit_wave(repeats: int) -> None:
         slices = int(np.ceil(depth / scope.slice_thickness - 1e-9))
         print(f"{name} | {'x'.join(map(str, wave.gpts))} | {depth:.1f} | {slices} | {rows[name]:.2f} | "
               f"{rows['before issue 21'] / rows[name]:.2f}x")
+
+
+def frame_costs(datasets: list[str], structures: int) -> None:
+    """CPU seconds per frame of each ``config:dataset`` (its first ``structures`` training structures)."""
+    import numpy as np
+    import yaml
+
+    from temdenoise.simulate import imaging, sample
+    from temdenoise.simulate.dataset import simulate_images
+    from temdenoise.simulate.imaging import CONTRAST_CLASSES
+    from temdenoise.simulate.settings import SimulationSettings
+
+    warm_up = SimulationSettings.from_config({"image_size": 64, "pixel_size": 0.3, "potential_sampling": 0.06,
+                                             "shapes": ["octahedron"], "sizes_nm": [1.0]})
+    simulate_images(warm_up, sample.draw_structure(warm_up, "warm-up", 0, np.random.default_rng(0)),
+                    np.random.default_rng(0), ["black"])   # numba compilation, paid once per process
+    print(f"\ncost per frame, {structures} training structures each (CPU s, 1 thread)")
+    print("config:dataset | frame px | pixel A | FoV A | cell grid | images | CPU s / structure | CPU s / frame")
+    for name in datasets:
+        path, dataset = name.split(":")
+        config = yaml.safe_load(open(path))
+        settings = SimulationSettings.from_config(config["datasets"][dataset]["simulation"])
+        classes = [CONTRAST_CLASSES[j % len(CONTRAST_CLASSES)] for j in range(settings.defoci_per_structure)]
+        cpu, images = 0.0, 0
+        for index in range(structures):
+            seed = sample.structure_seed(config.get("seed", 0), dataset, "train", index)
+            rng = np.random.default_rng(seed)
+            draw = sample.draw_structure(settings, f"bench-{index}", seed, rng)
+            made = []
+            cpu += timed(lambda: made.extend(simulate_images(settings, draw, rng, classes)[0]))[1]
+            images += len(made)
+        cell, _ = sample.cell_geometry(settings)
+        grid = "x".join(map(str, imaging.potential_gpts(cell, settings.potential_sampling)))
+        print(f"{name} | {settings.image_size} | {settings.pixel_size} | {settings.image_size * settings.pixel_size:.0f} | "
+              f"{grid} | {images} | {cpu / structures:.1f} | {cpu / images:.2f}")
 
 
 if __name__ == "__main__":

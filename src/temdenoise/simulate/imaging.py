@@ -1,7 +1,11 @@
 """Plane-wave HRTEM imaging of a specimen with abTEM 1.0.
 
 One multislice run gives the exit wave; every defocus of a series is then one cheap CTF
-application on that same exit wave. The intensity is Fourier-interpolated to the detector pixel
+application on that same exit wave. Thermal vibration damps the contrast either as a
+Debye-Waller-smeared potential (each slice's projected potential convolved with the Gaussian
+density of the atoms' displacement: one multislice) or as abTEM's frozen phonons (the intensity
+averaged over displaced configurations: one multislice each); the finite source size damps it
+through the CTF's spatial-coherence envelope (``angular_spread``, quasi-coherent approximation). The intensity is Fourier-interpolated to the detector pixel
 size, optionally blurred by a Gaussian detector MTF, flipped to image convention (row 0 at the
 top, the support at the bottom) and cropped around the particle. A normalised plane wave makes the
 vacuum intensity 1.
@@ -36,6 +40,9 @@ class Microscope:
     Cs: float = -1.3e5
     focal_spread: float = 40.0
     semiangle_cutoff: float = 30.0
+    angular_spread: float = 0.0     # std of the illumination angles (mrad): spatial-coherence envelope
+    rms_displacement: float = 0.0   # thermal rms displacement of every atom along each axis (A)
+    frozen_phonons: int = 0         # configurations averaged; 0 = a Debye-Waller-smeared potential
     mtf_sigma: float = 0.0          # Gaussian detector blur, in detector pixels
 
     def __post_init__(self) -> None:
@@ -68,27 +75,54 @@ def potential_gpts(extent: tuple[float, float], sampling: float) -> tuple[int, i
     return tuple(fft_friendly_size(int(np.ceil(length / sampling))) for length in extent)
 
 
+def debye_waller_smeared(potential: abtem.Potential, rms_displacement: float) -> abtem.PotentialArray:
+    """``potential`` with every slice convolved with an isotropic Gaussian of standard deviation
+    ``rms_displacement`` (A) per axis: the thermal average of the potential of atoms vibrating
+    independently, i.e. each atom's scattering factor times its Debye-Waller factor
+    ``exp(-B s^2)``, ``B = 8 pi^2 u^2``, ``s = k / 2`` (Kirkland, *Advanced Computing in Electron
+    Microscopy*, 2nd ed., section 7.4), for one ``u`` shared by all elements."""
+    built = potential.build().compute(progress_bar=False)
+    array = np.asarray(built.array)
+    kx, ky = (np.fft.fftfreq(n, d=d) for n, d in zip(array.shape[-2:], built.sampling))
+    envelope = np.exp(-2 * np.pi**2 * rms_displacement**2 * (kx[:, None] ** 2 + ky[None, :] ** 2))
+    smeared = np.fft.ifft2(np.fft.fft2(array) * envelope).real.astype(array.dtype)
+    return abtem.PotentialArray(smeared, slice_thickness=built.slice_thickness, extent=built.extent)
+
+
 def exit_wave(specimen: Specimen, microscope: Microscope) -> abtem.Waves:
     """Exit wave of a 300 kV (or ``microscope.energy``) plane wave through ``specimen`` (computed):
     at the cell's exit plane, which is the specimen's exit surface (the cell holds no vacuum slices
     along the beam, :func:`~temdenoise.simulate.structures.assemble_specimen`), so the defocus of
-    :func:`detector_image` is measured from that surface."""
+    :func:`detector_image` is measured from that surface. With ``microscope.frozen_phonons`` the
+    waves of that many displaced configurations (seeded by ``specimen.phonon_seed``) are stacked on
+    a leading ensemble axis; with only ``rms_displacement`` the potential is
+    :func:`debye_waller_smeared`."""
     atoms = specimen.atoms
     gpts = potential_gpts(tuple(np.diag(atoms.cell.array)[:2]), microscope.potential_sampling)
+    if microscope.frozen_phonons:
+        atoms = abtem.FrozenPhonons(atoms, num_configs=microscope.frozen_phonons,
+                                    sigmas=microscope.rms_displacement, seed=specimen.phonon_seed)
     potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=microscope.slice_thickness,
                                 projection="infinite", parametrization="lobato")
+    if microscope.rms_displacement and not microscope.frozen_phonons:
+        potential = debye_waller_smeared(potential, microscope.rms_displacement)
     wave = abtem.PlaneWave(energy=microscope.energy, normalize=False)
     return wave.multislice(potential).compute(progress_bar=False)
 
 
 def detector_image(wave: abtem.Waves, defocus: float, microscope: Microscope) -> np.ndarray:
     """Intensity after the CTF at ``defocus`` (A, positive = underfocus), at the detector pixel
-    size, as a float64 (H, W) array with row 0 at the top (largest y)."""
+    size, as a float64 (H, W) array with row 0 at the top (largest y); the intensities of a
+    frozen-phonon ensemble are averaged (incoherent sum)."""
     ctf = abtem.CTF(semiangle_cutoff=microscope.semiangle_cutoff, focal_spread=microscope.focal_spread,
-                    energy=microscope.energy, defocus=defocus, Cs=microscope.Cs)
+                    angular_spread=microscope.angular_spread, energy=microscope.energy, defocus=defocus,
+                    Cs=microscope.Cs)
     extent = np.asarray(wave.extent)
     pixels = tuple(int(round(e / microscope.pixel_size)) for e in extent)
-    images = wave.apply_ctf(ctf).intensity().interpolate(gpts=pixels).compute(progress_bar=False)
+    intensity = wave.apply_ctf(ctf).intensity()
+    if len(intensity.ensemble_shape):
+        intensity = intensity.mean(axis=tuple(range(len(intensity.ensemble_shape))))
+    images = intensity.interpolate(gpts=pixels).compute(progress_bar=False)
     image = np.flipud(np.asarray(images.array, dtype=np.float64).T)
     if microscope.mtf_sigma > 0:
         image = ndimage.gaussian_filter(image, microscope.mtf_sigma, mode="wrap")

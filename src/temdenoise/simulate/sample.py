@@ -40,12 +40,15 @@ class StructureDraw:
     size_nm: float
     thickness: float
     tilt: tuple[float, float]
+    adhesion: float = 0.0         # W / gamma_111 of a Winterbottom particle (0 for the other shapes)
 
 
 def draw_structure(settings: SimulationSettings, structure_id: str, seed: int, rng: np.random.Generator) -> StructureDraw:
-    """Shape, size, support thickness and tilt of one structure, drawn from ``rng``."""
+    """Shape, size, support thickness, tilt (and the adhesion of a Winterbottom particle) of one
+    structure, drawn from ``rng``; the adhesion is drawn last and only for a Winterbottom particle,
+    so the draws of the other shapes are those made before that shape existed."""
     low, high = settings.support_thickness
-    return StructureDraw(
+    draw = StructureDraw(
         structure_id=structure_id,
         seed=seed,
         shape=str(rng.choice(settings.shapes)),
@@ -54,6 +57,9 @@ def draw_structure(settings: SimulationSettings, structure_id: str, seed: int, r
         tilt=(float(rng.uniform(-settings.tilt_max, settings.tilt_max)),
               float(rng.uniform(-settings.tilt_max, settings.tilt_max))),
     )
+    if draw.shape == "winterbottom":
+        draw.adhesion = float(rng.uniform(*settings.adhesion))
+    return draw
 
 
 def microscope(settings: SimulationSettings) -> Microscope:
@@ -61,12 +67,13 @@ def microscope(settings: SimulationSettings) -> Microscope:
     return Microscope(energy=settings.energy, potential_sampling=settings.potential_sampling,
                       slice_thickness=settings.slice_thickness, pixel_size=settings.pixel_size, Cs=settings.Cs,
                       focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
-                      mtf_sigma=settings.mtf_sigma)
+                      angular_spread=settings.angular_spread, rms_displacement=settings.rms_displacement,
+                      frozen_phonons=settings.frozen_phonons, mtf_sigma=settings.mtf_sigma)
 
 
 def particle_with_defects(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator) -> tuple[Atoms, dict]:
     """The drawn particle (centred at the origin) with its surface defects, and metadata."""
-    particle = build_particle(draw.shape, settings.element, draw.size_nm, tuple(settings.surface_energies))
+    particle = build_particle(draw.shape, settings.element, draw.size_nm, tuple(settings.surface_energies), draw.adhesion)
     bottom = particle.positions[:, 1].min() + 1.0
     particle, vacancies, adatoms = add_surface_defects(particle, settings.element, rng, settings.vacancy_fraction,
                                                        settings.adatom_fraction, keep_below=bottom)
@@ -75,7 +82,8 @@ def particle_with_defects(settings: SimulationSettings, draw: StructureDraw, rng
         "diameter_nm": round(equivalent_diameter_nm(len(particle), FCC_LATTICE_CONSTANTS[settings.element]), 3),
         "n_atoms": len(particle), "element": settings.element, "support": settings.support,
         "zone_axis": ZONE_AXIS_LABEL[draw.shape], "tilt_x": draw.tilt[0], "tilt_y": draw.tilt[1],
-        "thickness": draw.thickness, "vacancies": vacancies, "adatoms": adatoms, "seed": draw.seed,
+        "thickness": draw.thickness, "adhesion": draw.adhesion, "vacancies": vacancies, "adatoms": adatoms,
+        "seed": draw.seed,
     }
     return particle, info
 
@@ -103,7 +111,9 @@ def specimen(settings: SimulationSettings, draw: StructureDraw, particle: Atoms,
     """``particle`` on the drawn support, tilted, in the simulation cell of ``settings``
     (``anchor``: see :func:`~temdenoise.simulate.structures.assemble_specimen`)."""
     cell, interface_y = cell_geometry(settings)
-    return assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt, anchor)
+    spec = assemble_specimen(particle, settings.support, draw.thickness, cell, interface_y, draw.tilt, anchor)
+    spec.phonon_seed = draw.seed
+    return spec
 
 
 def crop_centre(settings: SimulationSettings, spec: Specimen) -> np.ndarray:

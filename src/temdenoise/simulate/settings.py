@@ -21,7 +21,10 @@ SPLITS = ("train", "validation", "test")
 FCC_LATTICE_CONSTANTS: dict[str, float] = {
     "Pt": 3.924, "Au": 4.078, "Pd": 3.891, "Ag": 4.086, "Cu": 3.615, "Ni": 3.524, "Ir": 3.839, "Rh": 3.803,
 }
-SHAPES = ("wulff", "octahedron", "cuboctahedron", "decahedron", "icosahedron")
+SHAPES = ("wulff", "octahedron", "cuboctahedron", "decahedron", "icosahedron", "winterbottom")
+# The shapes drawn when a config names none (the Winterbottom particle is opted into, so that the
+# data of configs written before it existed do not change).
+DEFAULT_SHAPES = SHAPES[:5]
 # The oxide supports built by temdenoise.simulate.structures.SUPPORTS (a test keeps the two equal).
 SUPPORT_NAMES = ("CeO2", "ZrO2", "MgO", "TiO2")
 
@@ -43,7 +46,7 @@ class SimulationSettings:
 
     element: str = "Pt"
     support: str = "CeO2"
-    shapes: tuple[str, ...] = SHAPES
+    shapes: tuple[str, ...] = DEFAULT_SHAPES
     sizes_nm: tuple[float, ...] = (2.0, 3.0)
     support_thickness: tuple[float, float] = (30.0, 60.0)
     support_fraction: float = 0.25
@@ -51,6 +54,7 @@ class SimulationSettings:
     vacancy_fraction: float = 0.05
     adatom_fraction: float = 0.03
     surface_energies: tuple[float, float] = (1.0, 1.15)
+    adhesion: tuple[float, float] = (1.0, 1.5)
     image_size: int = 256
     pixel_size: float = 0.2
     potential_sampling: float = 0.05
@@ -59,6 +63,9 @@ class SimulationSettings:
     Cs: float = -1.3e5
     focal_spread: float = 40.0
     semiangle_cutoff: float = 30.0
+    angular_spread: float = 0.0
+    rms_displacement: float = 0.0
+    frozen_phonons: int = 0
     mtf_sigma: float = 0.5
     defocus: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
         "black": (-5.0, 30.0), "intermediate": (-50.0, -5.0), "white": (-90.0, -50.0)})
@@ -120,6 +127,11 @@ def check_settings(settings: SimulationSettings, key: str = "simulation") -> Non
     low, high = settings.support_thickness
     if not 0 < low <= high:
         fail("support_thickness", f"need 0 < min <= max, got {[low, high]}")
+    low, high = settings.adhesion
+    if not 0 <= low <= high < 2:
+        fail("adhesion", f"need 0 <= min <= max < 2 (2 = complete wetting, no particle), got {[low, high]}")
+    if settings.frozen_phonons and not settings.rms_displacement:
+        fail("frozen_phonons", "frozen phonons need a positive rms_displacement")
     if not 0 < settings.potential_sampling <= 0.06:
         fail("potential_sampling", f"must be in (0, 0.06] A for an accurate potential, got {settings.potential_sampling}")
     if settings.pixel_size < settings.potential_sampling:

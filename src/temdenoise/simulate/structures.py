@@ -1,7 +1,8 @@
 """Atomic models of supported metal nanoparticles seen edge-on (ASE).
 
 A face-centred-cubic metal particle (``ase.cluster``: Wulff construction, octahedron,
-cuboctahedron, decahedron, icosahedron) sits on the (111) / (110) surface of an oxide support.
+cuboctahedron, decahedron, icosahedron, or a Winterbottom particle: the Wulff shape truncated by
+its interface with the support) sits on the (111) / (110) surface of an oxide support.
 Axes follow abTEM: the beam runs along ``z``; the image plane is ``x`` (horizontal) and ``y``
 (vertical, the surface normal of the support, so the support is seen edge-on). Cubic particles and
 the support are both oriented along a <110> zone axis with the epitaxy of Pt/CeO2 (particle [111]
@@ -16,7 +17,7 @@ from typing import Callable
 import numpy as np
 from ase import Atoms
 from ase.build import bulk, make_supercell
-from ase.cluster import Decahedron, Icosahedron, Octahedron, wulff_construction
+from ase.cluster import Decahedron, FaceCenteredCubic, Icosahedron, Octahedron, wulff_construction
 from ase.spacegroup import crystal
 from scipy.spatial import cKDTree
 from scipy.spatial.transform import Rotation
@@ -29,7 +30,7 @@ from temdenoise.simulate.settings import FCC_LATTICE_CONSTANTS, SHAPES
 # [11-2] x [111] is parallel to [1-10], so the frame is right-handed.
 _FCC_ZONE_110 = np.array([[1, 1, -2], [1, 1, 1], [1, -1, 0]], dtype=float)
 ZONE_AXIS_LABEL = {"wulff": "[1-10]", "octahedron": "[1-10]", "cuboctahedron": "[1-10]",
-                   "decahedron": "5-fold", "icosahedron": "2-fold"}
+                   "decahedron": "5-fold", "icosahedron": "2-fold", "winterbottom": "[1-10]"}
 
 
 def _orient(atoms: Atoms, rows: np.ndarray) -> Atoms:
@@ -106,18 +107,73 @@ def _closest(builder: Callable[[int], Atoms], sizes: range, target_atoms: int) -
     return best
 
 
-def build_particle(shape: str, element: str, diameter_nm: float, surface_energies: tuple[float, float] = (1.0, 1.15)) -> Atoms:
+def winterbottom_layers(wulff_layers_111: int, adhesion: float) -> int:
+    """(111) layers below the Wulff centre that a Winterbottom particle keeps (negative: its lowest
+    layer is above the centre).
+
+    Winterbottom (Acta Metall. 1, 1967): a particle on a support is its Wulff shape truncated by a
+    plane parallel to the interface, at the distance ``h_int = h_111 (gamma_int - gamma_support) /
+    gamma_111 = h_111 (1 - W / gamma_111)`` from the Wulff centre, where ``h_111`` is the distance of
+    the (111) facet and ``W`` the adhesion energy (Dupre: ``W = gamma_111 + gamma_support -
+    gamma_int``). ``adhesion`` is ``W / gamma_111``: 0 keeps the whole Wulff particle, 1 cuts it
+    through its centre, towards 2 it wets the support as a flat raft.
+    """
+    return int(round(wulff_layers_111 * (1.0 - adhesion)))
+
+
+def truncate_at_interface(cluster: Atoms, layers_111: int, adhesion: float, d111: float) -> Atoms:
+    """``cluster`` (an ``ase.cluster`` fcc cluster centred on an atom, ``layers_111`` (111) layers
+    from its centre to its (111) facets) oriented with [111] up (y), without the atoms below its
+    Winterbottom interface layer (:func:`winterbottom_layers`); the centre atom is at y = 0, so the
+    (111) layers sit at whole multiples of ``d111``."""
+    atoms = _orient(Atoms(cluster.get_chemical_symbols(), positions=cluster.positions), _FCC_ZONE_110)
+    interface = -winterbottom_layers(layers_111, adhesion) * d111
+    return atoms[atoms.positions[:, 1] > interface - 0.25 * d111]
+
+
+def winterbottom_particle(element: str, target_atoms: int, surface_energies: tuple[float, float],
+                          adhesion: float) -> Atoms:
+    """A single-crystal Winterbottom particle (:func:`winterbottom_layers`) of about ``target_atoms``
+    atoms, oriented along [1-10] with [111] up (y): the fcc cluster bounded by (111) and (100)
+    facets at Wulff distances (``surface_energies``), with every atom below the interface (111)
+    layer removed. Among the Wulff clusters of 2..29 (111) layers from the centre (and the (100)
+    layer counts nearest the Wulff ratio) the truncated one with the atom count closest to the target
+    is kept."""
+    a = FCC_LATTICE_CONSTANTS[element]
+    d111, d100 = a / np.sqrt(3), a / 2
+    gamma_111, gamma_100 = surface_energies
+    best: Atoms | None = None
+    for layers_111 in range(2, 30):
+        wulff_100 = layers_111 * d111 / d100 * gamma_100 / gamma_111
+        for layers_100 in sorted({max(1, int(np.floor(wulff_100))), max(1, int(np.ceil(wulff_100)))}):
+            cluster = FaceCenteredCubic(element, [(1, 1, 1), (1, 0, 0)], [layers_111, layers_100], latticeconstant=a)
+            atoms = truncate_at_interface(cluster, layers_111, adhesion, d111)
+            if best is None or abs(len(atoms) - target_atoms) < abs(len(best) - target_atoms):
+                best = atoms
+        if len(atoms) > 2 * target_atoms:   # larger clusters only move further from the target
+            break
+    assert best is not None
+    return best
+
+
+def build_particle(shape: str, element: str, diameter_nm: float, surface_energies: tuple[float, float] = (1.0, 1.15),
+                   adhesion: float = 0.0) -> Atoms:
     """A particle of ``shape`` whose volume-equivalent diameter is close to ``diameter_nm``.
 
     Cubic shapes are oriented along [1-10] with [111] up (y); the decahedron is seen along its
     five-fold axis and the icosahedron along a two-fold axis, both turned about the beam so that a
     facet lies flat on the support. ``surface_energies`` are the (111) and (100) energies of the
-    Wulff construction. Positions are centred at the origin.
+    Wulff construction; ``adhesion`` (W / gamma_111) truncates the ``winterbottom`` particle
+    (:func:`winterbottom_particle`). Positions are centred at the origin.
     """
     if element not in FCC_LATTICE_CONSTANTS:
         raise ValueError(f"unknown particle element {element!r}; known: {sorted(FCC_LATTICE_CONSTANTS)}")
     a = FCC_LATTICE_CONSTANTS[element]
     target = _atoms_for_diameter(diameter_nm, a)
+    if shape == "winterbottom":
+        atoms = winterbottom_particle(element, target, surface_energies, adhesion)
+        atoms.positions -= atoms.positions.mean(axis=0)
+        return atoms
     if shape == "wulff":
         cluster = wulff_construction(element, [(1, 1, 1), (1, 0, 0)], list(surface_energies), target, "fcc",
                                      rounding="closest", latticeconstant=a)
@@ -293,6 +349,7 @@ class Specimen:
     atoms: Atoms                  # everything, in the simulation cell
     particle: np.ndarray          # indices of the particle's atoms in ``atoms``
     centre: np.ndarray            # particle centre (x, y) in A, the crop centre is derived from it
+    phonon_seed: int = 0          # seed of the frozen-phonon displacements (imaging.exit_wave)
 
 
 def support_block(name: str, width: float, height: float, depth: float) -> Atoms:

@@ -68,6 +68,7 @@ def frame_specimen(settings: SimulationSettings, draw: StructureDraw, particle: 
     positions[:, :2] += motion.drift_px[t] * settings.pixel_size
     spec.atoms.positions = positions
     spec.atoms.wrap()
+    spec.phonon_seed = draw.seed + t   # each frame its own thermal configurations
     return spec
 
 
