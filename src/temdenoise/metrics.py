@@ -34,7 +34,6 @@ CONVENTION = {
 }
 
 
-
 def _skimage_metrics():
     """scikit-image's metrics module, imported on first use (SSIM only): importing it costs about
     1 s, which the many jobs that import this module without scoring (denoise, fit) should not pay."""
@@ -131,6 +130,12 @@ def tem_psnr_conventions(columns: Sequence[str]) -> list[str]:
     """The TEM PSNR conventions scored in a metric table with ``columns`` (its ``psnr_<name>``
     columns, in column order: the primary one first, as :func:`psnr_columns` writes them)."""
     return [name for column in columns if column.startswith("psnr_") and (name := column[5:]) in TEM_PSNR]
+
+
+def format_psnr_mean(value: float) -> str:
+    """A mean PSNR cell of a Markdown/LaTeX table: two decimals, "–" where the convention is
+    undefined (NaN: ``seed_counts`` under Gaussian noise or on natural images)."""
+    return "–" if np.isnan(value) else f"{value:.2f}"
 
 
 def ssim(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:

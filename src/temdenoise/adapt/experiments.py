@@ -46,6 +46,7 @@ from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_
 from temdenoise.metrics import (  # noqa: E402
     CONVENTION,
     TEM_PSNR,
+    format_psnr_mean,
     psnr,
     psnr_columns,
     ssim,
@@ -487,7 +488,7 @@ def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     a PSNR convention undefined for a row (``seed_counts`` under Gaussian noise) as "–"."""
     shown = summary.copy()
     for column in convention_columns(summary.columns):
-        shown[column] = ["–" if pd.isna(value) else f"{value:.2f}" for value in summary[column]]
+        shown[column] = [format_psnr_mean(value) for value in summary[column]]
     for stem in [c.removesuffix("_resolved") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_resolved")]:
         shown[stem] = [
             "" if np.isnan(mean) else PairedDifference(mean, low, high, int(items)).format()  # method not in this case
