@@ -10,8 +10,16 @@
    the batch sampler alone (in this process, then in ``--workers`` DataLoader worker processes as
    :class:`Trainer` builds them with ``loader_workers``) beside the model step alone (a given batch,
    on ``--device``). The sampler starves the device when its rate is below the step's.
+4. ``--pairing``: threads per training job on CPU. For each network of ``--config`` (its family and
+   params at its recipe's batch and patch size, as the workflow trains it; ``method@dataset`` takes
+   that dataset's recipe) the step is timed in fresh processes: one job on 2 threads alone, one on
+   1 thread alone, and two 1-thread jobs started together (the slower counts). ``scaling`` = 2-thread
+   rate / 1-thread rate (2.00 is perfect); ``pair gain`` = the two 1-thread jobs' joint rate / the
+   2-thread rate: above 1, the rule should declare ``threads: 1`` so that Snakemake runs two such
+   jobs at once on 2 cores. Run it alone on an idle machine.
 
-Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]``.
+Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]
+[--pairing [--config config/laptop.yaml] [--methods udvd1 unet_s4@tem_regime ...]]``.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import argparse
 import multiprocessing
 import resource
 import time
+from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from temdenoise.models import build_model
 from temdenoise.models.inference import denoise_image
@@ -30,6 +40,7 @@ from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings
 from temdenoise.train.engine import EpochSteps, SeededBatches
 
 MODEL = {"family": "unet", "params": {"scales": 3, "base_channels": 16, "residual": True}}
+PAIRING_METHODS = ["udvd1", "udvd3", "udvd5", "dncnn", "unet_s3", "dncnn_image@tem_regime", "unet_s4@tem_regime"]
 
 
 def sampler(batch: int, patch: int) -> PatchSampler:
@@ -88,13 +99,19 @@ def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
     return batches * batch / (time.perf_counter() - started)
 
 
-def step_rate(steps: int, batch: int, patch: int, device: str) -> float:
-    """Patches/s of the optimisation step alone (one fixed batch already on ``device``)."""
+def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, Any] = MODEL,
+              threads: int | None = None, barrier: Any = None) -> float:
+    """Patches/s of the optimisation step alone (one fixed batch already on ``device``) of the
+    network of ``entry``; a video net gets its ``frames`` per item and learns the centre frame.
+    ``threads``: torch threads of this process; ``barrier``: waited on after the warm-up step."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = build_model(MODEL).to(device).train()
+    model = build_model(entry).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    noisy = 1 + 0.1 * torch.randn(batch, 1, patch, patch, device=device)
-    clean = torch.ones_like(noisy)
+    frames = model.frames if getattr(model, "video_input", False) else 1
+    noisy = 1 + 0.1 * torch.randn(batch, frames, patch, patch, device=device)
+    clean = torch.ones_like(noisy[:, :1])
 
     def step() -> None:
         optimizer.zero_grad()
@@ -102,6 +119,8 @@ def step_rate(steps: int, batch: int, patch: int, device: str) -> float:
         optimizer.step()
 
     step()  # warm-up (allocations, cuDNN choices)
+    if barrier is not None:
+        barrier.wait()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     started = time.perf_counter()
@@ -110,6 +129,46 @@ def step_rate(steps: int, batch: int, patch: int, device: str) -> float:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return steps * batch / (time.perf_counter() - started)
+
+
+def recipe_job(config: dict[str, Any], name: str) -> tuple[dict[str, Any], int, int]:
+    """The ``methods:`` entry of ``name`` (``method[@dataset]``) with its recipe's batch and patch size."""
+    method, _, dataset = name.partition("@")
+    entry = config["methods"][method]
+    recipe = config["training"][entry.get("datasets", {}).get(dataset, {}).get("training", entry["training"])]
+    return entry, int(recipe["batch_size"]), int(recipe["patch_size"])
+
+
+def _timed_step(args: tuple, barrier: Any = None, rates: Any = None, slot: int = 0) -> float:
+    rate = step_rate(*args, barrier=barrier)
+    if rates is not None:
+        rates[slot] = rate
+    return rate
+
+
+def pairing(config_path: str, methods: list[str], steps: int) -> None:
+    """Part 4: one 2-thread job against two 1-thread jobs side by side, per network of a config."""
+    with open(config_path) as handle:
+        config = yaml.safe_load(handle)
+    context = multiprocessing.get_context("spawn")
+    print(f"{config_path}, {steps} steps per timing, patches/s (two 1-thread jobs: each, the slower one)")
+    print(f"{'job':24s} {'batch x patch':>13s} {'2 thr':>7s} {'1 thr':>7s} {'1 thr x2':>8s} {'scaling':>7s} {'pair gain':>9s}")
+    for name in methods:
+        entry, batch, patch = recipe_job(config, name)
+        alone = {}
+        for threads in (2, 1):
+            with context.Pool(1) as pool:
+                alone[threads] = pool.apply(_timed_step, ((steps, batch, patch, "cpu", entry, threads),))
+        barrier, rates = context.Barrier(2), context.Array("d", 2)
+        pair = [context.Process(target=_timed_step, args=((steps, batch, patch, "cpu", entry, 1), barrier, rates, slot))
+                for slot in range(2)]
+        for process in pair:
+            process.start()
+        for process in pair:
+            process.join()
+        side_by_side = min(rates)
+        print(f"{name:24s} {f'{batch} x {patch}':>13s} {alone[2]:7.1f} {alone[1]:7.1f} {side_by_side:8.1f} "
+              f"{alone[2] / alone[1]:7.2f} {2 * side_by_side / alone[2]:9.2f}")
 
 
 def _inference(args: tuple[str, int | None, int, int]) -> tuple[float, float]:
@@ -142,7 +201,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--paper", action="store_true", help="only part 3, at batch 128 x 128^2")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of part 3")
+    parser.add_argument("--pairing", action="store_true", help="only part 4: threads per job, on CPU")
+    parser.add_argument("--config", default="config/laptop.yaml", help="config of part 4")
+    parser.add_argument("--methods", nargs="+", default=PAIRING_METHODS, help="networks of part 4")
     args = parser.parse_args()
+    if args.pairing:
+        pairing(args.config, args.methods, args.steps)
+        return
     torch.set_num_threads(args.threads)
     if args.paper:
         paper_batch, paper_patch, batches = 128, 128, 5
