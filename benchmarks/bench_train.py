@@ -36,6 +36,7 @@ import yaml
 
 from temdenoise.models import build_model
 from temdenoise.models.inference import denoise_image
+from temdenoise.registry import entry_on
 from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings
 from temdenoise.train.engine import EpochSteps, SeededBatches
 
@@ -132,10 +133,11 @@ def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, 
 
 
 def recipe_job(config: dict[str, Any], name: str) -> tuple[dict[str, Any], int, int]:
-    """The ``methods:`` entry of ``name`` (``method[@dataset]``) with its recipe's batch and patch size."""
+    """The ``methods:`` entry of ``name`` (``method[@dataset]``) as the workflow uses it on that dataset
+    (:func:`~temdenoise.registry.entry_on`), with its recipe's batch and patch size."""
     method, _, dataset = name.partition("@")
-    entry = config["methods"][method]
-    recipe = config["training"][entry.get("datasets", {}).get(dataset, {}).get("training", entry["training"])]
+    entry = entry_on(config["methods"][method], dataset or None)
+    recipe = config["training"][entry.get("training", "quick")]  # the workflow's default recipe (common.smk)
     return entry, int(recipe["batch_size"]), int(recipe["patch_size"])
 
 
