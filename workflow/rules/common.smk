@@ -650,6 +650,7 @@ HEADLINE_GROUPS = [
     ("udvd_motion", "4 UDVD", "udvd_motion.rst"),
     ("gaintuning_", "5 GainTuning", "gaintuning.rst"),
     ("real_", "6 Real data", "real_data.rst"),
+    ("data_stats_", "7 Data cards", "data_stats.rst"),
 ]
 
 

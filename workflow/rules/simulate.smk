@@ -103,7 +103,38 @@ rule plot_dataset:
         "../../scripts/plot_dataset.py"
 
 
+rule data_stats:
+    input:
+        stack="results/data/{dataset}/test.npz",
+        metadata="results/data/{dataset}/test.csv",
+    output:
+        markdown=report(
+            "results/tables/data_stats_{dataset}.md",
+            caption="../report/data_stats.rst",
+            category="Data",
+            labels={"dataset": "{dataset}"},
+        ),
+        csv="results/tables/data_stats_{dataset}.csv",
+    log:
+        "results/logs/data_stats/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data_stats/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(list(SIMULATION)),
+    conda:
+        "../../envs/analysis.yaml"
+    threads: resource("analyze", "threads")
+    resources:
+        mem_mb=resource("analyze", "mem_mb"),
+        runtime=resource("analyze", "runtime"),
+    params:
+        split="test",
+    script:
+        "../../scripts/data_stats.py"
+
+
 for _name, _settings in SIMULATION.items():
+    ALL_TARGETS.extend(expand("results/tables/data_stats_{dataset}.{ext}", dataset=_name, ext=("md", "csv")))
     ALL_TARGETS.extend(expand("results/data/{dataset}/{split}.csv", dataset=_name, split=SPLITS))
     ALL_TARGETS.extend(expand("results/plots/dataset_{dataset}.{ext}", dataset=_name, ext=("png", "svg")))
     if _settings.export_tiff:

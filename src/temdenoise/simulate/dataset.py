@@ -10,6 +10,7 @@ or frame.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -24,7 +25,8 @@ from temdenoise.io import export_tiff, load_stack, save_stack, save_table
 from temdenoise.simulate import imaging
 from temdenoise.simulate.imaging import CONTRAST_CLASSES
 from temdenoise.simulate.sample import (
-    StructureDraw, choose_defocus, crop_and_score, draw_structure, microscope, particle_with_defects, specimen, structure_seed,
+    StructureDraw, choose_defoci, crop_and_score, draw_structure, microscope, particle_with_defects, specimen, structure_seed,
+    target_label,
 )
 from temdenoise.simulate.settings import SPLITS, SimulationSettings
 from temdenoise.simulate.video import simulate_video
@@ -40,19 +42,23 @@ def shard_structures(settings: SimulationSettings, split: str, shard: int) -> ra
 
 def simulate_images(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator,
                     classes: Sequence[str]) -> tuple[list[np.ndarray], list[dict]]:
-    """One exit wave of the drawn structure, imaged at one defocus per entry of ``classes``."""
+    """One exit wave of the drawn structure, imaged at one defocus per entry of ``classes``
+    (:func:`~temdenoise.simulate.sample.choose_defoci`)."""
     scope = microscope(settings)
     particle, info = particle_with_defects(settings, draw, rng)
     spec = specimen(settings, draw, particle)
     wave = imaging.exit_wave(spec, scope)
-    defoci = [choose_defocus(settings, klass, wave, spec, rng) for klass in classes]
+    defoci = choose_defoci(settings, list(classes), wave, spec, rng)
     images, rows = [], []
     for defocus, klass, image in zip(defoci, classes, imaging.defocus_series(wave, defoci, scope)):
         crop, score, _ = crop_and_score(settings, spec, image)
         images.append(crop.astype(np.float32))
-        rows.append({**info, "frame": 0, "defocus": defocus, "target_contrast": klass,
+        rows.append({**info, "frame": 0, "defocus": defocus, "target_contrast": target_label(settings, klass),
                      "contrast_score": round(score, 4),
                      "contrast_class": imaging.contrast_class(score, settings.contrast_threshold)})
+    digests = {hashlib.sha256(image.tobytes()).hexdigest() for image in images}
+    if len(digests) < len(images):
+        raise RuntimeError(f"{draw.structure_id}: two images are byte-identical (defoci {defoci})")
     return images, rows
 
 
@@ -88,7 +94,7 @@ def simulate_shard(settings: SimulationSettings, dataset: str, split: str, shard
         table = table.assign(
             Cs=settings.Cs, focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
             energy=settings.energy, potential_sampling=settings.potential_sampling, pixel_size=settings.pixel_size,
-            mtf_sigma=settings.mtf_sigma, abtem_version=abtem.__version__, dataset=dataset, split=split, shard=shard,
+            mtf_sigma=settings.mtf_sigma, image_spread=settings.image_spread, abtem_version=abtem.__version__, dataset=dataset, split=split, shard=shard,
         )
         table = table[["item", *[c for c in table.columns if c != "item"]]]
     return arrays, table

@@ -68,7 +68,8 @@ def microscope(settings: SimulationSettings) -> Microscope:
                       slice_thickness=settings.slice_thickness, pixel_size=settings.pixel_size, Cs=settings.Cs,
                       focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
                       angular_spread=settings.angular_spread, rms_displacement=settings.rms_displacement,
-                      frozen_phonons=settings.frozen_phonons, mtf_sigma=settings.mtf_sigma)
+                      frozen_phonons=settings.frozen_phonons, mtf_sigma=settings.mtf_sigma,
+                      image_spread=settings.image_spread)
 
 
 def particle_with_defects(settings: SimulationSettings, draw: StructureDraw, rng: np.random.Generator) -> tuple[Atoms, dict]:
@@ -178,3 +179,31 @@ def choose_defocus(settings: SimulationSettings, klass: str, wave, spec: Specime
             weight = scores[best] / (scores[best] - scores[neighbour])
             return float(candidates[best] + weight * (candidates[neighbour] - candidates[best]))
     return float(candidates[best])
+
+
+def choose_defoci(settings: SimulationSettings, classes: list[str], wave, spec: Specimen,
+                  rng: np.random.Generator) -> list[float]:
+    """One defocus per entry of ``classes`` for one exit wave, all distinct.
+
+    With ``defocus_window`` set the classes are ignored: the window is cut into ``len(classes)``
+    equal strata and one defocus is drawn uniformly in each (so a structure's images cover the
+    window and never coincide), and the class is only measured on the image. Otherwise each class
+    gets :func:`choose_defocus`; the contrast reversal is searched for the first intermediate target
+    only, the structure's later intermediate targets are drawn uniformly in the intermediate range
+    (the search is deterministic: a second search would repeat the first image byte for byte)."""
+    if settings.defocus_window is not None:
+        edges = np.linspace(*settings.defocus_window, len(classes) + 1)
+        return [float(rng.uniform(low, high)) for low, high in zip(edges[:-1], edges[1:])]
+    defoci: list[float] = []
+    for klass in classes:
+        if klass == "intermediate" and "intermediate" in classes[:len(defoci)]:
+            defoci.append(float(rng.uniform(*settings.defocus["intermediate"])))
+        else:
+            defoci.append(choose_defocus(settings, klass, wave, spec, rng))
+    return defoci
+
+
+def target_label(settings: SimulationSettings, klass: str) -> str:
+    """The ``target_contrast`` of an image: the class its defocus targeted, or ``window`` when the
+    defocus was drawn in ``defocus_window`` (the class is then only measured)."""
+    return "window" if settings.defocus_window is not None else klass

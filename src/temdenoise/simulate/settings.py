@@ -67,8 +67,10 @@ class SimulationSettings:
     rms_displacement: float = 0.0
     frozen_phonons: int = 0
     mtf_sigma: float = 0.5
+    image_spread: float = 0.0
     defocus: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
-        "black": (-5.0, 30.0), "intermediate": (-50.0, -5.0), "white": (-90.0, -50.0)})
+        "black": (5.0, 30.0), "intermediate": (-50.0, 5.0), "white": (-90.0, -50.0)})
+    defocus_window: tuple[float, float] | None = None
     contrast_threshold: float = 0.5
     defoci_per_structure: int = 3
     structures: Mapping[str, int] = field(default_factory=lambda: {"train": 6, "validation": 2, "test": 2})
@@ -108,6 +110,22 @@ def field_of_view(settings: SimulationSettings) -> float:
     return settings.image_size * settings.pixel_size
 
 
+def particle_height_bound(settings: SimulationSettings) -> float:
+    """An estimate (A) of the height of the largest particle above the support.
+
+    A free particle is as high as its volume-equivalent diameter ``d``. A Winterbottom particle at
+    adhesion ``W`` (W / gamma_111) keeps a fraction ``f = (2 - W) / 2`` of the height of its Wulff
+    shape; with the Wulff shape taken as a sphere, the cap of height ``f D`` holds
+    ``f^2 (3 - 2 f)`` of its volume, so ``h = f d / (f^2 (3 - 2 f))^(1/3)``, at the smallest
+    adhesion drawn (a 2.0 nm Pt particle at W = 0.9: 13.2 A; built, 9.1 A between its top and
+    bottom atom layers)."""
+    diameter = 10 * max(settings.sizes_nm)
+    if set(settings.shapes) != {"winterbottom"}:
+        return diameter
+    kept = (2 - settings.adhesion[0]) / 2
+    return kept * diameter / (kept**2 * (3 - 2 * kept)) ** (1 / 3)
+
+
 def check_settings(settings: SimulationSettings, key: str = "simulation") -> None:
     """Reject impossible physics with a ValueError naming the offending key."""
     def fail(name: str, why: str) -> None:
@@ -136,12 +154,14 @@ def check_settings(settings: SimulationSettings, key: str = "simulation") -> Non
         fail("potential_sampling", f"must be in (0, 0.06] A for an accurate potential, got {settings.potential_sampling}")
     if settings.pixel_size < settings.potential_sampling:
         fail("pixel_size", f"{settings.pixel_size} A is finer than potential_sampling {settings.potential_sampling} A")
-    # The volume-equivalent diameter must fit between the support surface and the image top.
+    # The particle must fit between the support surface and the image top.
     room = (1 - settings.support_fraction) * field_of_view(settings) - 2.0
-    if 10 * max(settings.sizes_nm) > room:
-        fail("sizes_nm", f"a {max(settings.sizes_nm)} nm particle does not fit in the field of view above the support "
-                         f"({field_of_view(settings):.1f} A image, {room:.1f} A free above the support): "
-                         "lower sizes_nm or raise image_size / pixel_size")
+    if particle_height_bound(settings) > room:
+        fail("sizes_nm", f"a {max(settings.sizes_nm)} nm particle (at most {particle_height_bound(settings):.1f} A high) does "
+                         f"not fit in the field of view above the support ({field_of_view(settings):.1f} A image, "
+                         f"{room:.1f} A free above the support): lower sizes_nm or raise image_size / pixel_size")
+    if settings.defocus_window is not None and not settings.defocus_window[0] < settings.defocus_window[1]:
+        fail("defocus_window", f"need min < max, got {list(settings.defocus_window)}")
     for name in ("black", "intermediate", "white"):
         if name not in settings.defocus:
             fail("defocus", f"needs a range for the contrast class {name!r}")

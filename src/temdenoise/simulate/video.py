@@ -22,8 +22,8 @@ from ase import Atoms
 
 from temdenoise.simulate import imaging
 from temdenoise.simulate.sample import (
-    StructureDraw, cell_geometry, choose_defocus, crop_and_score, crop_pixels, drift_allowance_px, microscope,
-    particle_with_defects, specimen,
+    StructureDraw, cell_geometry, choose_defoci, crop_and_score, crop_pixels, drift_allowance_px, microscope,
+    particle_with_defects, specimen, target_label,
 )
 from temdenoise.simulate.settings import SimulationSettings
 from temdenoise.simulate.structures import SUPPORT_GAP, Specimen, contact_anchor, rearrange_surface
@@ -110,11 +110,11 @@ def simulate_video(settings: SimulationSettings, draw: StructureDraw, klass: str
         spec = frame_specimen(settings, draw, particle, anchor, motion, t)
         wave = imaging.exit_wave(spec, scope)
         if defocus is None:
-            defocus = choose_defocus(settings, klass, wave, spec, rng)
+            defocus = choose_defoci(settings, [klass], wave, spec, rng)[0]
         image = imaging.detector_image(wave, defocus, scope)
         frame, score, window = crop_and_score(settings, spec, image, window)
         frames.append(frame.astype(np.float32))
-        rows.append({**info, "frame": t, "defocus": defocus, "target_contrast": klass,
+        rows.append({**info, "frame": t, "defocus": defocus, "target_contrast": target_label(settings, klass),
                      "contrast_score": round(score, 4),
                      "contrast_class": imaging.contrast_class(score, settings.contrast_threshold),
                      **frame_motion(settings, spec, motion, t, image.shape[0], window)})

@@ -1,0 +1,46 @@
+"""Copy result files into the documentation, so that no figure in docs/ is typed by hand.
+
+A Markdown page marks each copied block with the file it comes from::
+
+    <!-- fill: results/tables/data_stats_tem_regime.md -->
+    (replaced by the file's text)
+    <!-- /fill -->
+
+``python -m temdenoise.docs_fill docs/SIMULATION.md [--root RUN_DIR]`` replaces every block by the
+current text of its file (paths relative to ``--root``, the run's directory; default the working
+directory); a missing file is an error naming it, and the page is rewritten atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from temdenoise.io import save_text
+
+BLOCK = re.compile(r"(<!-- fill: (?P<path>\S+) -->\n)(?P<body>.*?)(<!-- /fill -->)", re.DOTALL)
+
+
+def fill(page: str, root: Path) -> str:
+    """``page`` with every fill block holding the text of its file under ``root``."""
+    def replace(match: re.Match) -> str:
+        source = root / match["path"]
+        if not source.is_file():
+            raise FileNotFoundError(f"fill block names {match['path']}, not found under {root}")
+        return f"{match[1]}{source.read_text().rstrip()}\n{match[4]}"
+
+    return BLOCK.sub(replace, page)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pages", nargs="+", type=Path)
+    parser.add_argument("--root", type=Path, default=Path("."), help="directory the blocks' paths are relative to")
+    args = parser.parse_args(argv)
+    for page in args.pages:
+        save_text(page, fill(page.read_text(), args.root))
+
+
+if __name__ == "__main__":
+    main()
