@@ -60,7 +60,7 @@ def main() -> None:
         waves.append((spec, imaging.exit_wave(spec, scope)))
     columns = list(data_stats.STAT_COLUMNS)
     print(f"{args.config} {args.dataset}: {settings.image_size} px at {settings.pixel_size} A, {args.structures} test "
-          f"structures x defoci {defoci} A, mtf_sigma {settings.mtf_sigma} px")
+          f"structures x defoci {defoci} A, mtf_sigma {settings.mtf_sigma} px\n")
     print("| image spread (A) | " + " | ".join(columns) + " | score |")
     print("|---" * (len(columns) + 2) + "|")
     print("| authors | " + " | ".join(f"{data_stats.AUTHORS[c]:.4g}" for c in columns) + " | |")

@@ -6,10 +6,11 @@ Debye-Waller-smeared potential (each slice's projected potential convolved with 
 density of the atoms' displacement: one multislice) or as abTEM's frozen phonons (the intensity
 averaged over displaced configurations: one multislice each); the finite source size damps it
 through the CTF's spatial-coherence envelope (``angular_spread``, quasi-coherent approximation);
-the focal spread is an incoherent sum of intensities over defocus (:func:`detector_image`). The intensity is Fourier-interpolated to the detector pixel
-size, blurred by the Gaussian image spread and detector MTF (their variances add), flipped to image convention (row 0 at the
-top, the support at the bottom) and cropped around the particle. A normalised plane wave makes the
-vacuum intensity 1.
+the focal spread is an incoherent sum of intensities over defocus (:func:`detector_image`). The
+intensity is Fourier-interpolated to the detector pixel size, blurred by the Gaussian image spread
+and detector MTF (their variances add), flipped to image convention (row 0 at the top, the support
+at the bottom) and cropped around the particle. A normalised plane wave makes the vacuum
+intensity 1.
 """
 
 from __future__ import annotations
