@@ -17,9 +17,12 @@
    rate / 1-thread rate (2.00 is perfect); ``pair gain`` = the two 1-thread jobs' joint rate / the
    2-thread rate: above 1, the rule should declare ``threads: 1`` so that Snakemake runs two such
    jobs at once on 2 cores. Run it alone on an idle machine.
+5. ``--precision``: the same networks' optimisation step in fp32 and under bfloat16 autocast, side by
+   side, their ratio, and the arithmetic ``precision: auto`` picks on this CPU (bf16 only with AMX or
+   AVX512-BF16 among its flags).
 
 Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]
-[--pairing [--config config/laptop.yaml] [--methods udvd1 unet_s4@tem_regime ...]]``.
+[--pairing | --precision [--config config/laptop.yaml] [--methods udvd1 unet_s4@tem_regime ...]]``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import yaml
 
 from temdenoise.models import build_model
 from temdenoise.models.inference import denoise_image
+from temdenoise.precision import BF16_CPU_FLAGS, autocast, cpu_flags, cpu_has_native_bf16, resolve_precision
 from temdenoise.registry import entry_on
 from temdenoise.train import NoiseRange, PatchSampler, Trainer, TrainSettings
 from temdenoise.train.engine import EpochSteps, SeededBatches
@@ -101,10 +105,11 @@ def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
 
 
 def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, Any] = MODEL,
-              threads: int | None = None, barrier: Any = None) -> float:
+              threads: int | None = None, barrier: Any = None, arithmetic: str = "fp32") -> float:
     """Patches/s of the optimisation step alone (one fixed batch already on ``device``) of the
     network of ``entry``; a video net gets its ``frames`` per item and learns the centre frame.
-    ``threads``: torch threads of this process; ``barrier``: waited on after the warm-up step."""
+    ``threads``: torch threads of this process; ``barrier``: waited on after the warm-up step;
+    ``arithmetic``: ``fp32`` or ``bf16`` (the trainer's autocast, :mod:`temdenoise.precision`)."""
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -116,7 +121,9 @@ def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, 
 
     def step() -> None:
         optimizer.zero_grad()
-        torch.nn.functional.mse_loss(model(noisy), clean).backward()
+        with autocast(arithmetic, device):
+            loss = torch.nn.functional.mse_loss(model(noisy), clean).float()
+        loss.backward()
         optimizer.step()
 
     step()  # warm-up (allocations, cuDNN choices)
@@ -173,6 +180,26 @@ def pairing(config_path: str, methods: list[str], steps: int) -> None:
               f"{alone[2] / alone[1]:7.2f} {2 * side_by_side / alone[2]:9.2f}")
 
 
+def precision_table(config_path: str, methods: list[str], steps: int, threads: int) -> None:
+    """Part 5: the optimisation step of each network of a config in fp32 and under bf16 autocast,
+    side by side in this process, and the arithmetic ``precision: auto`` chooses here."""
+    with open(config_path) as handle:
+        config = yaml.safe_load(handle)
+    torch.set_num_threads(threads)
+    chosen = resolve_precision("auto", "cpu")
+    native = "with" if cpu_has_native_bf16() else "WITHOUT"
+    print(f"{config_path}, {threads} threads, {steps} steps per timing (best of 2), patches/s; CPU {native} "
+          f"AMX / AVX512-BF16 ({', '.join(f for f in BF16_CPU_FLAGS if f in cpu_flags()) or 'none'}): "
+          f"auto -> {chosen}")
+    print(f"{'job':24s} {'batch x patch':>13s} {'fp32':>7s} {'bf16':>7s} {'ratio':>6s} {'chosen':>6s}")
+    for name in methods:
+        entry, batch, patch = recipe_job(config, name)
+        rates = {a: max(step_rate(steps, batch, patch, "cpu", entry, arithmetic=a) for _ in range(2))
+                 for a in ("fp32", "bf16")}
+        print(f"{name:24s} {f'{batch} x {patch}':>13s} {rates['fp32']:7.1f} {rates['bf16']:7.1f} "
+              f"{rates['bf16'] / rates['fp32']:6.2f} {chosen:>6s}")
+
+
 def _inference(args: tuple[str, int | None, int, int]) -> tuple[float, float]:
     device, tile, size, threads = args
     torch.set_num_threads(threads)
@@ -205,10 +232,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of part 3")
     parser.add_argument("--pairing", action="store_true", help="only part 4: threads per job, on CPU")
     parser.add_argument("--config", default="config/laptop.yaml", help="config of part 4")
-    parser.add_argument("--methods", nargs="+", default=PAIRING_METHODS, help="networks of part 4")
+    parser.add_argument("--methods", nargs="+", default=PAIRING_METHODS, help="networks of parts 4 and 5")
+    parser.add_argument("--precision", action="store_true", help="only part 5: fp32 against bf16, on CPU")
     args = parser.parse_args()
     if args.pairing:
         pairing(args.config, args.methods, args.steps)
+        return
+    if args.precision:
+        precision_table(args.config, args.methods, args.steps, args.threads)
         return
     torch.set_num_threads(args.threads)
     if args.paper:

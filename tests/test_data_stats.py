@@ -72,5 +72,8 @@ def test_docs_fill_copies_result_files(tmp_path):
     (tmp_path / "table.md").write_text("| a |\n|---|\n| 1 |\n")
     page = "text\n<!-- fill: table.md -->\nold figure\n<!-- /fill -->\nmore\n"
     assert fill(page, tmp_path) == "text\n<!-- fill: table.md -->\n| a |\n|---|\n| 1 |\n<!-- /fill -->\nmore\n"
+    (tmp_path / "printed.txt").write_text("a | b\n1 | 2\n")
+    assert fill(page.replace("table.md", "printed.txt"), tmp_path) == \
+        "text\n<!-- fill: printed.txt -->\n```text\na | b\n1 | 2\n```\n<!-- /fill -->\nmore\n"
     with pytest.raises(FileNotFoundError, match="missing.md"):
         fill(page.replace("table.md", "missing.md"), tmp_path)

@@ -89,10 +89,10 @@ class Killed(Exception):
     pass
 
 
-def make_trainer(images, out_dir, schedule, callbacks=()):
+def make_trainer(images, out_dir, schedule, callbacks=(), precision="fp32"):
     noise = NoiseRange("gaussian", 5, 50)
     settings = TrainSettings(epochs=4, steps_per_epoch=4, lr=1e-2, schedule=schedule, milestones=[2],
-                             plateau_patience=0, progress=False)
+                             plateau_patience=0, progress=False, precision=precision)
     torch.manual_seed(0)
     return Trainer(
         DnCNN(depth=4, channels=8, bias_free=True),
@@ -105,9 +105,9 @@ def make_trainer(images, out_dir, schedule, callbacks=()):
     )
 
 
-@pytest.mark.parametrize("schedule", ["multistep", "plateau"])
-def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
-    uninterrupted = make_trainer(images, tmp_path / "a", schedule)
+@pytest.mark.parametrize("schedule, precision", [("multistep", "fp32"), ("plateau", "fp32"), ("multistep", "bf16")])
+def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule, precision):
+    uninterrupted = make_trainer(images, tmp_path / "a", schedule, precision=precision)
     reference = uninterrupted.fit()
 
     def kill_after_second_epoch(epoch, record):
@@ -115,9 +115,10 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
             raise Killed
 
     with pytest.raises(Killed):
-        make_trainer(images, tmp_path / "b", schedule, [kill_after_second_epoch]).fit()
+        make_trainer(images, tmp_path / "b", schedule, [kill_after_second_epoch], precision).fit()
     epochs_run = []
-    resumed = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)])
+    resumed = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)],
+                           precision)
     result = resumed.fit()
 
     assert epochs_run == [3, 4]  # continued from the checkpoint, did not start again
@@ -134,14 +135,47 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule):
     # A job restarted after its last epoch (Snakemake removed its outputs first) trains no further
     # and writes its metrics again.
     (tmp_path / "b" / "metrics.csv").unlink()
-    finished = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)])
+    finished = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)],
+                            precision)
     finished.fit()
     assert epochs_run == [3, 4] and len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
     # A checkpoint of another run (other settings) is not resumed.
-    other = make_trainer(images, tmp_path / "b", "constant")
+    other = make_trainer(images, tmp_path / "b", "constant", precision=precision)
     assert not other.resume() and other.epoch == 0
     # The schedule acted: the learning rate dropped at some epoch.
     assert result.history[-1]["lr"] < result.history[0]["lr"]
+
+
+def test_bf16_trains_convolutions_in_bfloat16_and_keeps_float32_state(images, tmp_path):
+    """Under precision bf16 the convolutions compute in bfloat16 while the weights, the Adam moments
+    and the loss stay float32, and the weights differ from an fp32 run's (the arithmetic did change)."""
+    seen = []
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        trainer = make_trainer(images, tmp_path / precision, "constant", precision=precision)
+        hook = trainer.model.body[0].register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+        result = trainer.fit()
+        hook.remove()
+        assert result.precision == precision
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+        assert all(v.dtype == torch.float32 for state in trainer.optimizer.state.values() for v in state.values()
+                   if torch.is_tensor(v) and v.is_floating_point())
+        runs[precision] = trainer.model.state_dict()
+    assert torch.bfloat16 in seen and torch.float32 in seen
+    assert any(not torch.equal(runs["fp32"][k], runs["bf16"][k]) for k in runs["fp32"])
+
+
+def test_auto_precision_follows_the_device(monkeypatch):
+    """auto: bf16 on a CPU with AMX or AVX512-BF16, fp32 on one without; a bad value names the choices."""
+    from temdenoise import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
+    assert precision.resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert precision.resolve_precision("auto", "cpu") == "fp32"
+    assert precision.resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="fp32"):
+        TrainSettings(precision="fp16")
 
 
 def test_early_stopping_keeps_the_best_epoch(images):

@@ -8,7 +8,8 @@ A Markdown page marks each copied block with the file it comes from::
 
 ``python -m temdenoise.docs_fill docs/SIMULATION.md [--root RUN_DIR]`` replaces every block by the
 current text of its file (paths relative to ``--root``, the run's directory; default the working
-directory); a missing file is an error naming it, and the page is rewritten atomically.
+directory); a file that is not Markdown (a benchmark's printed output) goes inside a ``text`` code
+fence. A missing file is an error naming it, and the page is rewritten atomically.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def fill(page: str, root: Path) -> str:
         source = root / match["path"]
         if not source.is_file():
             raise FileNotFoundError(f"fill block names {match['path']}, not found under {root}")
-        return f"{match[1]}{source.read_text().rstrip()}\n{match[4]}"
+        text = source.read_text().rstrip()
+        if source.suffix != ".md":   # printed output, not Markdown: shown as it was printed
+            text = f"```text\n{text}\n```"
+        return f"{match[1]}{text}\n{match[4]}"
 
     return BLOCK.sub(replace, page)
 

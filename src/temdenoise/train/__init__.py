@@ -42,8 +42,9 @@ API (stable; UDVD and GainTuning build on it)
   :func:`Trainer.export` writes the final weights (best if validated, else last) to a path.
 * **Callbacks.** ``callbacks=[fn]``, each ``fn(epoch: int, record: dict)`` after the epoch's
   checkpoint is written (logging, tests that simulate a kill).
-* **Device / AMP.** ``device="auto"`` is CUDA when present; ``TrainSettings.amp`` enables
-  mixed precision on CUDA only (ignored on CPU).
+* **Device / precision.** ``device="auto"`` is CUDA when present; ``TrainSettings.precision``
+  (``fp32`` | ``bf16`` | ``auto``, :mod:`temdenoise.precision`) sets the arithmetic of the training
+  steps; :attr:`TrainResult.precision` is the one used.
 
 Data (:mod:`temdenoise.train.data`): :class:`NoiseRange` (``{kind: poisson|gaussian, range: [lo,
 hi]}``; a level is drawn per sample, Gaussian sigma uniform, Poisson dose *log-uniform* because

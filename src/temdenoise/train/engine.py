@@ -1,7 +1,8 @@
 """The generic, resumable training loop (see :mod:`temdenoise.train` for the API).
 
-Resumability is exact on CPU: the checkpoint holds everything that influences the next step
-(weights and BatchNorm statistics, Adam moments, scheduler, AMP scaler, the batch sampler's
+Resumability is exact on CPU, in float32 and under bfloat16 autocast (``precision``,
+:mod:`temdenoise.precision`): the checkpoint holds everything that influences the next step
+(weights and BatchNorm statistics, Adam moments, scheduler, float16 gradient scaler, the batch sampler's
 NumPy generator and torch's RNG), and the validation function draws no random numbers, so a run
 killed after any epoch and restarted ends with the same weights as an uninterrupted run.
 
@@ -14,7 +15,6 @@ same for any number of workers and after a resume (the checkpoint holds the gene
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -30,6 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from temdenoise.io import atomic_path, save_table
+from temdenoise.precision import PRECISIONS, autocast, resolve_precision
 from temdenoise.runtime import resolve_device
 
 log = logging.getLogger("temdenoise")
@@ -97,7 +98,7 @@ class TrainSettings:
     plateau_patience: int = 3
     early_stopping: int = 0
     validation_images: int = 8
-    amp: bool = False
+    precision: str = "fp32"
     progress: bool = True
     rotation_deg: float = 0.0
     rescale: list[float] = field(default_factory=list)
@@ -107,6 +108,8 @@ class TrainSettings:
             raise ValueError(f"training.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.epochs < 1 or self.steps_per_epoch < 1:
             raise ValueError("training.epochs and training.steps_per_epoch must be >= 1")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @classmethod
     def from_config(cls, recipe: dict[str, Any]) -> "TrainSettings":
@@ -126,6 +129,7 @@ class TrainResult:
     best_epoch: int
     history: list[dict[str, float]]
     stopped_early: bool
+    precision: str = "fp32"   # the arithmetic used (temdenoise.precision.resolve_precision)
 
 
 class Trainer:
@@ -169,8 +173,9 @@ class Trainer:
         trainable = [p for p in (model.parameters() if parameters is None else parameters) if p.requires_grad]
         self.optimizer = torch.optim.Adam(trainable, lr=settings.lr)
         self.scheduler = self._make_scheduler()
-        self.amp = settings.amp and self.device.startswith("cuda")
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.precision = resolve_precision(settings.precision, self.device)
+        # float16 (auto on a GPU without bfloat16) needs a gradient scaler; bfloat16 and float32 do not
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         torch.manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.epoch = 0
@@ -293,8 +298,8 @@ class Trainer:
         for cpu_batch in batches:
             batch = [t.to(self.device, non_blocking=True) for t in cpu_batch]
             self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type="cuda") if self.amp else contextlib.nullcontext():
-                loss = self.loss_fn(self.model, batch)
+            with autocast(self.precision, self.device):
+                loss = self.loss_fn(self.model, batch).float()
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -349,7 +354,7 @@ class Trainer:
             # a job restarted after its last epoch resumes a finished run: the workflow removed
             # the job's outputs before restarting it, so the metrics are written again
             self._save_metrics()
-        return TrainResult(self.best_score, self.best_epoch, list(self.history), self.stopped_early)
+        return TrainResult(self.best_score, self.best_epoch, list(self.history), self.stopped_early, self.precision)
 
 
 def plot_history(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str = "") -> None:

@@ -387,7 +387,7 @@ def train_noisy_images(
     result = trainer.fit()
     if trainer.best_state is not None:
         model.load_state_dict(trainer.best_state)
-    info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
+    info.update(precision=result.precision, best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
                 stopped_early=result.stopped_early,
                 val_score_by_condition=condition_scores(model, val_images, objective, device, seed + 1))
     plot_history(result.history, out / "training_curve.png", title=f"{objective.name} {entry['family']}")

@@ -267,7 +267,7 @@ def train_udvd(
     log.info("training %s (%d parameters) self-supervised on %d noisy recordings (%s) on %s",
              entry, info["parameters"], len(train_videos), ", ".join(conditions), device)
     result = trainer.fit()
-    info.update(best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
+    info.update(precision=result.precision, best_epoch=result.best_epoch, best_val_score=result.best_score, epochs=len(result.history),
                 stopped_early=result.stopped_early)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
     save_json(out / "info.json", info)

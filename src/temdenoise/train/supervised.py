@@ -89,7 +89,7 @@ def train_supervised(
     info = model_info(entry)
     log.info("training %s (%d parameters, FoV %d px) on %s", entry, info["parameters"], info["fov"], device)
     result = trainer.fit()
-    info.update(best_epoch=result.best_epoch, best_val_psnr=result.best_score, epochs=len(result.history),
+    info.update(precision=result.precision, best_epoch=result.best_epoch, best_val_psnr=result.best_score, epochs=len(result.history),
                 stopped_early=result.stopped_early, train_noise=train_noise, domain=domain,
                 pixel_size=pixel_size_summary(train_sizes), recipe=recipe)
     plot_history(result.history, out / "training_curve.png", title=f"{entry['family']} {entry.get('params', {})}")
