@@ -17,9 +17,9 @@
    rate / 1-thread rate (2.00 is perfect); ``pair gain`` = the two 1-thread jobs' joint rate / the
    2-thread rate: above 1, the rule should declare ``threads: 1`` so that Snakemake runs two such
    jobs at once on 2 cores. Run it alone on an idle machine.
-5. ``--precision``: the same networks' optimisation step in fp32 and under bfloat16 autocast, side by
-   side, their ratio, and the arithmetic ``precision: auto`` picks on this CPU (bf16 only with AMX or
-   AVX512-BF16 among its flags).
+5. ``--precision``: the same networks' optimisation step in fp32 and under bfloat16 autocast, each
+   with contiguous and channels-last tensors, side by side, their ratios to fp32 contiguous, and the
+   arithmetic ``precision: auto`` picks on this CPU (bf16 only with AMX or AVX512-BF16 among its flags).
 
 Usage: ``python benchmarks/bench_train.py [--threads 2] [--steps 20] [--device cpu|cuda] [--paper]
 [--pairing | --precision [--config config/laptop.yaml] [--methods udvd1 unet_s4@tem_regime ...]]``.
@@ -105,11 +105,13 @@ def sampler_rate(batches: int, batch: int, patch: int, workers: int) -> float:
 
 
 def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, Any] = MODEL,
-              threads: int | None = None, barrier: Any = None, arithmetic: str = "fp32") -> float:
+              threads: int | None = None, barrier: Any = None, arithmetic: str = "fp32",
+              channels_last: bool = False) -> float:
     """Patches/s of the optimisation step alone (one fixed batch already on ``device``) of the
     network of ``entry``; a video net gets its ``frames`` per item and learns the centre frame.
     ``threads``: torch threads of this process; ``barrier``: waited on after the warm-up step;
-    ``arithmetic``: ``fp32`` or ``bf16`` (the trainer's autocast, :mod:`temdenoise.precision`)."""
+    ``arithmetic``: ``fp32`` or ``bf16`` (the trainer's autocast, :mod:`temdenoise.precision`);
+    ``channels_last``: model and batch in the channels-last memory format."""
     if threads is not None:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -118,6 +120,9 @@ def step_rate(steps: int, batch: int, patch: int, device: str, entry: dict[str, 
     frames = model.frames if getattr(model, "video_input", False) else 1
     noisy = 1 + 0.1 * torch.randn(batch, frames, patch, patch, device=device)
     clean = torch.ones_like(noisy[:, :1])
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        noisy = noisy.contiguous(memory_format=torch.channels_last)
 
     def step() -> None:
         optimizer.zero_grad()
@@ -191,13 +196,18 @@ def precision_table(config_path: str, methods: list[str], steps: int, threads: i
     print(f"{config_path}, {threads} threads, {steps} steps per timing (best of 2), patches/s; CPU {native} "
           f"AMX / AVX512-BF16 ({', '.join(f for f in BF16_CPU_FLAGS if f in cpu_flags()) or 'none'}): "
           f"auto -> {chosen}")
-    print(f"{'job':24s} {'batch x patch':>13s} {'fp32':>7s} {'bf16':>7s} {'ratio':>6s} {'chosen':>6s}")
+    print("channels last: model and batch in torch.channels_last; ratios against fp32 contiguous")
+    print(f"{'job':24s} {'batch x patch':>13s} {'fp32':>7s} {'bf16':>7s} {'ratio':>6s} {'fp32 CL':>8s} {'ratio':>6s} "
+          f"{'bf16 CL':>8s} {'ratio':>6s} {'auto':>5s}")
     for name in methods:
         entry, batch, patch = recipe_job(config, name)
-        rates = {a: max(step_rate(steps, batch, patch, "cpu", entry, arithmetic=a) for _ in range(2))
-                 for a in ("fp32", "bf16")}
-        print(f"{name:24s} {f'{batch} x {patch}':>13s} {rates['fp32']:7.1f} {rates['bf16']:7.1f} "
-              f"{rates['bf16'] / rates['fp32']:6.2f} {chosen:>6s}")
+        rates = {(a, cl): max(step_rate(steps, batch, patch, "cpu", entry, arithmetic=a, channels_last=cl)
+                              for _ in range(2))
+                 for cl in (False, True) for a in ("fp32", "bf16")}
+        base = rates["fp32", False]
+        print(f"{name:24s} {f'{batch} x {patch}':>13s} {base:7.1f} {rates['bf16', False]:7.1f} "
+              f"{rates['bf16', False] / base:6.2f} {rates['fp32', True]:8.1f} {rates['fp32', True] / base:6.2f} "
+              f"{rates['bf16', True]:8.1f} {rates['bf16', True] / base:6.2f} {chosen:>5s}")
 
 
 def _inference(args: tuple[str, int | None, int, int]) -> tuple[float, float]:

@@ -89,10 +89,10 @@ class Killed(Exception):
     pass
 
 
-def make_trainer(images, out_dir, schedule, callbacks=(), precision="fp32"):
+def make_trainer(images, out_dir, schedule, callbacks=(), precision="fp32", channels_last=False):
     noise = NoiseRange("gaussian", 5, 50)
     settings = TrainSettings(epochs=4, steps_per_epoch=4, lr=1e-2, schedule=schedule, milestones=[2],
-                             plateau_patience=0, progress=False, precision=precision)
+                             plateau_patience=0, progress=False, precision=precision, channels_last=channels_last)
     torch.manual_seed(0)
     return Trainer(
         DnCNN(depth=4, channels=8, bias_free=True),
@@ -105,9 +105,10 @@ def make_trainer(images, out_dir, schedule, callbacks=(), precision="fp32"):
     )
 
 
-@pytest.mark.parametrize("schedule, precision", [("multistep", "fp32"), ("plateau", "fp32"), ("multistep", "bf16")])
-def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule, precision):
-    uninterrupted = make_trainer(images, tmp_path / "a", schedule, precision=precision)
+@pytest.mark.parametrize("schedule, precision, channels_last",
+                         [("multistep", "fp32", False), ("plateau", "fp32", False), ("multistep", "bf16", True)])
+def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule, precision, channels_last):
+    uninterrupted = make_trainer(images, tmp_path / "a", schedule, precision=precision, channels_last=channels_last)
     reference = uninterrupted.fit()
 
     def kill_after_second_epoch(epoch, record):
@@ -115,10 +116,10 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule, prec
             raise Killed
 
     with pytest.raises(Killed):
-        make_trainer(images, tmp_path / "b", schedule, [kill_after_second_epoch], precision).fit()
+        make_trainer(images, tmp_path / "b", schedule, [kill_after_second_epoch], precision, channels_last).fit()
     epochs_run = []
     resumed = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)],
-                           precision)
+                           precision, channels_last)
     result = resumed.fit()
 
     assert epochs_run == [3, 4]  # continued from the checkpoint, did not start again
@@ -136,11 +137,11 @@ def test_killed_run_resumes_to_the_same_weights(images, tmp_path, schedule, prec
     # and writes its metrics again.
     (tmp_path / "b" / "metrics.csv").unlink()
     finished = make_trainer(images, tmp_path / "b", schedule, [lambda epoch, record: epochs_run.append(epoch)],
-                            precision)
+                            precision, channels_last)
     finished.fit()
     assert epochs_run == [3, 4] and len(pd.read_csv(tmp_path / "b" / "metrics.csv")) == 4
     # A checkpoint of another run (other settings) is not resumed.
-    other = make_trainer(images, tmp_path / "b", "constant", precision=precision)
+    other = make_trainer(images, tmp_path / "b", "constant", precision=precision, channels_last=channels_last)
     assert not other.resume() and other.epoch == 0
     # The schedule acted: the learning rate dropped at some epoch.
     assert result.history[-1]["lr"] < result.history[0]["lr"]
@@ -163,6 +164,20 @@ def test_bf16_trains_convolutions_in_bfloat16_and_keeps_float32_state(images, tm
         runs[precision] = trainer.model.state_dict()
     assert torch.bfloat16 in seen and torch.float32 in seen
     assert any(not torch.equal(runs["fp32"][k], runs["bf16"][k]) for k in runs["fp32"])
+
+
+def test_channels_last_changes_the_layout_not_the_result(images, tmp_path):
+    """channels_last trains the same network: the model's weights are channels-last during training and
+    the fp32 weights after 4 epochs equal the contiguous run's to float rounding."""
+    runs = {}
+    for channels_last in (False, True):
+        trainer = make_trainer(images, tmp_path / str(channels_last), "constant", channels_last=channels_last)
+        conv = next(m.weight for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        trainer.fit()
+        runs[channels_last] = trainer.model.state_dict()
+    for key, value in runs[False].items():
+        torch.testing.assert_close(runs[True][key], value, rtol=1e-3, atol=1e-4)
 
 
 def test_auto_precision_follows_the_device(monkeypatch):

@@ -99,6 +99,7 @@ class TrainSettings:
     early_stopping: int = 0
     validation_images: int = 8
     precision: str = "fp32"
+    channels_last: bool = False
     progress: bool = True
     rotation_deg: float = 0.0
     rescale: list[float] = field(default_factory=list)
@@ -153,7 +154,9 @@ class Trainer:
         if loader_workers < 0:
             raise ValueError(f"loader_workers must be >= 0, got {loader_workers}")
         self.device = resolve_device(device)
-        self.model = model.to(self.device)
+        # channels-last tensors: oneDNN's fast convolution layout on CPU (benchmarks/bench_train.py --precision)
+        self.memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.sample_batch = sample_batch
         self.settings = settings
         self.loss_fn = loss_fn
@@ -296,7 +299,9 @@ class Trainer:
             leave=False,
         )
         for cpu_batch in batches:
-            batch = [t.to(self.device, non_blocking=True) for t in cpu_batch]
+            batch = [t.to(self.device, non_blocking=True,
+                          memory_format=self.memory_format if t.dim() == 4 else torch.preserve_format)
+                     for t in cpu_batch]
             self.optimizer.zero_grad(set_to_none=True)
             with autocast(self.precision, self.device):
                 loss = self.loss_fn(self.model, batch).float()
