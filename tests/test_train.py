@@ -193,6 +193,25 @@ def test_auto_precision_follows_the_device(monkeypatch):
         TrainSettings(precision="fp16")
 
 
+def test_checkpoint_resumes_whatever_device_the_trainer_names(images, tmp_path):
+    """A checkpoint loads on the CPU, not on the trainer's device: a trainer that names another
+    device (here "cuda:0" on a machine without one, as a job requeued onto another node would)
+    resumes it, torch's RNG state stays a CPU ByteTensor, and training continues exactly."""
+    def kill_after_second_epoch(epoch, record):
+        if epoch == 2:
+            raise Killed
+
+    reference = make_trainer(images, tmp_path / "a", "multistep").fit()
+    with pytest.raises(Killed):
+        make_trainer(images, tmp_path / "b", "multistep", [kill_after_second_epoch]).fit()
+    resumed = make_trainer(images, tmp_path / "b", "multistep")
+    resumed.device = "cuda:0"   # only resume() reads it here: the weights stay where the model is
+    assert resumed.resume() and resumed.epoch == 2
+    assert torch.get_rng_state().device.type == "cpu"
+    resumed.device = "cpu"
+    assert [r["loss"] for r in resumed.fit().history] == [r["loss"] for r in reference.history]
+
+
 def test_early_stopping_keeps_the_best_epoch(images):
     scores = iter([10.0, 12.0, 11.0, 11.5, 9.0, 13.0])
     settings = TrainSettings(epochs=6, steps_per_epoch=2, early_stopping=2, schedule="constant", progress=False)

@@ -257,7 +257,10 @@ class Trainer:
         path = self.checkpoint_path
         if path is None or not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # Loaded on the CPU whatever the device: torch's RNG state must stay a CPU ByteTensor (loaded
+        # onto CUDA, set_rng_state raises and the job could never resume); load_state_dict copies the
+        # weights and the optimizer moves its state onto the parameters' device.
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
             log.warning("ignoring %s: it was written by a run with other settings", path)
             return False
