@@ -193,6 +193,13 @@ def test_gpu_jobs_were_allocated_a_gpu_and_cpu_jobs_none(slurm_run):
     assert set(gpu_calls) == GPU_RULES
 
 
+def test_every_job_is_submitted_requeueable(slurm_run):
+    """The profile's slurm-requeue: every sbatch call asks SLURM to requeue a preempted or failed job."""
+    _, output = slurm_run
+    calls = re.findall(r"sbatch call: .*", output)
+    assert calls and all("--requeue" in call for call in calls), calls[:2]
+
+
 def test_failed_first_attempts_were_resubmitted_with_more_memory_and_time(slurm_run):
     _, output = slurm_run
     jobs = finished_jobs(output)
