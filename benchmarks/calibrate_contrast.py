@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--structures", type=int, default=4)
     parser.add_argument("--spread", type=float, nargs="+", default=[0.4, 0.45, 0.5, 0.55])
     parser.add_argument("--defoci", type=float, nargs="+", default=None,
-                        help="defoci in A (default: the authors' defocus on the bright side of Cs, and +-20 A)")
+                        help="defoci in A (default: the authors' defocus on the bright-column side, and +-20 A)")
     args = parser.parse_args()
 
     from temdenoise.runtime import limit_threads

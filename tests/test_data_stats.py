@@ -55,12 +55,12 @@ def test_lattice_band_and_warning():
     assert "WARNING" in card and "image_spread" in card
 
 
-def test_defocus_matched_subset_is_on_the_bright_side_of_Cs():
-    """The matched subset holds the images within 20 A of 6 nm overfocus at Cs < 0 (underfocus at Cs > 0)."""
+def test_defocus_matched_subset_is_near_6_nm_overfocus():
+    """The matched subset holds the images within 20 A of 6 nm overfocus, at either sign of Cs."""
     metadata = pd.DataFrame({"defocus": [-150.0, -70.0, -50.0, 60.0], "contrast_class": ["white"] * 4,
                              "pixel_size": PIXEL})
     per_image = data_stats.split_stats([lattice_image(seed=i) for i in range(4)], metadata)
-    for Cs, expected in ((-1.3e5, 2), (1.3e5, 1)):
+    for Cs, expected in ((-1.3e5, 2), (1.3e5, 2)):
         table = data_stats.summary(per_image, Cs)
         assert int(table.loc[table.subset.str.startswith("defocus"), "images"].iloc[0]) == expected
 

@@ -37,6 +37,8 @@ LATTICE_WARNING_SHARE = 0.05
 AUTHORS = {"mean_sq_contrast": 0.0123, "hp_std": 0.098, "skew_hp": 1.47, "band_0.02-0.25": 0.025,
            "band_0.25-0.40": 0.487, "band_0.40-0.60": 0.451, "band_>0.60": 0.037, "oracle_wiener": 34.65}
 AUTHORS_DEFOCUS = 60.0
+# The largest spherical aberration (A) at which the bright-column side was checked (tests/test_simulate.py).
+BRIGHT_SIDE_CHECKED_CS = 1.3e5
 # Half-width (A) of the defocus-matched subset around the authors' defocus.
 MATCHED_HALF_WIDTH = 20.0
 PAPER_COUNTS = 0.45
@@ -68,10 +70,14 @@ def image_stats(image: np.ndarray, pixel_size: float, counts: float = PAPER_COUN
 
 
 def matched_defocus(Cs: float) -> float:
-    """The authors' defocus (6 nm) on the side of focus where columns are bright at this ``Cs``
-    (A; abTEM's convention, positive defocus = underfocus): overfocus (negative) at Cs < 0, as
-    ``tests/test_simulate.py::test_bright_columns_side_follows_the_sign_of_Cs`` checks."""
-    return -AUTHORS_DEFOCUS if Cs < 0 else AUTHORS_DEFOCUS
+    """The authors' defocus, 6 nm, on the side of focus where the columns are bright (A; abTEM's
+    convention, positive defocus = underfocus): overfocus, -60 A, at Cs = -13 um and at +13 um alike
+    (at these small Cs the defocus term sets the sign of the phase contrast), as
+    ``tests/test_simulate.py::test_bright_columns_side_follows_the_sign_of_defocus`` checks; ``Cs`` is
+    taken so that a dataset at another Cs is checked there too."""
+    if abs(Cs) > BRIGHT_SIDE_CHECKED_CS:
+        raise ValueError(f"the bright-column side is checked for |Cs| <= {BRIGHT_SIDE_CHECKED_CS:g} A only, got {Cs:g}")
+    return -AUTHORS_DEFOCUS
 
 
 def frames(stack: list[np.ndarray], metadata: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame]:
