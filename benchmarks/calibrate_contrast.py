@@ -4,7 +4,8 @@ Run: ``python benchmarks/calibrate_contrast.py [--config config/laptop.yaml] [--
 [--spread 0.4 0.45 0.5 0.55] [--defoci -80 -60 -40]``
 
 For the first ``--structures`` test structures of the config's ``tem_regime`` dataset (one exit
-wave each), every ``--spread`` (Gaussian image spread, A) and every defocus of ``--defoci``
+wave each), every ``--spread`` (Gaussian image spread, A), every ``--angular-spread`` (mrad) and
+every defocus of ``--defoci``
 (default: the authors' 6 nm on the bright-column side of the config's Cs, and +-2 nm), it prints the
 mean of each statistic of ``temdenoise.simulate.data_stats`` (= ``shared/tools/image_stats.py``)
 beside the authors' values (REFERENCE.md section 12), and the calibration score: the mean over the
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--dataset", default="tem_regime")
     parser.add_argument("--structures", type=int, default=4)
     parser.add_argument("--spread", type=float, nargs="+", default=[0.4, 0.45, 0.5, 0.55])
+    parser.add_argument("--angular-spread", type=float, nargs="+", default=None,
+                        help="spatial-coherence spreads (mrad) tried at every image spread (default: the config's)")
     parser.add_argument("--defoci", type=float, nargs="+", default=None,
                         help="defoci in A (default: the authors' defocus on the bright-column side, and +-20 A)")
     args = parser.parse_args()
@@ -61,16 +64,18 @@ def main() -> None:
     columns = list(data_stats.STAT_COLUMNS)
     print(f"{args.config} {args.dataset}: {settings.image_size} px at {settings.pixel_size} A, {args.structures} test "
           f"structures x defoci {defoci} A, mtf_sigma {settings.mtf_sigma} px\n")
-    print("| image spread (A) | " + " | ".join(columns) + " | score |")
-    print("|---" * (len(columns) + 2) + "|")
-    print("| authors | " + " | ".join(f"{data_stats.AUTHORS[c]:.4g}" for c in columns) + " | |")
+    print("| image spread (A) | angular spread (mrad) | " + " | ".join(columns) + " | score |")
+    print("|---" * (len(columns) + 3) + "|")
+    print("| authors | | " + " | ".join(f"{data_stats.AUTHORS[c]:.4g}" for c in columns) + " | |")
     for spread in args.spread:
-        imaged = dataclasses.replace(scope, image_spread=spread)
-        rows = [data_stats.image_stats(sample.crop_and_score(settings, spec, image)[0], settings.pixel_size)
-                for spec, wave in waves for image in imaging.defocus_series(wave, defoci, imaged)]
-        means = {c: float(np.mean([row[c] for row in rows])) for c in columns}
-        score = np.mean([((means[c] - data_stats.AUTHORS[c]) / SCALES[c]) ** 2 for c in columns])
-        print(f"| {spread} | " + " | ".join(f"{means[c]:.4g}" for c in columns) + f" | {score:.2f} |", flush=True)
+        for angular in args.angular_spread or [settings.angular_spread]:
+            imaged = dataclasses.replace(scope, image_spread=spread, angular_spread=angular)
+            rows = [data_stats.image_stats(sample.crop_and_score(settings, spec, image)[0], settings.pixel_size)
+                    for spec, wave in waves for image in imaging.defocus_series(wave, defoci, imaged)]
+            means = {c: float(np.mean([row[c] for row in rows])) for c in columns}
+            score = np.mean([((means[c] - data_stats.AUTHORS[c]) / SCALES[c]) ** 2 for c in columns])
+            print(f"| {spread} | {angular} | " + " | ".join(f"{means[c]:.4g}" for c in columns) + f" | {score:.2f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
