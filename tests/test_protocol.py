@@ -35,6 +35,7 @@ SCORING_RULES = {
     "udvd_augmentation_table": "scores the videos denoised by udvd_augmentation",
     "plot_example": "figure of clean / noisy / denoised test items",
     "plot_dataset": "figure of the dataset itself",
+    "data_stats": "the data card: image statistics describing the clean test split; nothing is fitted or chosen from it",
     "all": "the target list of the workflow; runs nothing",
     # Analyses of a frozen trained network: they probe it (Jacobians, equivalent filters) on test
     # items and compare with the clean image; nothing is fitted or chosen from the result.

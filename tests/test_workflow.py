@@ -54,8 +54,9 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
         assert (plots / name).stat().st_size > 0, name
     # results/report.html opens with the headline tables and links the figures
     sections, links = headline_tables_of((tmp_path / "results/report.html").read_text())
-    assert list(sections) == ["psnr_summary", "tem_table"]
+    assert list(sections) == ["psnr_summary", "tem_table", "data_stats_tem"]
     assert any(row[0] == "wiener" for row in sections["psnr_summary"])
+    assert any(row[0].startswith("authors") for row in sections["data_stats_tem"])  # the data card, last
     assert any("dncnn" in cell for row in sections["tem_table"] for cell in row)
     assert "plots/psnr_vs_noise.png" in links
     # every rule wrote its log
@@ -65,7 +66,7 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
     workflow_runner(REPO / "tests/configs/tiny.yaml", "--report", str(tmp_path / "snakemake_report.html"))
     report = (tmp_path / "snakemake_report.html").read_text()
     assert '"1 Headline tables"' in report
-    for table in ("psnr_summary", "tem_table"):
+    for table in ("psnr_summary", "tem_table", "data_stats_tem"):
         embedded = re.search(rf'"results/report/{table}\.html": \{{.*?"data_uri": "data:[^,]*;base64,([^"]+)"', report)
         assert embedded, table
         assert "<table>" in base64.b64decode(embedded.group(1)).decode(), table
