@@ -13,9 +13,10 @@ with job(snakemake):
     metadata = pd.read_csv(snakemake.input.metadata)
     per_image = data_stats.split_stats(load_stack(snakemake.input.stack), metadata)
     Cs = float(metadata.Cs.iloc[0])
-    card = data_stats.data_card(snakemake.wildcards.dataset, snakemake.params.split, per_image, Cs,
+    table = data_stats.summary(per_image, Cs)
+    card = data_stats.data_card(snakemake.wildcards.dataset, snakemake.params.split, per_image, table, Cs,
                                 float(metadata.pixel_size.iloc[0]))
-    warning = data_stats.lattice_warning(data_stats.summary(per_image, Cs))
+    warning = data_stats.lattice_warning(table)
     if warning:
         logging.getLogger("temdenoise").warning("%s: %s", snakemake.wildcards.dataset, warning)
     save_table(snakemake.output.csv, per_image)

@@ -41,7 +41,8 @@ def card_of(images: list[np.ndarray]) -> tuple[pd.DataFrame, str]:
     metadata = pd.DataFrame({"defocus": [-60.0 + 10 * i for i in range(len(images))],
                              "contrast_class": ["white"] * len(images), "pixel_size": PIXEL})
     per_image = data_stats.split_stats(images, metadata)
-    return data_stats.summary(per_image, Cs=-1.3e5), data_stats.data_card("tem", "test", per_image, -1.3e5, PIXEL)
+    table = data_stats.summary(per_image, Cs=-1.3e5)
+    return table, data_stats.data_card("tem", "test", per_image, table, -1.3e5, PIXEL)
 
 
 def test_lattice_band_and_warning():

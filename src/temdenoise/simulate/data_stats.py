@@ -23,6 +23,8 @@ import pandas as pd
 from scipy.ndimage import gaussian_filter
 from scipy.stats import skew
 
+from temdenoise.classical import frames_of
+
 # Spatial-frequency bands (1/A) of the variance shares; the first bound drops the window's DC leak.
 BANDS = ((0.02, 0.25), (0.25, 0.40), (0.40, 0.60), (0.60, math.inf))
 BAND_COLUMNS = tuple(f"band_{low:.2f}-{high:.2f}" if high < math.inf else f"band_>{low:.2f}" for low, high in BANDS)
@@ -82,7 +84,7 @@ def matched_defocus(Cs: float) -> float:
 
 def frames(stack: list[np.ndarray], metadata: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame]:
     """The images of a split (a video's frames one by one), with their metadata rows in order."""
-    images = [frame for array in stack for frame in (array if array.ndim == 3 else [array])]
+    images = frames_of(stack)
     if len(images) != len(metadata):
         raise ValueError(f"{len(images)} images but {len(metadata)} metadata rows")
     return images, metadata.reset_index(drop=True)
@@ -126,9 +128,10 @@ def lattice_warning(table: pd.DataFrame) -> str | None:
             "a support edge) rather than by the columns.")
 
 
-def data_card(dataset: str, split: str, per_image: pd.DataFrame, Cs: float, pixel_size: float) -> str:
-    """The Markdown data card of one split."""
-    table = summary(per_image, Cs)
+def data_card(dataset: str, split: str, per_image: pd.DataFrame, table: pd.DataFrame, Cs: float,
+              pixel_size: float) -> str:
+    """The Markdown data card of one split: its per-image statistics ``per_image`` (:func:`split_stats`)
+    and their :func:`summary` ``table``."""
     shown = table.rename(columns={c: c.replace("band_", "") for c in BAND_COLUMNS})
     lines = [f"**Data card: {dataset}, {split} split.**", "",
              f"{len(per_image)} clean images at {pixel_size:g} A/px, defocus {per_image.defocus.min():+.0f} to "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from temdenoise.classical import frames_of
 from temdenoise.io import export_tiff, load_stack, save_stack, save_table
 from temdenoise.simulate import imaging
 from temdenoise.simulate.imaging import CONTRAST_CLASSES
@@ -94,7 +95,8 @@ def simulate_shard(settings: SimulationSettings, dataset: str, split: str, shard
         table = table.assign(
             Cs=settings.Cs, focal_spread=settings.focal_spread, semiangle_cutoff=settings.semiangle_cutoff,
             energy=settings.energy, potential_sampling=settings.potential_sampling, pixel_size=settings.pixel_size,
-            mtf_sigma=settings.mtf_sigma, image_spread=settings.image_spread, abtem_version=abtem.__version__, dataset=dataset, split=split, shard=shard,
+            mtf_sigma=settings.mtf_sigma, image_spread=settings.image_spread, abtem_version=abtem.__version__,
+            dataset=dataset, split=split, shard=shard,
         )
         table = table[["item", *[c for c in table.columns if c != "item"]]]
     return arrays, table
@@ -134,4 +136,4 @@ def merge_shards(npz_paths: Sequence[str | os.PathLike], csv_paths: Sequence[str
 def export_split_tiff(npz_path: str | os.PathLike, tiff_path: str | os.PathLike) -> None:
     """Write a split as one float32 TIFF stack for Fiji / napari (videos as their frames in order)."""
     arrays = load_stack(npz_path)
-    export_tiff(tiff_path, [frame for array in arrays for frame in (array if array.ndim == 3 else [array])])
+    export_tiff(tiff_path, frames_of(arrays))

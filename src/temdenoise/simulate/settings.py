@@ -156,8 +156,9 @@ def check_settings(settings: SimulationSettings, key: str = "simulation") -> Non
         fail("pixel_size", f"{settings.pixel_size} A is finer than potential_sampling {settings.potential_sampling} A")
     # The particle must fit between the support surface and the image top.
     room = (1 - settings.support_fraction) * field_of_view(settings) - 2.0
-    if particle_height_bound(settings) > room:
-        fail("sizes_nm", f"a {max(settings.sizes_nm)} nm particle (at most {particle_height_bound(settings):.1f} A high) does "
+    height = particle_height_bound(settings)
+    if height > room:
+        fail("sizes_nm", f"a {max(settings.sizes_nm)} nm particle (at most {height:.1f} A high) does "
                          f"not fit in the field of view above the support ({field_of_view(settings):.1f} A image, "
                          f"{room:.1f} A free above the support): lower sizes_nm or raise image_size / pixel_size")
     if settings.defocus_window is not None and not settings.defocus_window[0] < settings.defocus_window[1]:
