@@ -15,7 +15,7 @@ from temdenoise.models import build_model
 
 
 def _metric_file(path, noise: str, method: str, psnrs: list[float]) -> str:
-    rows = [("natural", noise, method, i, p, 0.5) for i, p in enumerate(psnrs)]
+    rows = [("natural", noise, method, i, str(i), "image", p, 0.5) for i, p in enumerate(psnrs)]
     pd.DataFrame(rows, columns=METRIC_COLUMNS).to_csv(path, index=False)
     return str(path)
 

@@ -12,12 +12,13 @@ from temdenoise.io import save_stack
 
 
 def _tidy(scores: dict[tuple[str, str, str], list[float]], frames: bool = False) -> pd.DataFrame:
-    """Rows per (dataset, noise, method, item) in reversed order; items are (video, frame) when ``frames``."""
+    """Rows per (dataset, noise, method, item) in reversed order; items are (video, frame) when ``frames``,
+    units the videos (three frames each) or the images."""
     rows = []
     for (dataset, noise, method), psnr in scores.items():
         for index, value in enumerate(psnr):
-            item = (index // 3, index % 3) if frames else (index,)
-            rows.append((dataset, noise, method, *item, value, 0.5))
+            item, unit = ((index // 3, index % 3), (f"v{index // 3}", "video")) if frames else ((index,), (str(index), "image"))
+            rows.append((dataset, noise, method, *item, *unit, value, 0.5))
     columns = FRAME_METRIC_COLUMNS if frames else METRIC_COLUMNS
     return pd.DataFrame(rows[::-1], columns=columns)
 
@@ -74,13 +75,17 @@ def test_udvd_table_pairs_over_frames_with_named_claims(tmp_path):
     out = {k: str(tmp_path / f"udvd.{k}") for k in ("csv", "summary", "md", "tex", "pairs")}
     write_udvd_table(video_paths, frame_paths, entries, out["csv"], out["summary"], out["md"], out["tex"], out["pairs"])
     pairs = pd.read_csv(out["pairs"]).set_index(["a", "b"])
-    assert (pairs["diff_items"] == 6).all()  # frames, not videos
+    # the six frames are two videos: two independent units
+    assert (pairs["diff_items"] == 6).all() and (pairs["n_units"] == 2).all() and (pairs["unit"] == "video").all()
     assert pairs.loc[("udvd5", "udvd1"), "diff_mean"] == pytest.approx(0.4)
-    assert pairs.loc[("udvd5", "udvd1"), "verdict"] == "udvd5 > udvd1"
+    # +0.41 and +0.39 dB on the two videos: the unadjusted interval excludes 0 (p = 0.01), but not
+    # after Holm's adjustment over the table's comparisons
+    assert pairs.loc[("udvd5", "udvd1"), "diff_low"] > 0 and pairs.loc[("udvd5", "udvd1"), "diff_p"] < 0.05
+    assert pairs.loc[("udvd5", "udvd1"), "verdict"] == "not resolved"
     assert pairs.loc[("udvd3", "udvd1"), "verdict"] == "not resolved"
-    assert pairs.loc[("udvd1", "wiener"), "verdict"] == "udvd1 > wiener"
+    assert pairs.loc[("udvd1", "wiener"), "verdict"] == "udvd1 > wiener"  # -1 dB on every frame
     assert pairs.loc[("udvd5", "udvd3"), "named"] and pairs.loc[("udvd5", "udvd3"), "next_ranked"]
-    assert "per-frame difference" in open(out["md"]).read()
+    assert "Holm-adjusted" in open(out["md"]).read() and "2 videos (6 items)" in open(out["md"]).read()
     assert len(pd.read_csv(out["csv"])) == 10  # the per-video rows are kept
 
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from temdenoise.stats import PairedDifference, paired_difference, paired_table
+from temdenoise.stats import PairedDifference, holm, paired_difference, paired_table
 
 
 def test_interval_matches_the_paired_t_test():
@@ -52,3 +52,62 @@ def test_a_difference_survives_a_table_row():
     result = paired_difference([3.0, 2.5, 4.0], [1.0, 1.5, 1.0])
     row = pd.Series(result.as_dict("delta"))
     assert PairedDifference.from_record(row, "delta") == result
+
+
+def test_correlated_frames_count_as_one_video():
+    # 3 videos of 20 frames: each video has its own offset (the frames of a video share it) and
+    # frame noise is small. Per frame, 60 "independent" items resolve the difference; per video,
+    # 3 units do not, and the verdict follows the videos.
+    rng = np.random.default_rng(1)
+    video = np.repeat(np.arange(3), 20)
+    offsets = np.array([1.2, -0.4, 0.6])
+    b = rng.normal(25, 2, size=60)
+    a = b + offsets[video] + rng.normal(0, 0.1, size=60)
+    per_frame = paired_difference(a, b)
+    per_video = paired_difference(a, b, video, unit="video")
+    assert (per_frame.units, per_video.units, per_video.items) == (60, 3, 60)
+    assert per_video.high - per_video.low > 5 * (per_frame.high - per_frame.low)
+    assert per_frame.resolved and not per_video.resolved
+    assert per_video.verdict("a", "b") == "not resolved" and per_video.unit == "video"
+    # The interval over units is scipy's paired t interval over the unit means.
+    means_a, means_b = (np.array([x[video == v].mean() for v in range(3)]) for x in (a, b))
+    assert (per_video.low, per_video.high) == pytest.approx(stats.ttest_rel(means_a, means_b).confidence_interval())
+
+
+def test_holm_adjustment_matches_the_step_down_rule():
+    p = np.array([0.01, 0.04, 0.03, 0.005, np.nan])
+    # sorted 0.005, 0.01, 0.03, 0.04 (m = 4): x4, x3, x2, x1, made non-decreasing
+    assert holm(p)[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and np.isnan(holm(p)[4])
+    assert holm([0.9, 0.3]) == pytest.approx([0.9, 0.6])  # monotone: the larger p never below the smaller's
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+
+
+def test_a_family_of_comparisons_resolves_less_than_each_alone():
+    # Two differences each with unadjusted p just under 0.05: alone both resolve, as a family of
+    # two neither does (Holm: the smaller p is doubled).
+    rng = np.random.default_rng(3)
+    tidy = []
+    for noise in ("n1", "n2"):
+        base = rng.normal(20, 3, size=10)
+        spread = rng.normal(0, 1, size=10)
+        spread = (spread - spread.mean()) / spread.std(ddof=1)
+        gain = 0.7 + 0.92 * spread  # mean 0.7, standard error 0.29: t = 2.4, p = 0.04
+        tidy += [{"noise": noise, "image": i, "method": "a", "psnr": base[i] + gain[i]} for i in range(10)]
+        tidy += [{"noise": noise, "image": i, "method": "b", "psnr": base[i]} for i in range(10)]
+    tidy = pd.DataFrame(tidy)
+    alone = paired_table(tidy, [("a", "b")], family=["noise"])
+    family = paired_table(tidy, [("a", "b")])
+    assert (alone["diff_p"] < 0.05).all() and alone["diff_resolved"].all()
+    assert (family["diff_p_holm"] > 0.05).all() and not family["diff_resolved"].any()
+    assert (family["verdict"] == "not resolved").all() and (family["diff_low"] > 0).all()  # unadjusted CI beside
+
+
+def test_paired_table_reads_units_from_the_rows():
+    tidy = pd.DataFrame({
+        "noise": "n", "image": [0, 1, 2, 3] * 2, "method": ["a"] * 4 + ["b"] * 4,
+        "unit": ["s0", "s0", "s1", "s1"] * 2, "unit_kind": "structure",
+        "psnr": [11.0, 13.0, 21.0, 23.0, 10.0, 10.0, 20.0, 20.0],
+    })
+    row = paired_table(tidy, [("a", "b")]).iloc[0]
+    assert (row["unit"], row["n_units"], row["diff_items"]) == ("structure", 2, 4)
+    assert row["diff_mean"] == pytest.approx(2.0) and row["verdict"] == "a > b"  # both structures +2: no spread

@@ -326,7 +326,11 @@ def test_motion_summary_scores_the_same_items_and_pairs_the_errors() -> None:
     assert summary.loc["perfect", "corr_col"] == pytest.approx(1)
     assert summary.loc[ZERO_MOTION, "slope_col"] == 0 and np.isnan(summary.loc[ZERO_MOTION, "corr_col"])
     # UDVD (error ~0.6 px) is resolved worse than the perfect estimate and better than zero motion
-    assert summary.loc["perfect", "udvd_minus_this_low"] > 0 and summary.loc[ZERO_MOTION, "udvd_minus_this_high"] < 0
+    descriptive = summary[["udvd_minus_this_descriptive_low", "udvd_minus_this_descriptive_high"]]
+    assert descriptive.loc["perfect"].iloc[0] > 0 and descriptive.loc[ZERO_MOTION].iloc[1] < 0
+    # one test video: the items are not independent units, so no ordering is resolved
+    assert (summary.loc["perfect", "n_units"], summary.loc["perfect", "unit"]) == (1, "video")
+    assert not summary["udvd_minus_this_resolved"].fillna(False).astype(bool).any()
     assert np.isnan(summary.loc[UDVD_ESTIMATE, "udvd_minus_this_mean"])
 
 
@@ -469,7 +473,8 @@ def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the
         assert row.noisy_psnr == pytest.approx(psnr(crop, noisy[0][:5, 2:18, 2:18], "tem"))
     text = Path(markdown).read_text()
     assert "psnr_range:" in text and "psnr_seed_counts mean (dB)" in text  # the header names both columns
-    assert re.search(r"\| F \+ TR +\| F +\| [+-]\d", text) and "95%" in text  # paired differences, with intervals
+    assert re.search(r"\| F \+ TR − F +\| [+-]\d", text) and "95%" in text  # paired differences, with intervals
+    assert "| 1 video (5 items) |" in text  # one video: one independent unit
 
 
 def test_a_udvd_entry_without_a_stored_recording_in_its_range_stops_the_workflow(workflow_runner) -> None:

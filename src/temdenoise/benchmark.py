@@ -15,9 +15,10 @@ from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
 from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition, scoring_pixel_sizes
 from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
+from temdenoise.stats import metadata_units
 
-METRIC_COLUMNS = ["dataset", "noise", "method", "image", "psnr", "ssim"]
-FRAME_METRIC_COLUMNS = ["dataset", "noise", "method", "image", "frame", "psnr", "ssim"]
+METRIC_COLUMNS = ["dataset", "noise", "method", "image", "unit", "unit_kind", "psnr", "ssim"]
+FRAME_METRIC_COLUMNS = ["dataset", "noise", "method", "image", "frame", "unit", "unit_kind", "psnr", "ssim"]
 
 
 def write_noisy_split(clean_path: str, metadata_path: str, noise: str, seed: int, out: str) -> None:
@@ -102,6 +103,7 @@ def evaluate_split(
         raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
     condition = parse_condition(noise)
     sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
+    units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
 
     def scores(c: np.ndarray, e: np.ndarray, pixel_size: float) -> dict[str, float]:
         psnr = metrics.psnr_columns(c, e, domain, tem_psnr, condition, pixel_size)
@@ -109,14 +111,15 @@ def evaluate_split(
 
     key = {"dataset": dataset, "noise": noise, "method": method}
     items = list(enumerate(zip(clean, estimate, sizes)))
-    rows = [key | {"image": index} | scores(c, e, size) for index, (c, e, size) in items]
+    rows = [key | {"image": index, "unit": units[index], "unit_kind": unit_kind} | scores(c, e, size)
+            for index, (c, e, size) in items]
     save_table(out, pd.DataFrame(rows))
     if frames_out is None:
         return
     if any(np.ndim(item) != 3 for item in clean):
         raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
     frames = [
-        key | {"image": index, "frame": frame} | scores(cf, ef, size)
+        key | {"image": index, "frame": frame, "unit": units[index], "unit_kind": unit_kind} | scores(cf, ef, size)
         for index, (c, e, size) in items
         for frame, (cf, ef) in enumerate(zip(c, e))
     ]
@@ -169,14 +172,15 @@ def ranked_pairs(
 ) -> pd.DataFrame:
     """Paired PSNR differences per dataset and condition: each method vs the next-ranked one (by the
     mean PSNR of ``summary``) and the ``named`` pairs, over the test items of ``items`` (rows per
-    image, or per frame when ``items`` has a ``frame`` column)."""
+    image, or per frame when ``items`` has a ``frame`` column), over their units; one Holm family
+    per dataset."""
     by = ["dataset", "noise"]
     orders = {
         key: part.sort_values("psnr_mean", ascending=False)["method"].tolist()
         for key, part in summary.groupby(by, sort=False)
     }
     item = ["image", "frame"] if "frame" in items else ["image"]
-    return compare_pairs(items, orders, named, by=by, item=item)
+    return compare_pairs(items, orders, named, by=by, item=item, family=["dataset"])
 
 
 def write_tables(
@@ -200,8 +204,7 @@ def write_tables(
     save_table(pairs_csv, pairs)
     conventions = metrics.tem_psnr_conventions(tidy.columns)
     convention = metrics.table_convention(conventions)
-    unit = "frame" if "frame" in items else "image"
-    note = delta_note(unit)
+    note = delta_note("the dataset's section")
     md_parts = [f"# PSNR (dB), mean ± std over test images\n\nConvention: {convention}.\n"]
     tex_parts = [f"% PSNR (dB), mean +- std over test images. Convention: {convention}.\n"]
     for dataset in summary["dataset"].unique():

@@ -56,7 +56,7 @@ from temdenoise.metrics import (  # noqa: E402
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
 from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition, scoring_pixel_sizes  # noqa: E402
-from temdenoise.stats import PairedDifference, paired_table  # noqa: E402
+from temdenoise.stats import format_interval, holm, metadata_units, paired_table  # noqa: E402
 
 SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
 
@@ -399,13 +399,17 @@ def score_case_job(
     figure_path: str,
 ) -> None:
     """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images (pixel
-    sizes from the test split's ``metadata_path``, :func:`score_case`), and the before/after
+    sizes and each image's independent unit from the test split's ``metadata_path``,
+    :func:`score_case`, :func:`temdenoise.stats.metadata_units`), and the before/after
     figure of its first item."""
     records = pd.read_csv(adaptation_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
     sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
     table = score_case(records, estimates, clean, domain, tem_psnr, sizes)
+    units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
+    table.insert(3, "unit", [units[image] for image in table["image"]])
+    table.insert(4, "unit_kind", unit_kind)
     save_table(table_path, table)
     first = records.iloc[0]
     prefix = estimate_key(first["noise"], first["image"], "")
@@ -458,8 +462,9 @@ def compared_labels(per_image: pd.DataFrame) -> list[str]:
 
 def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
     """Per condition of one case: mean PSNR of every method, the setting and where it came from,
-    and the paired per-image difference GainTuning - each other method with its 95% CI
-    (columns ``gaintuning-<b>``, ``..._low``, ``..._high``, ``..._resolved``); TEM cases also the
+    and the paired difference GainTuning - each other method over the test units (``unit``,
+    ``units``) with its 95% CI and p-value (columns ``gaintuning-<b>``, ``..._low``, ``..._high``,
+    ``..._p``; :func:`adjust_summary` adds the table's Holm-adjusted verdicts); TEM cases also the
     mean of every method under every PSNR convention (``<label>_psnr_<name>``, :func:`score_case`)."""
     columns = [c for c in per_image.columns if c.startswith("psnr_")]
     means = columns + convention_columns(per_image.columns)
@@ -468,33 +473,54 @@ def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
     first = per_image.iloc[0]
     summary.insert(0, "case", first["case"])
     summary["images"] = per_image.groupby("noise", sort=False).size().to_numpy()
+    summary["unit"] = per_image["unit_kind"].iloc[0]
+    summary["units"] = per_image.groupby("noise", sort=False)["unit"].nunique().to_numpy()
     summary["setting"] = describe(AdaptSettings(loss=first["loss"], lr=first["lr"], steps=int(first["steps"])))
     summary["setting_from"] = first["setting_from"]
     summary["adapted_params_percent"] = 100 * first["adapted_fraction"]
-    tidy = per_image.melt(id_vars=["noise", "image"], value_vars=columns, var_name="method", value_name="psnr")
+    tidy = per_image.melt(id_vars=["noise", "image", "unit", "unit_kind"], value_vars=columns, var_name="method",
+                          value_name="psnr")
     tidy["method"] = tidy["method"].str.removeprefix("psnr_")
     pairs = [("gaintuning", other) for other in compared_labels(per_image)]
-    differences = paired_table(tidy, pairs)
+    differences = paired_table(tidy, pairs, family=None)
     for _, row in differences.iterrows():
         name = f"gaintuning-{row['b']}"
         at = summary["noise"] == row["noise"]
-        for suffix, key in (("", "diff_mean"), ("_low", "diff_low"), ("_high", "diff_high"), ("_resolved", "diff_resolved")):
+        for suffix, key in (("", "diff_mean"), ("_low", "diff_low"), ("_high", "diff_high"), ("_p", "diff_p")):
             summary.loc[at, name + suffix] = row[key]
     return summary
 
 
+def difference_stems(summary: pd.DataFrame) -> list[str]:
+    """The ``gaintuning-<b>`` difference columns of a summary (:func:`summarise_case`)."""
+    return [c.removesuffix("_p") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_p")]
+
+
+def adjust_summary(summary: pd.DataFrame) -> pd.DataFrame:
+    """A table of :func:`summarise_case` rows with every difference's Holm-adjusted p-value over the
+    whole table (``..._p_holm``, one family) and its adjusted verdict (``..._resolved``)."""
+    summary = summary.copy()
+    stems = difference_stems(summary)
+    adjusted = holm(summary[[f"{stem}_p" for stem in stems]].to_numpy(dtype=float).ravel()).reshape(len(summary), -1)
+    for column, stem in enumerate(stems):
+        summary[f"{stem}_p_holm"] = adjusted[:, column]
+        summary[f"{stem}_resolved"] = adjusted[:, column] < 0.05
+    return summary
+
+
 def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary for md/tex: each paired difference as one cell, e.g. ``+0.52 dB [-0.10, +1.14]``;
-    a PSNR convention undefined for a row (``seed_counts`` under Gaussian noise) as "–"."""
+    """The summary for md/tex (after :func:`adjust_summary`): each paired difference as one cell,
+    e.g. ``+0.52 dB [-0.10, +1.14] not resolved``; a PSNR convention undefined for a row as "–"."""
     shown = summary.copy()
     for column in convention_columns(summary.columns):
         shown[column] = [format_psnr_mean(value) for value in summary[column]]
-    for stem in [c.removesuffix("_resolved") for c in summary.columns if c.startswith("gaintuning-") and c.endswith("_resolved")]:
+    for stem in difference_stems(summary):
         shown[stem] = [
-            "" if np.isnan(mean) else PairedDifference(mean, low, high, int(items)).format()  # method not in this case
-            for mean, low, high, items in zip(summary[stem], summary[f"{stem}_low"], summary[f"{stem}_high"], summary["images"])
-        ]
-        shown = shown.drop(columns=[f"{stem}_low", f"{stem}_high", f"{stem}_resolved"])
+            "" if np.isnan(mean) else format_interval(mean, low, high) + ("" if resolved else " not resolved")
+            for mean, low, high, resolved in zip(summary[stem], summary[f"{stem}_low"], summary[f"{stem}_high"],
+                                                 summary[f"{stem}_resolved"])
+        ]  # "": the method is not in this case
+        shown = shown.drop(columns=[f"{stem}_{suffix}" for suffix in ("low", "high", "p", "p_holm", "resolved")])
     return shown
 
 
@@ -502,9 +528,11 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
     """Rule ``gaintuning_tables``: per case and condition, mean PSNR, setting and its source, and the
     paired differences with 95% CIs; one table per case kind."""
     combined = pd.concat([summarise_case(pd.read_csv(t)) for t in tables], ignore_index=True)
-    paired = ("GainTuning - X: paired per-image PSNR difference (dB), mean [95% Student-t CI over the images]; "
-              "an ordering holds only where the interval excludes 0. Setting: loss, Adam lr, steps, chosen on the "
-              "validation images of the test dataset (setting_from = validation) or fixed by config.")
+    paired = ("GainTuning - X: paired PSNR difference (dB) averaged within each independent unit (column unit: "
+              "structure or image; units: how many), mean [unadjusted 95% Student-t CI over the units]; 'not "
+              "resolved' unless its p-value, Holm-adjusted over every difference of this table, is below 0.05. "
+              "Setting: loss, Adam lr, steps, chosen on the validation images of the test dataset "
+              "(setting_from = validation) or fixed by config.")
     captions = {
         "ood": "GainTuning on out-of-distribution noise: mean PSNR (dB) of the pre-trained model, after "
         "GainTuning, of the bias-free model and of the model trained on the wide range. " + paired,
@@ -513,7 +541,7 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
     kept = convention_columns(combined.columns)  # an undefined convention stays a column of "–"
     for kind, stem in stems.items():
         part = combined[combined["case"].map(kinds) == kind]
-        part = part[[c for c in part.columns if c in kept or part[c].notna().any()]]
+        part = adjust_summary(part[[c for c in part.columns if c in kept or part[c].notna().any()]])
         save_tables(stem, part, captions[kind], shown_summary(part), case_convention(conventions_of(part.columns)))
 
 

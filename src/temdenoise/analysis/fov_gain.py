@@ -5,8 +5,9 @@ Pt/CeO2 images a UNet with a 221 px FoV beats a 41 px DnCNN by 5.9 dB and one wi
 by 12.4 dB, a gain the authors attribute to the periodic support lattice a large FoV can average.
 A FoV in pixels is not comparable across pixel sizes (:mod:`temdenoise.fov_units`), so the gain is
 set here against the FoV in angstroms (and projected support cells): one point per (dataset,
-UNet, noise condition), the paired per-image PSNR difference UNet - DnCNN on the test images with
-its 95% interval (:func:`temdenoise.stats.paired_table`). The PSNR is the paper's ``seed_counts``
+UNet, noise condition), the paired PSNR difference UNet - DnCNN over the test structures (each
+structure's images averaged: they share the particle) with its 95% interval and a verdict
+Holm-adjusted over the table (:mod:`temdenoise.stats`). The PSNR is the paper's ``seed_counts``
 convention where it is defined (present and finite on every image of both models), else ``range``
 (:mod:`temdenoise.metrics`); each row names the one it uses.
 """
@@ -32,16 +33,16 @@ from temdenoise.io import save_table, save_text  # noqa: E402
 from temdenoise.noise import parse_condition  # noqa: E402
 from temdenoise.plots import save_figure  # noqa: E402
 from temdenoise.registry import supervised_biased  # noqa: E402
-from temdenoise.report.pairs import delta_note, format_delta  # noqa: E402
+from temdenoise.report.pairs import delta_note, format_delta, units_cell  # noqa: E402
 from temdenoise.report.tem_table import fov_text  # noqa: E402
-from temdenoise.stats import paired_table  # noqa: E402
+from temdenoise.stats import DIFF_COLUMNS, adjust_family, paired_table  # noqa: E402
 
 CONVENTIONS = ("seed_counts", "range")
 """PSNR conventions of the gain, in order of preference (the seed's first)."""
 
 COLUMNS = ["dataset", "noise", "counts_per_pixel", "model", "reference", "convention",
            "fov", "fov_angstrom", "fov_cells", "reference_fov", "reference_fov_angstrom", "reference_fov_cells",
-           "pixel_size", "support", "diff_mean", "diff_low", "diff_high", "diff_items", "diff_resolved", "verdict"]
+           "pixel_size", "support", *DIFF_COLUMNS]
 
 
 def gain_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -80,7 +81,8 @@ def dataset_gains(
             if set(scores["method"]) != {model, reference}:
                 continue
             convention = gain_convention(scores)
-            (pair,) = paired_table(scores, [(model, reference)], by=["noise"], score=f"psnr_{convention}").to_dict("records")
+            (pair,) = paired_table(scores, [(model, reference)], by=["noise"], score=f"psnr_{convention}",
+                                   family=None).to_dict("records")
             rows.append({
                 **pair, "model": model, "reference": reference, "convention": convention,
                 "counts_per_pixel": counts_per_pixel(noise, scale.pixel_size),
@@ -99,7 +101,8 @@ def fov_gain_table(
     pairs: Mapping[str, Sequence[tuple[str, str]]],
 ) -> pd.DataFrame:
     """The gains of every dataset of ``scales`` (per-image metrics ``tidy`` with a ``dataset``
-    column, FoVs by (dataset, model)), by dataset, highest dose first, FoV ascending."""
+    column, FoVs by (dataset, model)), by dataset, highest dose first, FoV ascending; verdicts
+    Holm-adjusted over the whole table (one family)."""
     parts = []
     for dataset, scale in scales.items():
         networks = {model: px for (name, model), px in fov.items() if name == dataset}
@@ -108,7 +111,7 @@ def fov_gain_table(
     table = pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)
     table["order"] = noise_order(table["noise"]) if len(table) else []
     table = table.sort_values(["dataset", "order", "fov_angstrom"], kind="stable")
-    return table.drop(columns="order").reset_index(drop=True)
+    return adjust_family(table.drop(columns="order").reset_index(drop=True), names=("model", "reference"))
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -124,12 +127,13 @@ def _markdown(table: pd.DataFrame) -> str:
                                        table["reference_fov_cells"])],
         "PSNR": table["convention"],
         "Δ PSNR (95% CI)": [format_delta(row) for _, row in table.iterrows()],
+        "units": [units_cell(row) for _, row in table.iterrows()],
         "verdict": table["verdict"],
     })
     return ("# FoV gain: UNet − DnCNN on the TEM test images against the FoV in angstroms\n\n"
             f"PSNR: `seed_counts` (the TEM paper's, in counts per pixel) where it is finite on every image, "
             f"else `range` (column PSNR). FoV: measured gradient support, in px, in Å at the test pixel, and in "
-            f"projected support cells ((FoV in Å)² / projected cell area). {delta_note('image')}.\n\n"
+            f"projected support cells ((FoV in Å)² / projected cell area). {delta_note('the whole table')}.\n\n"
             + display.to_markdown(index=False) + "\n")
 
 

@@ -66,8 +66,8 @@ def generalization_table(
 
 
 def generalization_pairs(metric_paths: Sequence[str], entries: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """Paired per-image PSNR difference of each bias-free model and its biased twin (both among
-    ``entries``) at every noise level, easiest level first."""
+    """Paired PSNR difference of each bias-free model and its biased twin (both among ``entries``)
+    over the test units at every noise level, easiest level first; one Holm family for the table."""
     tidy = collect_metrics(metric_paths)
     pairs = compare_pairs(tidy, {}, bias_free_twins(entries), by=["noise"], item=["image"])
     return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
@@ -89,7 +89,7 @@ def write_generalization_tables(
     save_table(csv, pd.concat([table.reset_index() for table in tables.values()], keys=list(tables), names=["score"])
                .reset_index(level=0))
     save_table(pairs_csv, pairs)
-    convention, note = metrics.table_convention(conventions), delta_note("image")
+    convention, note = metrics.table_convention(conventions), delta_note("this table (every level)")
     kind = tables["psnr"].columns.name
     title = f"Mean PSNR (dB) on the {dataset} test set vs noise level ({kind}); models trained on the stated range"
     twins = pairs_display(pairs, by=["noise"])

@@ -116,7 +116,8 @@ def score_augmentation(
 
     Returns the runs with ``psnr`` (over the whole video, primary convention), for TEM
     ``psnr_<name>`` per convention of ``tem_psnr``, and ``noisy_psnr``; and a tidy per-frame table
-    (``video``, ``frame``, ``variant``, ``psnr``) for paired comparisons over frames.
+    (``video``, ``frame``, ``unit``, ``unit_kind``, ``variant``, ``psnr``) for paired comparisons,
+    whose independent unit is the video.
     """
     if len(clean_videos) != len(noisy_videos) or runs["video"].max() >= len(clean_videos):
         raise ValueError(f"{len(clean_videos)} clean and {len(noisy_videos)} noisy videos for runs on "
@@ -132,7 +133,8 @@ def score_augmentation(
             return psnr_columns(reference, image, domain, tem_psnr, condition, float(pixel_sizes[row.video]))
 
         scores.append(score(clean, estimate) | {"noisy_psnr": score(clean, noisy_videos[row.video])["psnr"]})
-        frames += [{"video": row.video, "frame": t, "variant": row.variant, "psnr": score(c, e)["psnr"]}
+        frames += [{"video": row.video, "frame": t, "unit": str(row.video), "unit_kind": "video", "variant": row.variant,
+                    "psnr": score(c, e)["psnr"]}
                    for t, (c, e) in enumerate(zip(clean, estimate))]
     return pd.concat([runs, pd.DataFrame(scores, index=runs.index)], axis=1), pd.DataFrame(frames)
 
@@ -170,9 +172,9 @@ def write_udvd_table(
     pairs_csv: str,
 ) -> None:
     """The UDVD table: PSNR mean +- std over test videos of every method on every condition of the
-    video dataset, and paired differences over test frames (each method vs the next-ranked one and
-    :func:`udvd_claim_pairs`). Frames of one video are not independent, so the intervals are
-    narrower than over independent images."""
+    video dataset, and paired differences (each method vs the next-ranked one and
+    :func:`udvd_claim_pairs`) over the test videos: the frames of one video are not independent, so
+    each video's frames are averaged into one unit (:mod:`temdenoise.stats`)."""
     from temdenoise.benchmark import collect_metrics, write_tables
 
     write_tables(collect_metrics(metric_paths), csv, summary_csv, markdown, latex, pairs_csv,
@@ -236,7 +238,8 @@ def write_augmentation_table(
     convention of ``tem_psnr`` (TEM) and paired differences (primary convention)."""
     from temdenoise.io import load_stack, save_table, save_text
     from temdenoise.noise import scoring_pixel_sizes
-    from temdenoise.stats import PairedDifference, paired_table
+    from temdenoise.report.pairs import delta_note, pairs_display
+    from temdenoise.stats import paired_table
 
     videos, frames, crop = section.get("videos", 1), section.get("frames", 0), section.get("crop", 0)
     stack = load_stack(clean_path)
@@ -254,18 +257,16 @@ def write_augmentation_table(
         means = table.groupby("variant")[f"psnr_{name}"].mean().reindex(order)
         summary[f"psnr_{name} mean (dB)"] = [format_psnr_mean(mean) for mean in means]
     pairs = paired_table(per_frame, AUGMENTATION_PAIRS, by=(), item=("video", "frame"), method="variant")
-    pairs = pairs.assign(**{"difference (dB) [95% CI]": [
-        PairedDifference.from_record(row).format() for _, row in pairs.iterrows()
-    ]})[["a", "b", "difference (dB) [95% CI]", "diff_items", "verdict"]].rename(columns={"diff_items": "frames"})
+    pairs = pairs_display(pairs)
     save_text(markdown, "# UDVD trained on a single noisy video\n\n"
               f"{len(clean)} video(s) of {clean[0].shape[0]} frames of {clean[0].shape[1]} x {clean[0].shape[2]} px, "
               f"noisy input {table.drop_duplicates('video')['noisy_psnr'].mean():.2f} dB. F = spatial flips, "
               "TR = time reversal, ES = early stopping on held-out noisy frames. Each net is trained on the noisy "
               "video alone; the clean video is read only here, to score. PSNR over the whole video, convention: "
               f"{table_convention(conventions)}; PSNR mean/std and the noisy input: psnr.\n\n" + summary.to_markdown(floatfmt=".2f") + "\n\n"
-              "Paired per-frame PSNR difference a - b with a Student-t 95% interval over frames (one trained net "
-              "per variant: the interval covers frame-to-frame spread, not training-seed spread); an ordering "
-              "holds only where the interval excludes 0.\n\n" + pairs.to_markdown(index=False) + "\n")
+              f"Paired PSNR difference a - b over the videos (one trained net per variant and video: the interval "
+              f"covers video-to-video spread, not training-seed spread). {delta_note('this table')}.\n\n"
+              + pairs.to_markdown(index=False) + "\n")
 
 
 # -- implicit motion compensation against the true motion and classical baselines ---------------
@@ -417,8 +418,12 @@ def _slope_and_correlation(truth: np.ndarray, estimate: np.ndarray) -> tuple[flo
 def motion_summary(records: pd.DataFrame, reference: str = UDVD_ESTIMATE) -> pd.DataFrame:
     """One row per estimator over the same items (pixels on the particle or the support, where every
     estimator is finite): endpoint error mean and median, slope and correlation of estimate vs
-    truth per axis, and the paired per-item difference ``epe(reference) - epe(estimator)`` with
-    its 95% interval, columns ``udvd_minus_this_*`` (negative: the reference is closer to the truth)."""
+    truth per axis, and the paired difference ``epe(reference) - epe(estimator)``, columns
+    ``udvd_minus_this_*`` (negative: the reference is closer to the truth). The items (pixels x
+    frame pairs) all come from one test video, whose unit is the video: the verdict is over that one
+    unit (never resolved), and the interval over the items is given as descriptive only
+    (``udvd_minus_this_descriptive_low`` / ``_high``: neighbouring pixels and frame pairs share
+    the particle, the motion and the noise of overlapping windows)."""
     from temdenoise.stats import paired_difference
 
     scored = records[records["region"] != "vacuum"]
@@ -432,7 +437,10 @@ def motion_summary(records: pd.DataFrame, reference: str = UDVD_ESTIMATE) -> pd.
             row[f"slope_{axis}"], row[f"corr_{axis}"] = _slope_and_correlation(
                 group[f"true_d{axis}"].to_numpy(), group[f"est_d{axis}"].to_numpy())
         if name != reference:
-            row.update(paired_difference(errors[reference], errors[name]).as_dict(DIFFERENCE))
+            one_video = np.zeros(len(errors))
+            row.update(paired_difference(errors[reference], errors[name], one_video, unit="video").as_dict(DIFFERENCE))
+            descriptive = paired_difference(errors[reference], errors[name])
+            row.update({f"{DIFFERENCE}_descriptive_low": descriptive.low, f"{DIFFERENCE}_descriptive_high": descriptive.high})
         out.append(row)
     return pd.DataFrame(out)
 
@@ -532,11 +540,12 @@ def _motion_markdown(path: str, summary: pd.DataFrame, records: pd.DataFrame,
     smoothing = "; ".join(
         f"{kind} frames: {value:g} px (validation EPE " + ", ".join(f"{s:g} px: {e:.3f}" for s, e in scores.items()) + ")"
         for kind, (value, scores) in chosen.items())
-    shown = summary.assign(**{"EPE(UDVD) - EPE(this), 95% CI (px)": [
+    shown = summary.assign(**{"EPE(UDVD) - EPE(this) (px) [descriptive 95% CI over items]": [
         "" if pd.isna(r.get(f"{DIFFERENCE}_mean")) else
-        f"{r[f'{DIFFERENCE}_mean']:+.3f} [{r[f'{DIFFERENCE}_low']:+.3f}, {r[f'{DIFFERENCE}_high']:+.3f}]"
-        for r in summary.to_dict("records")]})
-    shown = shown.drop(columns=[c for c in summary.columns if c.startswith(DIFFERENCE)]).set_index("estimator")
+        f"{r[f'{DIFFERENCE}_mean']:+.3f} [{r[f'{DIFFERENCE}_descriptive_low']:+.3f}, "
+        f"{r[f'{DIFFERENCE}_descriptive_high']:+.3f}]" for r in summary.to_dict("records")]})
+    shown = shown.drop(columns=[c for c in summary.columns if c.startswith(DIFFERENCE)] + ["unit", "n_units"])
+    shown = shown.set_index("estimator")
     save_text(path, "# UDVD implicit motion compensation vs the true motion\n\n"
               f"Test video {item} ({shape[0]} frames of {shape[1]} x {shape[2]} px). Items: a "
               f"{section.get('pixels', 3)} x {section.get('pixels', 3)} pixel grid (margin {section.get('margin', 16)} px) "
@@ -552,8 +561,9 @@ def _motion_markdown(path: str, summary: pd.DataFrame, records: pd.DataFrame,
               f"Gaussian-smoothed frames; smoothing chosen on validation video 0 from {list(chosen['noisy'][1])}: "
               f"{smoothing}. The clean-frame flow reads clean test frames and is an upper bound, not a method.\n\n"
               "EPE: endpoint error (px); slope and correlation: of the estimated vs the true shift per axis. "
-              "The paired difference is over the same items (t interval; neighbouring pixels and frame pairs are "
-              "correlated, so the interval is narrower than independent items would give). Negative: UDVD closer "
+              "The paired difference is over the same items. Its interval is descriptive only: every item comes "
+              "from one test video (one independent unit), and neighbouring pixels and frame pairs are correlated, "
+              "so no ordering between estimators is claimed from this table. Negative: UDVD closer "
               "to the truth.\n\n" + shown.to_markdown(floatfmt=".3f") + "\n")
 
 

@@ -2,9 +2,10 @@
 
 Every table that lists methods in PSNR order invites the reading "each beats the next one". The
 tables therefore report, beside the means, the paired difference of each method and the
-next-ranked one (and of the study's named comparisons) over the same test items, with its 95%
-Student-t interval (:func:`temdenoise.stats.paired_table`). The interval, not the order of the
-means, says whether an ordering is established.
+next-ranked one (and of the study's named comparisons) over the same test items, averaged within
+each independent unit (structure, video, image) with its 95% Student-t interval over the units
+and its p-value Holm-adjusted within the table's family (:mod:`temdenoise.stats`). The adjusted
+verdict, not the order of the means, says whether an ordering is established.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from temdenoise.stats import PairedDifference, paired_table
+from temdenoise.stats import DIFF_COLUMNS, ITEM, PairedDifference, adjust_family, paired_table
 
-PAIR_COLUMNS = ["a", "b", "diff_mean", "diff_low", "diff_high", "diff_items", "diff_resolved", "verdict",
-                "next_ranked", "named"]
+PAIR_COLUMNS = ["a", "b", *DIFF_COLUMNS, "next_ranked", "named"]
 
 
-def delta_note(item: str = "image") -> str:
+def delta_note(family: str = "this table") -> str:
     """The sentence every table with a Δ column states in its header or caption."""
-    return f"Δ = paired per-{item} difference, 95% t-interval; 'not resolved' when it includes 0"
+    return ("Δ = paired difference averaged within each independent unit (structure, video or image: column "
+            "units), mean [unadjusted 95% t-interval over the units]; verdicts are Holm-adjusted over the "
+            f"comparisons of {family}: 'not resolved' unless the adjusted p < 0.05")
 
 
 def adjacent_pairs(order: Sequence[str]) -> list[tuple[str, str]]:
@@ -36,25 +38,27 @@ def compare_pairs(
     *,
     by: Sequence[str],
     item: Sequence[str],
+    family: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Paired PSNR differences per group: each method vs the next-ranked, plus the ``named`` pairs.
 
-    ``items``: one row per test item x method x group (the per-image or per-frame metric rows).
-    ``orders`` maps each group key (the values of ``by``, a tuple) to its methods, best first, as
-    the table shows them. A pair that is both adjacent and named appears once with both flags set.
+    ``items``: one row per test item x method x group (the per-image or per-frame metric rows, with
+    their ``unit`` columns). ``orders`` maps each group key (the values of ``by``, a tuple) to its
+    methods, best first, as the table shows them. A pair that is both adjacent and named appears
+    once with both flags set. Verdicts are Holm-adjusted within ``family`` (all rows when empty).
     """
     rows = []
     for key, part in items.groupby(list(by), sort=False):
         key = key if isinstance(key, tuple) else (key,)
         adjacent = adjacent_pairs(orders.get(key, []))
         pairs = list(dict.fromkeys([*adjacent, *named]))
-        table = paired_table(part, pairs, by=by, item=item)
+        table = paired_table(part, pairs, by=by, item=item, family=None)
         table["next_ranked"] = [pair in adjacent for pair in zip(table["a"], table["b"])]
         table["named"] = [pair in named for pair in zip(table["a"], table["b"])]
         rows.append(table)
     if not rows:
         return pd.DataFrame(columns=[*by, *PAIR_COLUMNS])
-    return pd.concat(rows, ignore_index=True)[[*by, *PAIR_COLUMNS]]
+    return adjust_family(pd.concat(rows, ignore_index=True)[[*by, *PAIR_COLUMNS]], family)
 
 
 def format_delta(row: Mapping[str, Any]) -> str:
@@ -63,13 +67,23 @@ def format_delta(row: Mapping[str, Any]) -> str:
     return result.format() + ("" if result.resolved else " not resolved")
 
 
+def units_cell(row: Mapping[str, Any]) -> str:
+    """``3 videos (21 items)``: the independent units of a difference and the items they hold
+    (``6 items`` where each item is its own unit)."""
+    units, unit, items = int(row["n_units"]), str(row["unit"]), int(row["diff_items"])
+    named = f"{units} {unit}{'' if units == 1 else 's'}"
+    return named if unit == ITEM else f"{named} ({items} items)"
+
+
 def pairs_display(pairs: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
-    """The pairs as text columns for Markdown / LaTeX: the ``by`` keys, ``A − B``, Δ, items, verdict."""
+    """The pairs as text columns for Markdown / LaTeX: the ``by`` keys, ``A − B``, Δ, units,
+    Holm-adjusted p, verdict."""
     return pd.DataFrame({
         **{key: pairs[key] for key in by},
         "A − B": [f"{a} − {b}" for a, b in zip(pairs["a"], pairs["b"])],
         "Δ PSNR (95% CI)": [format_delta(row) for _, row in pairs.iterrows()],
-        "items": pairs["diff_items"].astype(int),
+        "units": [units_cell(row) for _, row in pairs.iterrows()],
+        "p (Holm)": [f"{p:.3g}" for p in pairs["diff_p_holm"]],
         "verdict": pairs["verdict"],
     })
 

@@ -1,8 +1,8 @@
 """The seed's "Electron Microscopy" table: every model on the Poisson TEM test set, with its
 parameter count and measured field of view beside PSNR (mean +- std over images) and SSIM.
 
-Beside each model: the paired per-image PSNR difference to the next-ranked model with its 95%
-interval; ``tem_table_pairs.csv`` holds those and the study's named comparisons (every UNet vs
+Beside each model: the paired PSNR difference to the next-ranked model over the test structures
+(each structure's images together) with its 95% interval and Holm-adjusted verdict; ``tem_table_pairs.csv`` holds those and the study's named comparisons (every UNet vs
 DnCNN, DnCNN vs Wiener, Wiener vs wavelet, each bias-free net vs its biased twin, or the pairs
 of ``experiments.tem_table.pairs``). Every UNet is compared, not the best one by test PSNR: a
 model picked as the best on the test images and then tested on them would win by selection.
@@ -27,13 +27,14 @@ from temdenoise.benchmark import collect_metrics, noise_order, score_statistics,
 from temdenoise.fov_units import FovScale, fov_scale, fov_units_note
 from temdenoise.io import save_table, save_text
 from temdenoise.registry import supervised_biased
+from temdenoise.stats import DIFF_COLUMNS
 from temdenoise.report.pairs import (
     bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
 )
 
 COLUMNS = ["noise", "model", "parameters", "fov", "fov_angstrom", "fov_cells", "homogeneity", "psnr_mean", "psnr_std", "ssim_mean", "ssim_std", "images"]
 """Columns of the table; ``psnr_<name>_mean`` / ``_std`` per TEM PSNR convention follow ``psnr_std``."""
-NEXT_COLUMNS = ["next_model", "diff_mean", "diff_low", "diff_high", "diff_items", "verdict"]
+NEXT_COLUMNS = ["next_model", *DIFF_COLUMNS]
 
 
 def classical_info(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,7 +72,8 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]], scale: 
 
 
 def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
-    """Paired per-image differences per condition: each model vs the next row of ``table``, and ``named``."""
+    """Paired differences per condition over the test structures: each model vs the next row of
+    ``table``, and ``named``; one Holm family for the whole table."""
     orders = {(noise,): part["model"].tolist() for noise, part in table.groupby("noise", sort=False)}
     pairs = compare_pairs(tidy, orders, named, by=["noise"], item=["image"])
     return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
@@ -142,7 +144,7 @@ def write_tem_table(
     save_table(out_csv, table)
     save_table(out_pairs, compared)
     conventions = metrics.tem_psnr_conventions(tidy.columns)
-    convention, note = metrics.table_convention(conventions), delta_note("image")
+    convention, note = metrics.table_convention(conventions), delta_note("the whole table (every condition)")
     md = [f"# TEM denoising: PSNR (dB, mean ± std over test images), SSIM, parameters, measured FoV\n\n"
           f"Convention: {convention}. FoV: gradient support of the centre output pixel, {fov_units_note(scale)}. "
           f"{note}; Δ vs next compares a row with the row below it.\n"]
