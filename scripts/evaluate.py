@@ -7,10 +7,10 @@ with job(snakemake):
     evaluate_split(
         snakemake.input.clean,
         snakemake.input.estimate,
-        snakemake.input.metadata,
         snakemake.wildcards.dataset,
         snakemake.params.domain,
         snakemake.params.tem_psnr,
+        snakemake.params.reference_counts,
         snakemake.wildcards.noise,
         snakemake.wildcards.model,
         snakemake.output.scores,

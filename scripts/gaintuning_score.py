@@ -8,9 +8,9 @@ with job(snakemake):
         adaptation_path=snakemake.input.adaptation,
         estimates_path=snakemake.input.estimates,
         clean_path=snakemake.input.clean,
-        metadata_path=snakemake.input.metadata,
         domain=snakemake.params.domain,
         tem_psnr=snakemake.params.tem_psnr,
+        reference_counts=snakemake.params.reference_counts,
         table_path=snakemake.output.table,
         figure_path=snakemake.output.figure,
     )

@@ -13,7 +13,7 @@ import pandas as pd
 
 from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
-from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition, scoring_pixel_sizes
+from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
 from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
 
 METRIC_COLUMNS = ["dataset", "noise", "method", "image", "psnr", "ssim"]
@@ -80,10 +80,10 @@ def denoise_split(
 def evaluate_split(
     clean_path: str,
     estimate_path: str,
-    metadata_path: str,
     dataset: str,
     domain: str,
     tem_psnr: Sequence[str],
+    reference_counts: float,
     noise: str,
     method: str,
     out: str,
@@ -91,7 +91,8 @@ def evaluate_split(
 ) -> None:
     """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the conventions):
     columns of :data:`METRIC_COLUMNS`, TEM datasets also ``psnr_<name>`` per convention of
-    ``tem_psnr`` (:func:`temdenoise.metrics.psnr_columns`; pixel sizes from ``metadata_path``).
+    ``tem_psnr`` (:func:`temdenoise.metrics.psnr_columns`; ``seed_counts`` at the dataset's
+    ``reference_counts`` per vacuum pixel).
 
     Videos are scored whole (PSNR over all frames) in ``out``; ``frames_out``, for video datasets,
     adds one row per frame, the items of the paired comparisons of the UDVD table.
@@ -100,24 +101,21 @@ def evaluate_split(
     estimate = load_stack(estimate_path)
     if len(clean) != len(estimate):
         raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
-    condition = parse_condition(noise)
-    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
 
-    def scores(c: np.ndarray, e: np.ndarray, pixel_size: float) -> dict[str, float]:
-        psnr = metrics.psnr_columns(c, e, domain, tem_psnr, condition, pixel_size)
+    def scores(c: np.ndarray, e: np.ndarray) -> dict[str, float]:
+        psnr = metrics.psnr_columns(c, e, domain, tem_psnr, reference_counts)
         return psnr | {"ssim": metrics.ssim(c, e, domain)}
 
     key = {"dataset": dataset, "noise": noise, "method": method}
-    items = list(enumerate(zip(clean, estimate, sizes)))
-    rows = [key | {"image": index} | scores(c, e, size) for index, (c, e, size) in items]
+    rows = [key | {"image": index} | scores(c, e) for index, (c, e) in enumerate(zip(clean, estimate))]
     save_table(out, pd.DataFrame(rows))
     if frames_out is None:
         return
     if any(np.ndim(item) != 3 for item in clean):
         raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
     frames = [
-        key | {"image": index, "frame": frame} | scores(cf, ef, size)
-        for index, (c, e, size) in items
+        key | {"image": index, "frame": frame} | scores(cf, ef)
+        for index, (c, e) in enumerate(zip(clean, estimate))
         for frame, (cf, ef) in enumerate(zip(c, e))
     ]
     save_table(frames_out, pd.DataFrame(frames))

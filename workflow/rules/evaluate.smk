@@ -58,8 +58,6 @@ rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",
         estimate=estimate_file,
-        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
-        metadata="results/data/{dataset}/test.csv",
     output:
         scores="results/metrics/{dataset}/{noise}/{model}.csv",
     log:
@@ -77,6 +75,7 @@ rule evaluate:
     params:
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
         tem_psnr=config["metrics"]["tem_psnr"],
+        reference_counts=lambda wildcards: dataset_reference_counts(wildcards.dataset),
     script:
         "../../scripts/evaluate.py"
 

@@ -55,7 +55,7 @@ from temdenoise.metrics import (  # noqa: E402
 )
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
-from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition, scoring_pixel_sizes  # noqa: E402
+from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition  # noqa: E402
 from temdenoise.stats import PairedDifference, paired_table  # noqa: E402
 
 SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
@@ -362,23 +362,22 @@ def score_case(
     clean: Sequence[np.ndarray],
     domain: str,
     tem_psnr: Sequence[str],
-    pixel_sizes: Sequence[float],
+    reference_counts: float,
 ) -> pd.DataFrame:
     """PSNR/SSIM of every estimate of every adapted item against its clean crop (one row per item).
 
     Per method label: ``psnr_<label>`` (the primary convention, which the paired differences use),
     ``ssim_<label>`` and, for TEM, ``<label>_psnr_<name>`` per convention of ``tem_psnr``, scored by
-    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (NaN where undefined:
-    ``seed_counts`` under Gaussian noise)."""
+    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (``seed_counts`` at the
+    test dataset's ``reference_counts``)."""
     rows = []
     for record in records.to_dict("records"):
         prefix = estimate_key(record["noise"], record["image"], "")
         outputs = {key[len(prefix):]: value for key, value in estimates.items() if key.startswith(prefix)}
         truth = crop_to(clean[record["image"]], next(iter(outputs.values())).shape[-2:])
-        condition, pixel_size = parse_condition(record["noise"]), float(pixel_sizes[record["image"]])
         scores = {}
         for label, out in outputs.items():
-            columns = psnr_columns(truth, out, domain, tem_psnr, condition, pixel_size)
+            columns = psnr_columns(truth, out, domain, tem_psnr, reference_counts)
             scores[f"psnr_{label}"] = columns.pop("psnr")
             scores.update({f"{label}_{name}": value for name, value in columns.items()})
         scores.update({f"ssim_{label}": ssim(truth, out, domain) for label, out in outputs.items()})
@@ -392,20 +391,18 @@ def score_case_job(
     adaptation_path: str,
     estimates_path: str,
     clean_path: str,
-    metadata_path: str,
     domain: str,
     tem_psnr: Sequence[str],
+    reference_counts: float,
     table_path: str,
     figure_path: str,
 ) -> None:
-    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images (pixel
-    sizes from the test split's ``metadata_path``, :func:`score_case`), and the before/after
-    figure of its first item."""
+    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images
+    (:func:`score_case`), and the before/after figure of its first item."""
     records = pd.read_csv(adaptation_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
-    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
-    table = score_case(records, estimates, clean, domain, tem_psnr, sizes)
+    table = score_case(records, estimates, clean, domain, tem_psnr, reference_counts)
     save_table(table_path, table)
     first = records.iloc[0]
     prefix = estimate_key(first["noise"], first["image"], "")
@@ -556,18 +553,16 @@ def curve_job(
 
 
 def score_curve_job(
-    *, steps_path: str, estimates_path: str, clean_path: str, metadata_path: str, domain: str, tem_psnr: Sequence[str],
-    noise: str, title: str, table_stem: str, figure_path: str,
+    *, steps_path: str, estimates_path: str, clean_path: str, domain: str, tem_psnr: Sequence[str],
+    reference_counts: float, noise: str, title: str, table_stem: str, figure_path: str,
 ) -> None:
     """Rule ``gaintuning_curve_score``: PSNR against adaptation steps of the first test item
     (``psnr`` and, for TEM, ``psnr_<name>`` per convention of ``tem_psnr``, as ``evaluate`` scores)."""
     curve = pd.read_csv(steps_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
-    pixel_size = float(scoring_pixel_sizes(metadata_path, domain, len(clean))[0])
     truth = crop_to(clean[0], next(iter(estimates.values())).shape[-2:])
-    condition = parse_condition(noise)
-    scores = pd.DataFrame([psnr_columns(truth, estimates[f"{mode}/{step}"], domain, tem_psnr, condition, pixel_size)
+    scores = pd.DataFrame([psnr_columns(truth, estimates[f"{mode}/{step}"], domain, tem_psnr, reference_counts)
                            for mode, step in zip(curve["mode"], curve["step"])])
     curve = pd.concat([curve, scores], axis=1)
     first = curve.iloc[0]  # a gains row: the case's loss and lr, chosen on validation or fixed by config
