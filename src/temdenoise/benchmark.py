@@ -138,7 +138,7 @@ def score_statistics(tidy: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     scores = ["psnr", *(f"psnr_{name}" for name in metrics.tem_psnr_conventions(tidy.columns)), "ssim"]
     statistics = {f"{column}_{stat}": (column, stat) for column in scores for stat in ("mean", "std")}
     summary = tidy.groupby(list(by), sort=False).agg(**statistics, images=("psnr", "size")).reset_index()
-    for column in scores:  # one item has no spread; a score undefined in a group (seed_counts, Gaussian) stays NaN
+    for column in scores:  # one item has no spread; a score undefined in a group (TEM convention, natural) stays NaN
         std, defined = summary[f"{column}_std"], summary[f"{column}_mean"].notna()
         summary[f"{column}_std"] = std.mask(std.isna() & defined, 0.0)
     return summary

@@ -444,7 +444,7 @@ def case_convention(conventions: Sequence[str]) -> str:
     if not conventions:
         return CONVENTION["unit"]
     return (f"{table_convention(conventions)}; a column <method> is that method's mean psnr, <method>_psnr_<name> "
-            "its mean under convention psnr_<name> (– where undefined: seed_counts under Gaussian noise, natural images)")
+            "its mean under convention psnr_<name> (– on natural images)")
 
 
 def compared_labels(per_image: pd.DataFrame) -> list[str]:
@@ -482,7 +482,7 @@ def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
 
 def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary for md/tex: each paired difference as one cell, e.g. ``+0.52 dB [-0.10, +1.14]``;
-    a PSNR convention undefined for a row (``seed_counts`` under Gaussian noise) as "–"."""
+    a TEM PSNR convention on a row of natural images as "–"."""
     shown = summary.copy()
     for column in convention_columns(summary.columns):
         shown[column] = [format_psnr_mean(value) for value in summary[column]]
@@ -507,10 +507,9 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
         "GainTuning, of the bias-free model and of the model trained on the wide range. " + paired,
         "shift": "GainTuning under distribution shift (train -> test data): mean PSNR (dB). " + paired,
     }
-    kept = convention_columns(combined.columns)  # an undefined convention stays a column of "–"
     for kind, stem in stems.items():
         part = combined[combined["case"].map(kinds) == kind]
-        part = part[[c for c in part.columns if c in kept or part[c].notna().any()]]
+        part = part[[c for c in part.columns if part[c].notna().any()]]
         save_tables(stem, part, captions[kind], shown_summary(part), case_convention(conventions_of(part.columns)))
 
 
