@@ -1,6 +1,10 @@
-"""PSNR conventions: natural images clamp and use range 1; TEM uses the clean image's range."""
+"""PSNR conventions: natural images clamp and use range 1; TEM uses the clean image's range and the
+TEM paper's counts at the base dose (seed_counts); scored tables stay finite."""
+
+import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from temdenoise import metrics
@@ -84,3 +88,35 @@ def test_psnr_equals_scikit_image(dtype, tolerance):
     clean = rng.random((3, 17, 13)).astype(dtype)
     estimate = (clean + rng.normal(0, 0.05, clean.shape)).astype(dtype)
     assert metrics.peak_signal_noise_ratio(clean, estimate, 1.7) == pytest.approx(skimage_psnr(clean, estimate, data_range=1.7), rel=tolerance)
+
+
+def test_scored_tem_tables_hold_no_inf(tmp_path):
+    """The evaluate job's per-image scores and the summary tables written from them are finite for a
+    noisy estimate at 12.5 counts per vacuum pixel (every pixel above 1 count at the condition's
+    dose: the former per-dose seed_counts was inf there) and for a perfect estimate (capped)."""
+    from temdenoise.benchmark import evaluate_split, write_tables
+    from temdenoise.io import save_stack
+    from temdenoise.noise import NoiseCondition, apply_condition
+
+    rng = np.random.default_rng(0)
+    clean = [rng.uniform(0.4, 1.6, (16, 16)).astype(np.float32) for _ in range(3)]
+    # poisson-200 at 0.25 A pixels: 12.5 counts per vacuum pixel
+    noisy = [apply_condition(image, NoiseCondition("poisson", 200.0), rng, 0.25) for image in clean]
+    save_stack(tmp_path / "clean.npz", clean)
+    scores = []
+    for method, estimate in (("noisy", noisy), ("perfect", clean)):
+        save_stack(tmp_path / f"{method}.npz", estimate)
+        evaluate_split(str(tmp_path / "clean.npz"), str(tmp_path / f"{method}.npz"), "tem", "tem",
+                       ["range", "seed_counts"], 0.45, "poisson-200", method, str(tmp_path / f"{method}.csv"))
+        scores.append(pd.read_csv(tmp_path / f"{method}.csv"))
+    tidy = pd.concat(scores, ignore_index=True)
+    assert tidy.loc[tidy["method"] == "perfect", ["psnr_range", "psnr_seed_counts"]].eq(metrics.PSNR_CEILING).all().all()
+    assert tidy.loc[tidy["method"] == "noisy", "psnr_seed_counts"].lt(metrics.PSNR_CEILING).all()
+    paths = {name: tmp_path / f"table.{name}" for name in ("csv", "summary", "md", "tex", "pairs")}
+    write_tables(tidy, *(str(path) for path in paths.values()))
+    for path in (tmp_path / "noisy.csv", tmp_path / "perfect.csv", *paths.values()):
+        text = path.read_text()
+        assert not re.search(r"\binf\b", text, re.IGNORECASE), path.name
+    for path in (tmp_path / "noisy.csv", tmp_path / "perfect.csv", paths["csv"], paths["summary"]):
+        numbers = pd.read_csv(path).select_dtypes("number")
+        assert np.isfinite(numbers.to_numpy(dtype=float)).all(), path.name
