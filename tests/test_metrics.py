@@ -110,8 +110,9 @@ def test_scored_tem_tables_hold_no_inf(tmp_path):
                        ["range", "seed_counts"], 0.45, "poisson-200", method, str(tmp_path / f"{method}.csv"))
         scores.append(pd.read_csv(tmp_path / f"{method}.csv"))
     tidy = pd.concat(scores, ignore_index=True)
-    assert tidy.loc[tidy["method"] == "perfect", ["psnr_range", "psnr_seed_counts"]].eq(metrics.PSNR_CEILING).all().all()
-    assert tidy.loc[tidy["method"] == "noisy", "psnr_seed_counts"].lt(metrics.PSNR_CEILING).all()
+    perfect, noisy = (tidy[tidy["method"] == method] for method in ("perfect", "noisy"))
+    assert (perfect[["psnr_range", "psnr_seed_counts"]] == metrics.PSNR_CEILING).all().all()
+    assert (noisy["psnr_seed_counts"] < metrics.PSNR_CEILING).all()
     paths = {name: tmp_path / f"table.{name}" for name in ("csv", "summary", "md", "tex", "pairs")}
     write_tables(tidy, *(str(path) for path in paths.values()))
     for path in (tmp_path / "noisy.csv", tmp_path / "perfect.csv", *paths.values()):

@@ -123,8 +123,9 @@ def _markdown(table: pd.DataFrame) -> str:
         "verdict": table["verdict"],
     })
     return ("# FoV gain: UNet − DnCNN on the TEM test images against the FoV in angstroms\n\n"
-            f"PSNR: `seed_counts` (the TEM paper's: counts per pixel at the dataset's base dose, clamped to "
-            f"[0, 1] count) when the metrics score it, else `range` (column PSNR). FoV: measured gradient support, in px, in Å at the test pixel, and in "
+            "PSNR: `seed_counts` (the TEM paper's: counts per pixel at the dataset's base dose, clamped to "
+            "[0, 1] count) when the metrics score it, else `range` (column PSNR). FoV: measured gradient "
+            "support, in px, in Å at the test pixel, and in "
             f"projected support cells ((FoV in Å)² / projected cell area). {delta_note('image')}.\n\n"
             + display.to_markdown(index=False) + "\n")
 
