@@ -125,7 +125,7 @@ def psnr_header(conventions: Sequence[str]) -> str:
     """The table-header sentence naming the TEM PSNR columns of ``conventions`` (primary first)."""
     named = "; ".join(f"psnr_{name}: {TEM_PSNR[name]}" for name in conventions)
     return (f"TEM PSNR columns: {named}; psnr (rankings, paired differences) = psnr_{conventions[0]}; "
-            f"each at most {PSNR_CEILING:.1f} dB (no error)")
+            f"each capped at {PSNR_CEILING:.1f} dB (an estimate with no error)")
 
 
 def table_convention(conventions: Sequence[str]) -> str:
