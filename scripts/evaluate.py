@@ -11,6 +11,7 @@ with job(snakemake):
         snakemake.wildcards.dataset,
         snakemake.params.domain,
         snakemake.params.tem_psnr,
+        snakemake.params.reference_counts,
         snakemake.wildcards.noise,
         snakemake.wildcards.model,
         snakemake.output.scores,

@@ -11,6 +11,7 @@ with job(snakemake):
         metadata_path=snakemake.input.metadata,
         domain=snakemake.params.domain,
         tem_psnr=snakemake.params.tem_psnr,
+        reference_counts=snakemake.params.reference_counts,
         table_path=snakemake.output.table,
         figure_path=snakemake.output.figure,
     )

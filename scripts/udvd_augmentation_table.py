@@ -9,10 +9,10 @@ with job(snakemake):
         snakemake.input.estimates,
         snakemake.input.clean,
         snakemake.input.noisy,
-        snakemake.input.metadata,
         snakemake.params.section,
         snakemake.params.domain,
         snakemake.params.tem_psnr,
+        snakemake.params.reference_counts,
         snakemake.output.csv,
         snakemake.output.markdown,
     )

@@ -27,15 +27,13 @@ def _scores(rng: np.random.Generator, gain: float) -> np.ndarray:
     return BASE + gain + rng.normal(0.0, 0.3, BASE.size)
 
 
-def _write_dataset(tmp_path, dataset: str, pixel_size: float, infinite_seed_counts: str | None = None):
+def _write_dataset(tmp_path, dataset: str, pixel_size: float):
     """Per-image metric files (rows shuffled), info.json files and test metadata of one dataset."""
     rng = np.random.default_rng(len(dataset))
     metrics, info, scores = [], {}, {}
     for noise in ("poisson-20", "poisson-200"):
         for model, gain in (("dncnn", 0.0), ("unet_s2", 0.5), ("unet_s4", 2.0)):
             seed_counts, value_range = _scores(rng, gain), _scores(rng, gain - 3.0)
-            if noise == infinite_seed_counts and model == "dncnn":
-                seed_counts[1] = np.inf  # every pixel saturated at 1 count: seed_counts undefined on that image
             scores[dataset, noise, model] = {"seed_counts": seed_counts, "range": value_range}
             part = pd.DataFrame({"dataset": dataset, "noise": noise, "method": model, "image": range(BASE.size),
                                  "psnr": seed_counts, "psnr_seed_counts": seed_counts, "psnr_range": value_range,
@@ -56,15 +54,14 @@ def test_gain_pairs_are_the_biased_supervised_unets_over_the_dncnn():
     assert gain_pairs(ENTRIES) == [("unet_s2", "dncnn"), ("unet_s4", "dncnn")]
 
 
-def test_gain_convention_prefers_seed_counts_where_finite():
-    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [30.0, 31.0], "psnr_range": [20.0, 21.0]})) == "seed_counts"
-    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [30.0, np.inf], "psnr_range": [20.0, 21.0]})) == "range"
-    assert gain_convention(pd.DataFrame({"psnr_seed_counts": [np.nan] * 2, "psnr_range": [20.0, 21.0]})) == "range"
-    assert gain_convention(pd.DataFrame({"psnr_range": [20.0, 21.0]})) == "range"
+def test_gain_convention_is_seed_counts_unless_the_metrics_leave_it_out():
+    assert gain_convention(["psnr", "psnr_range", "psnr_seed_counts"]) == "seed_counts"
+    assert gain_convention(["psnr", "psnr_seed_counts", "psnr_range"]) == "seed_counts"
+    assert gain_convention(["psnr", "psnr_range"]) == "range"
 
 
 def test_fov_gain_table_is_the_paired_difference_against_the_fov_in_angstroms(tmp_path):
-    quick = _write_dataset(tmp_path, "tem", 0.25, infinite_seed_counts="poisson-200")
+    quick = _write_dataset(tmp_path, "tem", 0.25)
     paper = _write_dataset(tmp_path, "tem_paper", 0.0625)
     out = {"csv": str(tmp_path / "fov_gain.csv"), "markdown": str(tmp_path / "fov_gain.md"),
            "png": str(tmp_path / "fov_gain.png"), "svg": str(tmp_path / "fov_gain.svg")}
@@ -76,10 +73,8 @@ def test_fov_gain_table_is_the_paired_difference_against_the_fov_in_angstroms(tm
         ["tem", "poisson-200", "unet_s2"], ["tem", "poisson-200", "unet_s4"]]
     scores = {**quick[3], **paper[3]}
     for _, row in table.iterrows():
-        # seed_counts unless an image of the pair is infinite there (tem, poisson-200): then range
-        expected = "range" if (row["dataset"], row["noise"]) == ("tem", "poisson-200") else "seed_counts"
-        assert row["convention"] == expected
-        unet, dncnn = (scores[row["dataset"], row["noise"], m][expected] for m in (row["model"], "dncnn"))
+        assert row["convention"] == "seed_counts"  # scored: the paper's convention, at every dose
+        unet, dncnn = (scores[row["dataset"], row["noise"], m]["seed_counts"] for m in (row["model"], "dncnn"))
         difference = paired_difference(unet, dncnn)
         assert (row["diff_mean"], row["diff_low"], row["diff_high"]) == pytest.approx(
             (difference.mean, difference.low, difference.high))
@@ -93,6 +88,6 @@ def test_fov_gain_table_is_the_paired_difference_against_the_fov_in_angstroms(tm
         assert row["counts_per_pixel"] == pytest.approx(dose * pixel**2)
     assert pd.read_csv(out["csv"])["diff_mean"].tolist() == pytest.approx(table["diff_mean"].tolist())
     markdown = open(out["markdown"]).read()
-    assert "unet_s4 − dncnn" in markdown and "220 / 55.0 / " in markdown and "range" in markdown
+    assert "unet_s4 − dncnn" in markdown and "220 / 55.0 / " in markdown and "| seed_counts |" in markdown
     for figure in ("png", "svg"):
         assert (tmp_path / f"fov_gain.{figure}").stat().st_size > 1000

@@ -389,7 +389,8 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
     assert len(gains) == 6 and all(len(g) == records["adapted_params"].iloc[0] for g in gains)
     score_case_job(adaptation_path=str(tmp_path / "adaptation.csv"), estimates_path=str(tmp_path / "estimates.npz"),
                    clean_path=str(tmp_path / "test.npz"), metadata_path=str(tmp_path / "test.csv"), domain="natural",
-                   tem_psnr=["range", "seed_counts"], table_path=str(tmp_path / "c.csv"), figure_path=str(tmp_path / "c.png"))
+                   tem_psnr=["range", "seed_counts"],
+                   reference_counts=0.45, table_path=str(tmp_path / "c.csv"), figure_path=str(tmp_path / "c.png"))
     table = pd.read_csv(tmp_path / "c.csv")
     assert len(table) == 6  # 3 images x 2 conditions
     assert np.allclose(table["psnr_pretrained"], table["psnr_same"])  # same weights, same crop
@@ -420,7 +421,8 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
               steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"), **common)
     score_curve_job(steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"),
                     clean_path=str(tmp_path / "test.npz"), metadata_path=str(tmp_path / "test.csv"), domain="natural",
-                    tem_psnr=["range", "seed_counts"], noise="gaussian-70", title="c",
+                   tem_psnr=["range", "seed_counts"],
+                    reference_counts=0.45, noise="gaussian-70", title="c",
                     table_stem=str(tmp_path / "curve"), figure_path=str(tmp_path / "curve.png"))
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert list(curve["step"]) == [0, 2, 4, 0, 2, 4]
@@ -434,8 +436,8 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
 
 
 def test_tem_case_tables_carry_both_psnr_conventions_scored_as_evaluate_scores(tmp_path) -> None:
-    """A TEM GainTuning case and its step curve are scored under range and seed_counts with the
-    pixel sizes of the test metadata; seed_counts is "–" where it is undefined (Gaussian noise)."""
+    """A TEM GainTuning case and its step curve are scored under range and seed_counts at the test
+    dataset's reference_counts, under Gaussian noise too (the base dose needs no dose of the condition)."""
     from temdenoise.adapt.experiments import save_arrays, score_case_job, score_curve_job, summary_job
     from temdenoise.io import save_stack, save_table
     from temdenoise.metrics import seed_counts_psnr
@@ -443,7 +445,6 @@ def test_tem_case_tables_carry_both_psnr_conventions_scored_as_evaluate_scores(t
     rng = np.random.default_rng(0)
     clean = [(1.0 - 0.6 * rng.random((12, 12))).astype(np.float32) for _ in range(2)]  # as stored
     save_stack(tmp_path / "test.npz", clean)
-    save_table(tmp_path / "test.csv", pd.DataFrame({"pixel_size": [0.3, 0.25]}))  # 0.9 and 0.625 counts/px at dose 10
     conditions = ("poisson-10", "gaussian-25")
     records = pd.DataFrame([{"case": "c", "noise": noise, "image": image, "loss": "sure", "lr": 0.01, "steps": 2,
                              "setting_from": "fixed by config", "adapted_fraction": 0.01}
@@ -452,36 +453,38 @@ def test_tem_case_tables_carry_both_psnr_conventions_scored_as_evaluate_scores(t
                  for noise in conditions for image in (0, 1) for label in ("noisy", "pretrained", "gaintuning")}
     save_table(tmp_path / "adaptation.csv", records)
     save_arrays(str(tmp_path / "estimates.npz"), estimates)
+    # two defoci of one simulated structure: one independent unit
+    save_table(tmp_path / "test.csv", pd.DataFrame({"item": [0, 1], "structure_id": "tem-test-00000"}))
     score_case_job(adaptation_path=str(tmp_path / "adaptation.csv"), estimates_path=str(tmp_path / "estimates.npz"),
                    clean_path=str(tmp_path / "test.npz"), metadata_path=str(tmp_path / "test.csv"), domain="tem",
-                   tem_psnr=["range", "seed_counts"], table_path=str(tmp_path / "c.csv"), figure_path=str(tmp_path / "c.png"))
+                   tem_psnr=["range", "seed_counts"],
+                   reference_counts=0.6, table_path=str(tmp_path / "c.csv"), figure_path=str(tmp_path / "c.png"))
     table = pd.read_csv(tmp_path / "c.csv")
     stored = {key: value.astype(np.float32) for key, value in estimates.items()}  # as the case job saves them
-    # by hand: image 1 at dose 10 e/A^2 and 0.25 A pixels, clean and estimate on the same central 8 x 8 crop
-    by_hand = seed_counts_psnr(clean[1][2:10, 2:10], stored["poisson-10/1/gaintuning"], dose=10, pixel_size=0.25)
-    row = table[(table["noise"] == "poisson-10") & (table["image"] == 1)].iloc[0]
-    assert row["gaintuning_psnr_seed_counts"] == pytest.approx(by_hand, rel=1e-12)
-    assert row["psnr_gaintuning"] == row["gaintuning_psnr_range"] == pytest.approx(
-        psnr(clean[1][2:10, 2:10], stored["poisson-10/1/gaintuning"], "tem"))
-    assert table[table["noise"] == "gaussian-25"]["pretrained_psnr_seed_counts"].isna().all()
+    for noise in conditions:
+        # by hand: image 1 at 0.6 counts per vacuum pixel, clean and estimate on the same central 8 x 8 crop
+        by_hand = seed_counts_psnr(clean[1][2:10, 2:10], stored[f"{noise}/1/gaintuning"], reference_counts=0.6)
+        row = table[(table["noise"] == noise) & (table["image"] == 1)].iloc[0]
+        assert row["gaintuning_psnr_seed_counts"] == pytest.approx(by_hand, rel=1e-12)
+        assert row["psnr_gaintuning"] == row["gaintuning_psnr_range"] == pytest.approx(
+            psnr(clean[1][2:10, 2:10], stored[f"{noise}/1/gaintuning"], "tem"))
 
     summary_job([str(tmp_path / "c.csv")], {"c": "ood"}, {"ood": str(tmp_path / "ood")})
     summary = pd.read_csv(tmp_path / "ood.csv")
-    poisson = table[table["noise"] == "poisson-10"]
-    assert summary["gaintuning_psnr_seed_counts"].iloc[0] == pytest.approx(poisson["gaintuning_psnr_seed_counts"].mean())
-    assert summary["gaintuning_psnr_range"].iloc[0] == pytest.approx(poisson["psnr_gaintuning"].mean())
+    means = table.groupby("noise", sort=False)[["gaintuning_psnr_seed_counts", "psnr_gaintuning"]].mean()
+    for column, mean in (("gaintuning_psnr_seed_counts", "gaintuning_psnr_seed_counts"),
+                         ("gaintuning_psnr_range", "psnr_gaintuning")):
+        assert summary[column].to_numpy() == pytest.approx(means[mean].to_numpy())
     markdown = (tmp_path / "ood.md").read_text()
     assert "psnr_range:" in markdown and "psnr_seed_counts:" in markdown  # the header names both conventions
-    gaussian_row = next(line for line in markdown.splitlines() if "gaussian-25" in line)
-    assert "–" in gaussian_row
 
     save_table(tmp_path / "steps.csv", pd.DataFrame({"mode": ["gains", "gains"], "step": [0, 2], "loss": "sure",
                                                      "lr": 0.01, "adapted_params": 5, "setting_from": "fixed by config"}))
     save_arrays(str(tmp_path / "curve.npz"), {"gains/0": estimates["poisson-10/0/pretrained"],
                                               "gains/2": estimates["poisson-10/0/gaintuning"]})
     score_curve_job(steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"),
-                    clean_path=str(tmp_path / "test.npz"), metadata_path=str(tmp_path / "test.csv"), domain="tem",
-                    tem_psnr=["range", "seed_counts"], noise="poisson-10", title="c",
+                    clean_path=str(tmp_path / "test.npz"), domain="tem", tem_psnr=["range", "seed_counts"],
+                    reference_counts=0.6, noise="poisson-10", title="c",
                     table_stem=str(tmp_path / "curve"), figure_path=str(tmp_path / "curve.png"))
     curve = pd.read_csv(tmp_path / "curve.csv")
     assert curve["psnr_seed_counts"].iloc[1] == pytest.approx(table.loc[

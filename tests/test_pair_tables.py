@@ -99,24 +99,25 @@ def test_evaluate_split_scores_each_frame_of_a_video(tmp_path):
     save_stack(tmp_path / "estimate.npz", estimate)
     # one metadata row per frame, as the simulator writes for videos
     metadata = tmp_path / "test.csv"
-    pd.DataFrame({"item": [0, 0, 0, 1, 1, 1], "frame": [0, 1, 2] * 2, "pixel_size": [0.1] * 6}).to_csv(metadata)
+    pd.DataFrame({"item": [0, 0, 0, 1, 1, 1], "frame": [0, 1, 2] * 2, "structure_id": ["a"] * 3 + ["b"] * 3}).to_csv(metadata)
     videos, frames = tmp_path / "v.csv", tmp_path / "f.csv"
     evaluate_split(str(tmp_path / "clean.npz"), str(tmp_path / "estimate.npz"), str(metadata), "tem_video", "tem",
-                   ["range", "seed_counts"], "poisson-20", "udvd5", str(videos), str(frames))
+                   ["range", "seed_counts"], 0.2, "poisson-20", "udvd5", str(videos), str(frames))
     per_video, per_frame = pd.read_csv(videos), pd.read_csv(frames)
     assert len(per_video) == 2 and set(FRAME_METRIC_COLUMNS) <= set(per_frame.columns)
     assert ["psnr_range", "psnr_seed_counts"] == [c for c in per_frame.columns if c.startswith("psnr_")]
     assert (per_frame["psnr"] == per_frame["psnr_range"]).all()
-    # 20 e/A^2 x 0.01 A^2 = 0.2 count per unit intensity: nothing reaches the 1-count clamp, so the two
+    # 0.2 count per unit intensity at the base dose: nothing reaches the 1-count clamp, so the two
     # conventions differ by the peak alone, 1 count vs the clean frame's range (0.2 x range in counts)
     ranges = np.array([np.ptp(frame) for video in clean for frame in video])
     expected = per_frame["psnr_range"] - 20 * np.log10(0.2 * ranges)
     assert per_frame["psnr_seed_counts"].to_numpy() == pytest.approx(expected.to_numpy(), abs=1e-3)
     assert per_frame[["image", "frame"]].values.tolist() == [[v, f] for v in range(2) for f in range(3)]
+    assert per_frame["unit"].tolist() == ["a"] * 3 + ["b"] * 3 and (per_frame["unit_kind"] == "video").all()
     noisy_frame = per_frame.groupby("frame")["psnr"].mean()
     assert noisy_frame[1] == pytest.approx(noisy_frame[0] - 20, abs=1.0)  # 10x the noise: -20 dB
     with pytest.raises(ValueError, match="videos"):
         save_stack(tmp_path / "images.npz", [c[0] for c in clean])
         save_stack(tmp_path / "denoised.npz", [e[0] for e in estimate])
         evaluate_split(str(tmp_path / "images.npz"), str(tmp_path / "denoised.npz"), str(metadata), "tem", "tem",
-                       ["range"], "poisson-20", "x", str(videos), str(frames))
+                       ["range"], 0.2, "poisson-20", "x", str(videos), str(frames))

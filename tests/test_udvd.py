@@ -459,17 +459,16 @@ def test_augmentation_study_trains_on_the_noisy_video_and_only_scoring_reads_the
     assert list(table["variant"]) == [v["name"] for v in AUGMENTATION_VARIANTS] and "psnr" not in table
     assert all(e.shape == (5, 16, 16) for e in load_stack(estimates))  # the configured frames and crop
     csv, markdown = str(tmp_path / "table.csv"), str(tmp_path / "table.md")
-    # pixel sizes of the metadata: 20 e/A^2 x (0.15 A)^2 = 0.45 counts per unit intensity for the scored video
-    pd.DataFrame({"pixel_size": [0.15, 0.5]}).to_csv(tmp_path / "test.csv", index=False)
     write_augmentation_table(runs, estimates, str(tmp_path / "clean.npz"), str(tmp_path / "noisy.npz"),
-                             str(tmp_path / "test.csv"), section, "tem", ["range", "seed_counts"], csv, markdown)
+                             section, "tem", ["range", "seed_counts"], 0.45, csv, markdown)
     scored = pd.read_csv(csv)
     crop = clean[0][:5, 2:18, 2:18]  # the scoring cuts the clean video as the training job cut the noisy one
     for row in scored.itertuples():
         estimate = load_stack(estimates)[row.estimate]
         assert row.psnr == row.psnr_range == pytest.approx(psnr(crop, estimate, "tem"))
-        assert row.psnr_seed_counts == pytest.approx(seed_counts_psnr(crop, estimate, dose=20, pixel_size=0.15))
-        assert np.isfinite(row.psnr_seed_counts)  # below one count per pixel: not saturated
+        # at the base dose's 0.45 counts per vacuum pixel, not the condition's 5 (20 e/A^2 x (0.5 A)^2)
+        assert row.psnr_seed_counts == pytest.approx(seed_counts_psnr(crop, estimate, reference_counts=0.45))
+        assert np.isfinite(row.psnr_seed_counts)
         assert row.noisy_psnr == pytest.approx(psnr(crop, noisy[0][:5, 2:18, 2:18], "tem"))
     text = Path(markdown).read_text()
     assert "psnr_range:" in text and "psnr_seed_counts mean (dB)" in text  # the header names both columns

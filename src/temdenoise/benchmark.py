@@ -13,7 +13,7 @@ import pandas as pd
 
 from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
-from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition, scoring_pixel_sizes
+from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
 from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
 from temdenoise.stats import metadata_units
 
@@ -85,6 +85,7 @@ def evaluate_split(
     dataset: str,
     domain: str,
     tem_psnr: Sequence[str],
+    reference_counts: float,
     noise: str,
     method: str,
     out: str,
@@ -92,7 +93,9 @@ def evaluate_split(
 ) -> None:
     """Per-image PSNR and SSIM of an estimate (see :mod:`temdenoise.metrics` for the conventions):
     columns of :data:`METRIC_COLUMNS`, TEM datasets also ``psnr_<name>`` per convention of
-    ``tem_psnr`` (:func:`temdenoise.metrics.psnr_columns`; pixel sizes from ``metadata_path``).
+    ``tem_psnr`` (:func:`temdenoise.metrics.psnr_columns`; ``seed_counts`` at the dataset's
+    ``reference_counts`` per vacuum pixel); each item's independent unit (``unit``, ``unit_kind``)
+    from the split's ``metadata_path`` (:func:`temdenoise.stats.metadata_units`).
 
     Videos are scored whole (PSNR over all frames) in ``out``; ``frames_out``, for video datasets,
     adds one row per frame, the items of the paired comparisons of the UDVD table.
@@ -101,26 +104,23 @@ def evaluate_split(
     estimate = load_stack(estimate_path)
     if len(clean) != len(estimate):
         raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
-    condition = parse_condition(noise)
-    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
     units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
 
-    def scores(c: np.ndarray, e: np.ndarray, pixel_size: float) -> dict[str, float]:
-        psnr = metrics.psnr_columns(c, e, domain, tem_psnr, condition, pixel_size)
+    def scores(c: np.ndarray, e: np.ndarray) -> dict[str, float]:
+        psnr = metrics.psnr_columns(c, e, domain, tem_psnr, reference_counts)
         return psnr | {"ssim": metrics.ssim(c, e, domain)}
 
     key = {"dataset": dataset, "noise": noise, "method": method}
-    items = list(enumerate(zip(clean, estimate, sizes)))
-    rows = [key | {"image": index, "unit": units[index], "unit_kind": unit_kind} | scores(c, e, size)
-            for index, (c, e, size) in items]
+    rows = [key | {"image": index, "unit": units[index], "unit_kind": unit_kind} | scores(c, e)
+            for index, (c, e) in enumerate(zip(clean, estimate))]
     save_table(out, pd.DataFrame(rows))
     if frames_out is None:
         return
     if any(np.ndim(item) != 3 for item in clean):
         raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
     frames = [
-        key | {"image": index, "frame": frame, "unit": units[index], "unit_kind": unit_kind} | scores(cf, ef, size)
-        for index, (c, e, size) in items
+        key | {"image": index, "frame": frame, "unit": units[index], "unit_kind": unit_kind} | scores(cf, ef)
+        for index, (c, e) in enumerate(zip(clean, estimate))
         for frame, (cf, ef) in enumerate(zip(c, e))
     ]
     save_table(frames_out, pd.DataFrame(frames))
@@ -143,7 +143,7 @@ def score_statistics(tidy: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     scores = ["psnr", *(f"psnr_{name}" for name in metrics.tem_psnr_conventions(tidy.columns)), "ssim"]
     statistics = {f"{column}_{stat}": (column, stat) for column in scores for stat in ("mean", "std")}
     summary = tidy.groupby(list(by), sort=False).agg(**statistics, images=("psnr", "size")).reset_index()
-    for column in scores:  # one item has no spread; a score undefined in a group (seed_counts, Gaussian) stays NaN
+    for column in scores:  # one item has no spread; a score undefined in a group (TEM convention, natural) stays NaN
         std, defined = summary[f"{column}_std"], summary[f"{column}_mean"].notna()
         summary[f"{column}_std"] = std.mask(std.isna() & defined, 0.0)
     return summary

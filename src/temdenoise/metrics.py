@@ -8,25 +8,36 @@ Conventions (repeated in every table header, see :data:`CONVENTION` and :data:`T
 
   - ``range``: ``data_range = max(clean) - min(clean)`` of each clean image, no clamping;
   - ``seed_counts``: the convention of Mohan et al., "Deep denoising for scientific discovery"
-    (IEEE TCI 2022), ``utils/metrics.py`` of their code: clean and estimate in expected electron
-    counts per pixel (intensity x dose x pixel area), both scaled by 255 and clamped to
-    [0, 255] in float32, PSNR with ``data_range = 255`` (that is: clamped to [0, 1] count,
-    data range 1). Defined for Poisson conditions only (a Gaussian condition has no dose).
+    (IEEE TCI 2022), as their code scores at every dose: ``train.py`` holds clean images in
+    expected counts per pixel at the test dose and calls ``psnr(clean / noise_scale, denoised /
+    noise_scale)``, ``noise_scale`` = test dose / base dose, and ``psnr`` (``utils/metrics.py``)
+    scales both by 255, clamps them to [0, 255] in float32 and uses ``data_range = 255``. That is:
+    clean and estimate in counts per pixel at the *base* dose (intensity x the dataset's
+    ``reference_counts``, the counts of a vacuum pixel there: 0.45 in the paper), clamped to
+    [0, 1] count, data range 1, whatever the dose of the condition (so also under Gaussian noise).
+
+Both TEM conventions are capped at :data:`PSNR_CEILING` in the tables (:func:`psnr_columns`): an
+estimate equal to the clean image (or, under ``seed_counts``, equal to it once both are clamped)
+has no error and would score ``inf``, which no mean or paired difference survives.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
 
-from temdenoise.conditions import NoiseCondition
-
 TEM_PSNR = {
     "range": "normalised intensity (vacuum=1), data_range=max(clean)-min(clean) per image",
-    "seed_counts": "expected electron counts per pixel at the condition's dose and pixel size, clean and estimate "
-    "clamped to [0,1] count, data_range=1 (the TEM paper's code)",
+    "seed_counts": "expected electron counts per pixel at the dataset's base dose (intensity x reference_counts, "
+    "whatever the condition's dose), clean and estimate clamped to [0,1] count, data_range=1 (the TEM paper's code)",
 }
+
+PSNR_CEILING = 20 * math.log10(2**23)
+"""The highest TEM PSNR (dB) of a table, about 138.5 dB: the PSNR of an error of one float32
+rounding step (2^-23) of the data range. Estimates are stored in float32, so a smaller error is
+below their precision; a perfect estimate scores this instead of ``inf``."""
 
 CONVENTION = {
     "unit": "PSNR and SSIM per image; natural: estimate clamped to [0,1], data_range=1; "
@@ -71,14 +82,14 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, domain: str) -> float:
     return float(peak_signal_noise_ratio(clean, _prepare(estimate, domain), data_range=data_range(clean, domain)))
 
 
-def seed_counts_psnr(clean: np.ndarray, estimate: np.ndarray, dose: float, pixel_size: float) -> float:
+def seed_counts_psnr(clean: np.ndarray, estimate: np.ndarray, reference_counts: float) -> float:
     """PSNR in dB of the TEM paper's code (module docstring, ``seed_counts``) of normalised-intensity
-    images at ``dose`` (e/A^2) and ``pixel_size`` (A): counts per pixel, x255, clamped to [0, 255]
-    in float32, ``data_range = 255`` (videos: over all frames)."""
-    counts_per_intensity = dose * pixel_size**2
+    images, vacuum = ``reference_counts`` counts per pixel (the base dose, whatever the condition's):
+    counts per pixel, x255, clamped to [0, 255] in float32, ``data_range = 255`` (videos: over all
+    frames)."""
 
     def to_byte_scale(image: np.ndarray) -> np.ndarray:
-        counts = np.asarray(image, dtype=np.float64) * counts_per_intensity
+        counts = np.asarray(image, dtype=np.float64) * reference_counts
         return np.clip(counts * 255, 0, 255).astype(np.float32)
 
     return float(peak_signal_noise_ratio(to_byte_scale(clean), to_byte_scale(estimate), data_range=255))
@@ -89,12 +100,12 @@ def psnr_columns(
     estimate: np.ndarray,
     domain: str,
     conventions: Sequence[str],
-    condition: NoiseCondition,
-    pixel_size: float,
+    reference_counts: float,
 ) -> dict[str, float]:
     """PSNR columns of one item: ``psnr`` under the primary (first) convention and ``psnr_<name>``
-    for every TEM convention of ``conventions``; natural images have ``psnr`` only. ``seed_counts``
-    is NaN under a Gaussian condition (no dose)."""
+    for every TEM convention of ``conventions``, each at most :data:`PSNR_CEILING`; natural images
+    have ``psnr`` only. ``reference_counts``: the dataset's counts per vacuum pixel at the base dose
+    (``seed_counts``)."""
     if domain != "tem":
         return {"psnr": psnr(clean, estimate, domain)}
     unknown = set(conventions) - set(TEM_PSNR)
@@ -103,18 +114,18 @@ def psnr_columns(
     scores = {}
     for name in conventions:
         if name == "range":
-            scores[name] = psnr(clean, estimate, domain)
-        elif condition.kind == "poisson":
-            scores[name] = seed_counts_psnr(clean, estimate, condition.level, pixel_size)
+            score = psnr(clean, estimate, domain)
         else:
-            scores[name] = float("nan")
+            score = seed_counts_psnr(clean, estimate, reference_counts)
+        scores[name] = min(score, PSNR_CEILING)  # no error: a finite cell, so means and paired differences stay defined
     return {"psnr": scores[conventions[0]]} | {f"psnr_{name}": score for name, score in scores.items()}
 
 
 def psnr_header(conventions: Sequence[str]) -> str:
     """The table-header sentence naming the TEM PSNR columns of ``conventions`` (primary first)."""
     named = "; ".join(f"psnr_{name}: {TEM_PSNR[name]}" for name in conventions)
-    return f"TEM PSNR columns: {named}; psnr (rankings, paired differences) = psnr_{conventions[0]}"
+    return (f"TEM PSNR columns: {named}; psnr (rankings, paired differences) = psnr_{conventions[0]}; "
+            f"each capped at {PSNR_CEILING:.1f} dB (an estimate with no error)")
 
 
 def table_convention(conventions: Sequence[str]) -> str:
@@ -134,7 +145,7 @@ def tem_psnr_conventions(columns: Sequence[str]) -> list[str]:
 
 def format_psnr_mean(value: float) -> str:
     """A mean PSNR cell of a Markdown/LaTeX table: two decimals, "–" where the convention is
-    undefined (NaN: ``seed_counts`` under Gaussian noise or on natural images)."""
+    undefined (NaN: a TEM convention on natural images)."""
     return "–" if np.isnan(value) else f"{value:.2f}"
 
 

@@ -93,17 +93,6 @@ def item_pixel_sizes(metadata: "pd.DataFrame", n_items: int) -> np.ndarray:
     return sizes.astype(np.float64)
 
 
-def scoring_pixel_sizes(metadata_path: str, domain: str, n_items: int) -> np.ndarray:
-    """Pixel size (A) of each item for the PSNR conventions of :func:`temdenoise.metrics.psnr_columns`:
-    a TEM split's from its metadata csv (``seed_counts`` converts intensity into counts per pixel);
-    1 for natural images, whose metrics have no physical pixel."""
-    if domain != "tem":
-        return np.ones(n_items)
-    import pandas as pd
-
-    return item_pixel_sizes(pd.read_csv(metadata_path), n_items)
-
-
 def noisy_stack(
     clean: Sequence[np.ndarray], pixel_sizes: Sequence[float], condition: NoiseCondition, seed: int
 ) -> list[np.ndarray]:

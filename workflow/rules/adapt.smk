@@ -93,7 +93,7 @@ rule gaintuning_score:
         adaptation="results/adapt/{case}/adaptation.csv",
         estimates="results/adapt/{case}/estimates.npz",
         clean=lambda wildcards: clean_split(GAINTUNING_CASES[wildcards.case]["test"], "test"),
-        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
+        # each image's independent unit (its structure) for the paired differences
         metadata=lambda wildcards: clean_metadata(GAINTUNING_CASES[wildcards.case]["test"], "test"),
     output:
         table="results/adapt/{case}/metrics.csv",
@@ -113,6 +113,7 @@ rule gaintuning_score:
     params:
         domain=lambda wildcards: config["datasets"][GAINTUNING_CASES[wildcards.case]["test"]]["domain"],
         tem_psnr=config["metrics"]["tem_psnr"],
+        reference_counts=lambda wildcards: dataset_reference_counts(GAINTUNING_CASES[wildcards.case]["test"]),
     script:
         "../../scripts/gaintuning_score.py"
 
@@ -172,7 +173,6 @@ rule gaintuning_curve_score:
         steps="results/adapt/curve/steps.csv",
         estimates="results/adapt/curve/estimates.npz",
         clean=lambda wildcards: clean_split(GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"], "test"),
-        metadata=lambda wildcards: clean_metadata(GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"], "test"),
     output:
         expand("results/tables/gaintuning_curve.{ext}", ext=["csv", "md", "tex"]),
         figure=report("results/plots/gaintuning_curve.png", caption="../report/gaintuning.rst", category="GainTuning"),
@@ -189,6 +189,9 @@ rule gaintuning_curve_score:
     params:
         section=GAINTUNING,
         tem_psnr=config["metrics"]["tem_psnr"],
+        reference_counts=lambda wildcards: dataset_reference_counts(
+            GAINTUNING_CASES[GAINTUNING["curve"]["case"]]["test"]
+        ),
     script:
         "../../scripts/gaintuning_curve_score.py"
 

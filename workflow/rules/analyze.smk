@@ -255,8 +255,6 @@ rule udvd_augmentation_table:
         estimates="results/udvd_augmentation/denoised.npz",
         noisy=lambda wildcards: noisy_split(UDVD["dataset"], UDVD_AUGMENTATION["noise"], "test"),
         clean=lambda wildcards: clean_split(UDVD["dataset"], "test"),
-        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
-        metadata=lambda wildcards: clean_metadata(UDVD["dataset"], "test"),
     output:
         csv="results/tables/udvd_augmentation.csv",
         markdown=report(
@@ -276,6 +274,7 @@ rule udvd_augmentation_table:
         section=UDVD_AUGMENTATION,
         domain=lambda wildcards: config["datasets"][UDVD["dataset"]]["domain"],
         tem_psnr=config["metrics"]["tem_psnr"],
+        reference_counts=lambda wildcards: dataset_reference_counts(UDVD["dataset"]),
     script:
         "../../scripts/udvd_augmentation_table.py"
 

@@ -299,6 +299,11 @@ def clean_metadata(dataset, split):
     return f"results/data/{dataset}/{split}.csv"
 
 
+def dataset_reference_counts(dataset):
+    """Counts per vacuum pixel at the base dose of the dataset's seed_counts PSNR (scoring rules' params)."""
+    return config["datasets"][dataset]["reference_counts"]
+
+
 def noisy_split(dataset, noise, split):
     return f"results/noisy/{dataset}/{noise}/{split}.npz"
 

@@ -58,7 +58,7 @@ rule evaluate:
     input:
         clean="results/data/{dataset}/test.npz",
         estimate=estimate_file,
-        # pixel sizes: the seed_counts PSNR converts intensity into counts per pixel
+        # each item's independent unit (its structure or video) for the paired differences
         metadata="results/data/{dataset}/test.csv",
     output:
         scores="results/metrics/{dataset}/{noise}/{model}.csv",
@@ -77,6 +77,7 @@ rule evaluate:
     params:
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
         tem_psnr=config["metrics"]["tem_psnr"],
+        reference_counts=lambda wildcards: dataset_reference_counts(wildcards.dataset),
     script:
         "../../scripts/evaluate.py"
 

@@ -55,7 +55,7 @@ from temdenoise.metrics import (  # noqa: E402
 )
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
-from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition, scoring_pixel_sizes  # noqa: E402
+from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition  # noqa: E402
 from temdenoise.stats import format_interval, holm, metadata_units, paired_table  # noqa: E402
 
 SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
@@ -362,23 +362,22 @@ def score_case(
     clean: Sequence[np.ndarray],
     domain: str,
     tem_psnr: Sequence[str],
-    pixel_sizes: Sequence[float],
+    reference_counts: float,
 ) -> pd.DataFrame:
     """PSNR/SSIM of every estimate of every adapted item against its clean crop (one row per item).
 
     Per method label: ``psnr_<label>`` (the primary convention, which the paired differences use),
     ``ssim_<label>`` and, for TEM, ``<label>_psnr_<name>`` per convention of ``tem_psnr``, scored by
-    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (NaN where undefined:
-    ``seed_counts`` under Gaussian noise)."""
+    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (``seed_counts`` at the
+    test dataset's ``reference_counts``)."""
     rows = []
     for record in records.to_dict("records"):
         prefix = estimate_key(record["noise"], record["image"], "")
         outputs = {key[len(prefix):]: value for key, value in estimates.items() if key.startswith(prefix)}
         truth = crop_to(clean[record["image"]], next(iter(outputs.values())).shape[-2:])
-        condition, pixel_size = parse_condition(record["noise"]), float(pixel_sizes[record["image"]])
         scores = {}
         for label, out in outputs.items():
-            columns = psnr_columns(truth, out, domain, tem_psnr, condition, pixel_size)
+            columns = psnr_columns(truth, out, domain, tem_psnr, reference_counts)
             scores[f"psnr_{label}"] = columns.pop("psnr")
             scores.update({f"{label}_{name}": value for name, value in columns.items()})
         scores.update({f"ssim_{label}": ssim(truth, out, domain) for label, out in outputs.items()})
@@ -395,18 +394,17 @@ def score_case_job(
     metadata_path: str,
     domain: str,
     tem_psnr: Sequence[str],
+    reference_counts: float,
     table_path: str,
     figure_path: str,
 ) -> None:
-    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images (pixel
-    sizes and each image's independent unit from the test split's ``metadata_path``,
-    :func:`score_case`, :func:`temdenoise.stats.metadata_units`), and the before/after
-    figure of its first item."""
+    """Rule ``gaintuning_score``: per-image metrics of a case against the clean test images
+    (:func:`score_case`; each image's independent unit from the test split's ``metadata_path``,
+    :func:`temdenoise.stats.metadata_units`), and the before/after figure of its first item."""
     records = pd.read_csv(adaptation_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
-    sizes = scoring_pixel_sizes(metadata_path, domain, len(clean))
-    table = score_case(records, estimates, clean, domain, tem_psnr, sizes)
+    table = score_case(records, estimates, clean, domain, tem_psnr, reference_counts)
     units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
     table.insert(3, "unit", [units[image] for image in table["image"]])
     table.insert(4, "unit_kind", unit_kind)
@@ -451,7 +449,7 @@ def case_convention(conventions: Sequence[str]) -> str:
     if not conventions:
         return CONVENTION["unit"]
     return (f"{table_convention(conventions)}; a column <method> is that method's mean psnr, <method>_psnr_<name> "
-            "its mean under convention psnr_<name> (– where undefined: seed_counts under Gaussian noise, natural images)")
+            "its mean under convention psnr_<name> (– on natural images)")
 
 
 def compared_labels(per_image: pd.DataFrame) -> list[str]:
@@ -510,7 +508,7 @@ def adjust_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 def shown_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary for md/tex (after :func:`adjust_summary`): each paired difference as one cell,
-    e.g. ``+0.52 dB [-0.10, +1.14] not resolved``; a PSNR convention undefined for a row as "–"."""
+    e.g. ``+0.52 dB [-0.10, +1.14] not resolved``; a TEM PSNR convention on a row of natural images as "–"."""
     shown = summary.copy()
     for column in convention_columns(summary.columns):
         shown[column] = [format_psnr_mean(value) for value in summary[column]]
@@ -538,10 +536,9 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
         "GainTuning, of the bias-free model and of the model trained on the wide range. " + paired,
         "shift": "GainTuning under distribution shift (train -> test data): mean PSNR (dB). " + paired,
     }
-    kept = convention_columns(combined.columns)  # an undefined convention stays a column of "–"
     for kind, stem in stems.items():
         part = combined[combined["case"].map(kinds) == kind]
-        part = adjust_summary(part[[c for c in part.columns if c in kept or part[c].notna().any()]])
+        part = adjust_summary(part[[c for c in part.columns if part[c].notna().any()]])
         save_tables(stem, part, captions[kind], shown_summary(part), case_convention(conventions_of(part.columns)))
 
 
@@ -584,18 +581,16 @@ def curve_job(
 
 
 def score_curve_job(
-    *, steps_path: str, estimates_path: str, clean_path: str, metadata_path: str, domain: str, tem_psnr: Sequence[str],
-    noise: str, title: str, table_stem: str, figure_path: str,
+    *, steps_path: str, estimates_path: str, clean_path: str, domain: str, tem_psnr: Sequence[str],
+    reference_counts: float, noise: str, title: str, table_stem: str, figure_path: str,
 ) -> None:
     """Rule ``gaintuning_curve_score``: PSNR against adaptation steps of the first test item
     (``psnr`` and, for TEM, ``psnr_<name>`` per convention of ``tem_psnr``, as ``evaluate`` scores)."""
     curve = pd.read_csv(steps_path)
     estimates = load_arrays(estimates_path)
     clean = load_stack(clean_path)
-    pixel_size = float(scoring_pixel_sizes(metadata_path, domain, len(clean))[0])
     truth = crop_to(clean[0], next(iter(estimates.values())).shape[-2:])
-    condition = parse_condition(noise)
-    scores = pd.DataFrame([psnr_columns(truth, estimates[f"{mode}/{step}"], domain, tem_psnr, condition, pixel_size)
+    scores = pd.DataFrame([psnr_columns(truth, estimates[f"{mode}/{step}"], domain, tem_psnr, reference_counts)
                            for mode, step in zip(curve["mode"], curve["step"])])
     curve = pd.concat([curve, scores], axis=1)
     first = curve.iloc[0]  # a gains row: the case's loss and lr, chosen on validation or fixed by config

@@ -8,8 +8,8 @@ set here against the FoV in angstroms (and projected support cells): one point p
 UNet, noise condition), the paired PSNR difference UNet - DnCNN over the test structures (each
 structure's images averaged: they share the particle) with its 95% interval and a verdict
 Holm-adjusted over the table (:mod:`temdenoise.stats`). The PSNR is the paper's ``seed_counts``
-convention where it is defined (present and finite on every image of both models), else ``range``
-(:mod:`temdenoise.metrics`); each row names the one it uses.
+convention (counts at the dataset's base dose, whatever the condition's: :mod:`temdenoise.metrics`)
+unless the config's ``metrics.tem_psnr`` leaves it out, then ``range``; each row names the one it uses.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from temdenoise.report.tem_table import fov_text  # noqa: E402
 from temdenoise.stats import DIFF_COLUMNS, adjust_family, paired_table  # noqa: E402
 
 CONVENTIONS = ("seed_counts", "range")
-"""PSNR conventions of the gain, in order of preference (the seed's first)."""
+"""PSNR conventions of the gain, in order of preference (the seed's first): the first one scored is used."""
 
 COLUMNS = ["dataset", "noise", "counts_per_pixel", "model", "reference", "convention",
            "fov", "fov_angstrom", "fov_cells", "reference_fov", "reference_fov_angstrom", "reference_fov_cells",
@@ -50,18 +50,15 @@ def gain_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]
     return [(unet, dncnn) for unet in supervised_biased(entries, "unet") for dncnn in supervised_biased(entries, "dncnn")]
 
 
-def gain_convention(scores: pd.DataFrame) -> str:
-    """The first of :data:`CONVENTIONS` scored and finite on every row of ``scores`` (the per-image
-    metrics of the two compared models on one condition); ``range`` when none is."""
-    for name in CONVENTIONS:
-        column = f"psnr_{name}"
-        if column in scores and np.isfinite(scores[column].to_numpy(dtype=float)).all():
-            return name
-    return CONVENTIONS[-1]
+def gain_convention(columns: Sequence[str]) -> str:
+    """The first of :data:`CONVENTIONS` with a ``psnr_<name>`` column among ``columns`` (those of the
+    per-image metrics; the schema requires one of them)."""
+    return next(name for name in CONVENTIONS if f"psnr_{name}" in columns)
 
 
 def counts_per_pixel(noise: str, pixel_size: float) -> float:
-    """Expected electrons per vacuum pixel of a Poisson condition (dose x pixel area); NaN otherwise."""
+    """Expected electrons per vacuum pixel of a Poisson condition (dose x pixel area; it describes the
+    condition: ``seed_counts`` scores at the base dose whatever it is); NaN otherwise."""
     condition = parse_condition(noise)
     return condition.level * pixel_size**2 if condition.kind == "poisson" else np.nan
 
@@ -74,13 +71,12 @@ def dataset_gains(
 ) -> pd.DataFrame:
     """The FoV gains of one dataset: a row per (noise condition, pair) of ``pairs`` scored in
     ``tidy`` (its per-image metrics), with both networks' FoVs (``fov``, px) in px, A and cells."""
-    rows = []
+    rows, convention = [], gain_convention(tidy.columns)
     for noise, part in tidy.groupby("noise", sort=False):
         for model, reference in pairs:
             scores = part[part["method"].isin([model, reference])]
             if set(scores["method"]) != {model, reference}:
                 continue
-            convention = gain_convention(scores)
             (pair,) = paired_table(scores, [(model, reference)], by=["noise"], score=f"psnr_{convention}",
                                    family=None).to_dict("records")
             rows.append({
@@ -131,8 +127,9 @@ def _markdown(table: pd.DataFrame) -> str:
         "verdict": table["verdict"],
     })
     return ("# FoV gain: UNet − DnCNN on the TEM test images against the FoV in angstroms\n\n"
-            f"PSNR: `seed_counts` (the TEM paper's, in counts per pixel) where it is finite on every image, "
-            f"else `range` (column PSNR). FoV: measured gradient support, in px, in Å at the test pixel, and in "
+            "PSNR: `seed_counts` (the TEM paper's: counts per pixel at the dataset's base dose, clamped to "
+            "[0, 1] count) when the metrics score it, else `range` (column PSNR). FoV: measured gradient "
+            "support, in px, in Å at the test pixel, and in "
             f"projected support cells ((FoV in Å)² / projected cell area). {delta_note('the whole table')}.\n\n"
             + display.to_markdown(index=False) + "\n")
 

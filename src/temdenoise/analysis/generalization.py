@@ -146,12 +146,12 @@ def run_generalization(
     entries: Mapping[str, Mapping[str, Any]],
 ) -> pd.DataFrame:
     """Tables (``csv``, ``markdown``, ``latex``: the primary ``psnr`` and every other TEM convention's
-    column defined on the dataset), bias-free vs biased pairs (``pairs``) and plot (``png``, ``svg``,
+    column), bias-free vs biased pairs (``pairs``) and plot (``png``, ``svg``,
     primary ``psnr``) of one dataset's study; ``entries``: the models' method entries. Returns the
     primary table."""
     tidy = collect_metrics(metric_paths)
     conventions = metrics.tem_psnr_conventions(tidy.columns)
-    scores = ["psnr", *(f"psnr_{name}" for name in conventions[1:] if tidy[f"psnr_{name}"].notna().any())]
+    scores = ["psnr", *(f"psnr_{name}" for name in conventions[1:])]
     tables = {score: generalization_table(metric_paths, models, train_noise, score) for score in scores}
     pairs = generalization_pairs(metric_paths, {m: entries[m] for m in models})
     write_generalization_tables(tables, pairs, dataset, conventions, outputs["csv"], outputs["markdown"],

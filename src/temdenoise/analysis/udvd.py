@@ -20,8 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from temdenoise.conditions import parse_condition
-from temdenoise.metrics import format_psnr_mean, psnr_columns, table_convention, tem_psnr_conventions
+from temdenoise.metrics import psnr_columns, table_convention, tem_psnr_conventions
 from temdenoise.models.udvd import denoise_video, frame_windows
 from temdenoise.train.engine import TrainSettings
 from temdenoise.train.self_supervised import fit_single_video
@@ -107,12 +106,11 @@ def score_augmentation(
     noisy_videos: Sequence[np.ndarray],
     domain: str,
     tem_psnr: Sequence[str],
-    noise: str,
-    pixel_sizes: Sequence[float],
+    reference_counts: float,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """PSNR of every run of :func:`augmentation_estimates` against the clean video, scored by
-    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (condition ``noise``,
-    each video's pixel size from ``pixel_sizes``).
+    :func:`temdenoise.metrics.psnr_columns` as the ``evaluate`` rule scores (``seed_counts`` at the
+    dataset's ``reference_counts``).
 
     Returns the runs with ``psnr`` (over the whole video, primary convention), for TEM
     ``psnr_<name>`` per convention of ``tem_psnr``, and ``noisy_psnr``; and a tidy per-frame table
@@ -122,7 +120,6 @@ def score_augmentation(
     if len(clean_videos) != len(noisy_videos) or runs["video"].max() >= len(clean_videos):
         raise ValueError(f"{len(clean_videos)} clean and {len(noisy_videos)} noisy videos for runs on "
                          f"{runs['video'].nunique()} videos")
-    condition = parse_condition(noise)
     scores, frames = [], []
     for row in runs.itertuples():
         clean, estimate = clean_videos[row.video], estimates[row.estimate]
@@ -130,7 +127,7 @@ def score_augmentation(
             raise ValueError(f"estimate {row.estimate} has shape {estimate.shape}, its clean video {clean.shape}")
 
         def score(reference: np.ndarray, image: np.ndarray) -> dict[str, float]:
-            return psnr_columns(reference, image, domain, tem_psnr, condition, float(pixel_sizes[row.video]))
+            return psnr_columns(reference, image, domain, tem_psnr, reference_counts)
 
         scores.append(score(clean, estimate) | {"noisy_psnr": score(clean, noisy_videos[row.video])["psnr"]})
         frames += [{"video": row.video, "frame": t, "unit": str(row.video), "unit_kind": "video", "variant": row.variant,
@@ -225,37 +222,33 @@ def write_augmentation_table(
     estimates_path: str,
     clean_path: str,
     noisy_path: str,
-    metadata_path: str,
     section: dict[str, Any],
     domain: str,
     tem_psnr: Sequence[str],
+    reference_counts: float,
     csv: str,
     markdown: str,
 ) -> None:
     """Score the single-video runs of :func:`run_augmentation_study` against the clean test videos
-    (the same videos, frames and crop; pixel sizes from the test split's ``metadata_path``, noise
-    condition ``section["noise"]``): per-run CSV and a Markdown table with the mean PSNR under every
-    convention of ``tem_psnr`` (TEM) and paired differences (primary convention)."""
+    (the same videos, frames and crop; ``seed_counts`` at the dataset's ``reference_counts``):
+    per-run CSV and a Markdown table with the mean PSNR under every convention of ``tem_psnr``
+    (TEM) and paired differences (primary convention)."""
     from temdenoise.io import load_stack, save_table, save_text
-    from temdenoise.noise import scoring_pixel_sizes
     from temdenoise.report.pairs import delta_note, pairs_display
     from temdenoise.stats import paired_table
 
     videos, frames, crop = section.get("videos", 1), section.get("frames", 0), section.get("crop", 0)
-    stack = load_stack(clean_path)
-    sizes = scoring_pixel_sizes(metadata_path, domain, len(stack))
-    clean = _short_videos(stack, videos, frames, crop)
+    clean = _short_videos(load_stack(clean_path), videos, frames, crop)
     noisy = _short_videos(load_stack(noisy_path), videos, frames, crop)
     table, per_frame = score_augmentation(pd.read_csv(runs_csv), load_stack(estimates_path), clean, noisy, domain,
-                                          tem_psnr, section["noise"], sizes)
+                                          tem_psnr, reference_counts)
     save_table(csv, table)
     order = [v["name"] for v in AUGMENTATION_VARIANTS]
     conventions = tem_psnr_conventions(table.columns)
     summary = (table.groupby("variant")["psnr"].agg(["mean", "std"]).reindex(order).fillna(0.0)
                .rename(columns={"mean": "PSNR mean (dB)", "std": "PSNR std (dB)"}))
-    for name in conventions:  # "–": seed_counts undefined under Gaussian noise
-        means = table.groupby("variant")[f"psnr_{name}"].mean().reindex(order)
-        summary[f"psnr_{name} mean (dB)"] = [format_psnr_mean(mean) for mean in means]
+    for name in conventions:
+        summary[f"psnr_{name} mean (dB)"] = table.groupby("variant")[f"psnr_{name}"].mean().reindex(order)
     pairs = paired_table(per_frame, AUGMENTATION_PAIRS, by=(), item=("video", "frame"), method="variant")
     pairs = pairs_display(pairs)
     save_text(markdown, "# UDVD trained on a single noisy video\n\n"

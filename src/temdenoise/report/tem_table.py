@@ -94,7 +94,7 @@ def _display(table: pd.DataFrame, pm: str, conventions: Sequence[str], support: 
     psnr_headers = {f"PSNR {name} (dB)": f"psnr_{name}" for name in conventions} or {"PSNR (dB)": "psnr"}
 
     def spread(mean: float, std: float) -> str:
-        return "–" if pd.isna(mean) else f"{mean:.2f} {pm} {std:.2f}"  # undefined: seed_counts under Gaussian noise
+        return f"{mean:.2f} {pm} {std:.2f}"
 
     def count(value: Any) -> str:
         if pd.isna(value):
