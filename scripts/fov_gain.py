@@ -10,4 +10,5 @@ with job(snakemake):
         dict(zip(snakemake.params.datasets, snakemake.input.metadata)),
         snakemake.params.entries,
         dict(snakemake.output.items()),
+        snakemake.params.main_seed,
     )

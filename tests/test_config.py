@@ -53,6 +53,7 @@ CASES = {
                                               "noise": {"gaussian": [99]}}),
         "datasets.set12.models_from",
     ),
+    "master seed among the training seeds": (lambda c: c.update(seed=3, training_seeds=[1, 3]), "training_seeds"),
     "missing folder": (
         lambda c: c["datasets"]["natural"].update(source="folder", train_folder="/nonexistent", test_folder="/x"),
         "datasets.natural.train_folder",
@@ -105,6 +106,10 @@ def test_shipped_configs_validate_and_build_the_whole_dag(name, workflow_runner,
     result = workflow_runner(REPO / "config" / name, "--dry-run")
     for rule in ("tem_table", "generalization", "gaintuning_case", "train_udvd", "html_report"):
         assert rule in result.stdout, (rule, result.stdout[-2000:])
+    # the headline comparisons' networks are trained again with every training seed
+    seeds = yaml.safe_load((REPO / "config" / name).read_text()).get("training_seeds", [])
+    for seed in seeds:
+        assert f"udvd3~seed{seed}/model.pt" in result.stdout and f"dncnn~seed{seed}/model.pt" in result.stdout
 
 
 def test_configfile_on_the_command_line_replaces_the_default(workflow_runner, tmp_path):

@@ -91,3 +91,31 @@ def test_fov_gain_table_is_the_paired_difference_against_the_fov_in_angstroms(tm
     assert "unet_s4 − dncnn" in markdown and "220 / 55.0 / " in markdown and "| seed_counts |" in markdown
     for figure in ("png", "svg"):
         assert (tmp_path / f"fov_gain.{figure}").stat().st_size > 1000
+
+
+def test_fov_gain_over_training_seeds_states_only_what_every_seed_resolves(tmp_path):
+    # Replicates trained with seeds 1 and 2: unet_s4 keeps its 2-dB gain; unet_s2's 0.5 dB flips
+    # to -0.5 dB with seed 2, so its ordering does not survive the change of seed.
+    metrics, info, metadata, _ = _write_dataset(tmp_path, "tem", 0.25)
+    rng = np.random.default_rng(7)
+    for seed, gains in ((1, {"dncnn": 0.0, "unet_s2": 0.5, "unet_s4": 2.0}),
+                        (2, {"dncnn": 0.0, "unet_s2": -0.5, "unet_s4": 2.0})):
+        for noise in ("poisson-20", "poisson-200"):
+            for model, gain in gains.items():
+                scores = BASE + gain + rng.normal(0.0, 0.05, BASE.size)
+                path = tmp_path / f"{model}~seed{seed}-{noise}.csv"
+                pd.DataFrame({"dataset": "tem", "noise": noise, "method": f"{model}~seed{seed}",
+                              "image": range(BASE.size), "psnr": scores, "psnr_seed_counts": scores,
+                              "psnr_range": scores, "ssim": 0.5}).to_csv(path, index=False)
+                metrics.append(str(path))
+    out = {key: str(tmp_path / f"fov_gain.{key}") for key in ("csv", "markdown", "png", "svg")}
+    table = write_fov_gain(metrics, info, {"tem": metadata}, {"tem": ENTRIES}, out, main_seed=0)
+    assert sorted(table["training_seed"].unique()) == [0, 1, 2] and len(table) == 2 * 2 * 3
+    per_seed = table.set_index(["noise", "model", "training_seed"])
+    assert per_seed.loc[("poisson-20", "unet_s2", 2), "diff_mean"] == pytest.approx(-0.5, abs=0.1)
+    markdown = open(out["markdown"]).read()
+    assert "Over the training seeds" in markdown
+    seeds_section = markdown.split("Over the training seeds")[1]
+    rows = {line.split("|")[3].strip(): line for line in seeds_section.splitlines() if "poisson-20" in line}
+    assert "unet_s4 > dncnn" in rows["unet_s4 − dncnn"] and "3 of 3 seeds" in rows["unet_s4 − dncnn"]
+    assert "not resolved" in rows["unet_s2 − dncnn"]

@@ -420,8 +420,7 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
     curve_job(section=section, entry=case, model=model, noisy_path=noisy["test", 70], noise="gaussian-70",
               steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"), **common)
     score_curve_job(steps_path=str(tmp_path / "steps.csv"), estimates_path=str(tmp_path / "curve.npz"),
-                    clean_path=str(tmp_path / "test.npz"), metadata_path=str(tmp_path / "test.csv"), domain="natural",
-                   tem_psnr=["range", "seed_counts"],
+                    clean_path=str(tmp_path / "test.npz"), domain="natural", tem_psnr=["range", "seed_counts"],
                     reference_counts=0.45, noise="gaussian-70", title="c",
                     table_stem=str(tmp_path / "curve"), figure_path=str(tmp_path / "curve.png"))
     curve = pd.read_csv(tmp_path / "curve.csv")

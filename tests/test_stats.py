@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from temdenoise.stats import PairedDifference, holm, paired_difference, paired_table
+from temdenoise.stats import PairedDifference, across_seeds, holm, paired_difference, paired_table
 
 
 def test_interval_matches_the_paired_t_test():
@@ -111,3 +111,18 @@ def test_paired_table_reads_units_from_the_rows():
     row = paired_table(tidy, [("a", "b")]).iloc[0]
     assert (row["unit"], row["n_units"], row["diff_items"]) == ("structure", 2, 4)
     assert row["diff_mean"] == pytest.approx(2.0) and row["verdict"] == "a > b"  # both structures +2: no spread
+
+
+def test_an_ordering_over_training_seeds_needs_every_seed_in_the_same_direction():
+    def row(seed, a, mean, resolved):
+        return {"training_seed": seed, "a": a, "b": "ref", "diff_mean": mean, "diff_resolved": resolved,
+                "unit": "structure", "n_units": 10}
+
+    pairs = pd.DataFrame([row(0, "steady", 1.0, True), row(1, "steady", 0.8, True), row(2, "steady", 1.2, True),
+                          row(0, "flips", 1.0, True), row(1, "flips", 1.1, True), row(2, "flips", -0.2, True),
+                          row(0, "weak", 1.0, True), row(1, "weak", 0.9, False), row(2, "weak", 1.1, True)])
+    summary = across_seeds(pairs).set_index("a")
+    assert summary.loc["steady", "verdict"] == "steady > ref" and summary.loc["steady", "seed_min"] == 0.8
+    assert summary.loc["flips", "verdict"] == "not resolved" and summary.loc["flips", "resolved_seeds"] == 3
+    assert summary.loc["weak", "verdict"] == "not resolved" and summary.loc["weak", "resolved_seeds"] == 2
+    assert (summary["seeds"] == 3).all() and summary.loc["steady", "seed_mean"] == pytest.approx(1.0)

@@ -14,8 +14,8 @@ import pandas as pd
 from temdenoise import metrics, registry
 from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
 from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
-from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display
-from temdenoise.stats import metadata_units
+from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display, seeds_display, seeds_note
+from temdenoise.stats import TRAINING_SEED, across_seeds, metadata_units
 
 METRIC_COLUMNS = ["dataset", "noise", "method", "image", "unit", "unit_kind", "psnr", "ssim"]
 FRAME_METRIC_COLUMNS = ["dataset", "noise", "method", "image", "frame", "unit", "unit_kind", "psnr", "ssim"]
@@ -173,12 +173,17 @@ def ranked_pairs(
     """Paired PSNR differences per dataset and condition: each method vs the next-ranked one (by the
     mean PSNR of ``summary``) and the ``named`` pairs, over the test items of ``items`` (rows per
     image, or per frame when ``items`` has a ``frame`` column), over their units; one Holm family
-    per dataset."""
+    per dataset. Items with a ``training_seed`` column (:func:`temdenoise.report.pairs.by_training_seed`)
+    are compared seed by seed, in the order of ``summary``."""
     by = ["dataset", "noise"]
     orders = {
         key: part.sort_values("psnr_mean", ascending=False)["method"].tolist()
         for key, part in summary.groupby(by, sort=False)
     }
+    if TRAINING_SEED in items:
+        seeds = items[TRAINING_SEED].unique()
+        orders = {(*key, seed): order for key, order in orders.items() for seed in seeds}
+        by = [*by, TRAINING_SEED]
     item = ["image", "frame"] if "frame" in items else ["image"]
     return compare_pairs(items, orders, named, by=by, item=item, family=["dataset"])
 
@@ -223,9 +228,16 @@ def write_tables(
             label = f"tab:psnr-{dataset}" + ("" if score == "psnr" else f"-{score}")
             tex_parts.append(wide_tex.to_latex(caption=caption, label=label.replace("_", "-")))
         part = pairs[pairs["dataset"] == dataset].sort_values("noise", key=noise_order, kind="stable")
+        seeded = TRAINING_SEED in part and part[TRAINING_SEED].nunique() > 1
         md_parts.append(f"\nPaired differences on {dataset}: each method vs the next-ranked one in the same "
-                        f"condition{' and the named comparisons' if named else ''}. {note}.\n\n"
-                        + pairs_display(part, by=["noise"]).to_markdown(index=False) + "\n")
+                        f"condition{' and the named comparisons' if named else ''}"
+                        f"{', for each training seed' if seeded else ''}. {note}.\n\n"
+                        + pairs_display(part, by=["noise", *([TRAINING_SEED] if seeded else [])]).to_markdown(index=False)
+                        + "\n")
+        if seeded:
+            robust = across_seeds(part, by=["noise"])
+            md_parts.append(f"\nOver the training seeds ({dataset}). {seeds_note()}.\n\n"
+                            + seeds_display(robust, by=["noise"]).to_markdown(index=False) + "\n")
     save_text(markdown, "".join(md_parts))
     save_text(latex, "\n".join(tex_parts))
     return pairs

@@ -10,7 +10,7 @@ the config's ``plugins:``), which the workflow reads without importing torch.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from temdenoise.families import declared_families, family_info
 
@@ -115,3 +115,24 @@ def supervised_biased(entries: Mapping[str, Mapping[str, Any]], family: str) -> 
     the rows the seed's comparisons (UNet vs DnCNN, DnCNN vs Wiener...) are made between."""
     return [name for name, e in entries.items()
             if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
+
+
+REPLICATE_MARK = "~seed"
+"""What separates a network's name from the training seed of one of its replicates (``unet_s4~seed1``)."""
+
+
+def replicate_name(model: str, seed: int) -> str:
+    """The method name of ``model`` trained again with training seed ``seed`` (config ``training_seeds``)."""
+    return f"{model}{REPLICATE_MARK}{seed}"
+
+
+def replicate_of(name: str) -> tuple[str, int | None]:
+    """``(model, seed)`` of a replicate's name (:func:`replicate_name`); ``(name, None)`` otherwise."""
+    model, mark, seed = name.rpartition(REPLICATE_MARK)
+    return (model, int(seed)) if mark and seed.isdigit() else (name, None)
+
+
+def replicate_entries(methods: Mapping[str, Mapping[str, Any]], models: Sequence[str], seeds: Sequence[int]) -> dict:
+    """The ``methods:`` entries of every replicate of ``models``: each model's own entry, trained
+    with each of ``seeds`` (key ``training_seed``) instead of the config's master seed."""
+    return {replicate_name(model, seed): {**methods[model], "training_seed": seed} for model in models for seed in seeds}

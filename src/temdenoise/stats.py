@@ -239,3 +239,29 @@ def paired_table(
             rows.append({**dict(zip(by, key)), "a": a, "b": b, **result.as_dict(), "verdict": result.verdict(a, b)})
     table = pd.DataFrame(rows, columns=[*by, "a", "b", *DIFF_COLUMNS])
     return table if family is None else adjust_family(table, family)
+
+
+TRAINING_SEED = "training_seed"
+"""The column naming the training seed of a network's scores (config ``training_seeds``)."""
+
+SEED_COLUMNS = ["seeds", "seed_mean", "seed_min", "seed_max", "resolved_seeds", "unit", "n_units", "verdict"]
+"""Columns of :func:`across_seeds` after its keys and the compared names."""
+
+
+def across_seeds(pairs: pd.DataFrame, by: Sequence[str] = (), names: tuple[str, str] = ("a", "b")) -> pd.DataFrame:
+    """Each comparison of a pairs table over its training seeds (rows per ``training_seed``, with
+    family-adjusted verdicts): how many seeds, the mean, smallest and largest difference over them,
+    in how many seeds it is resolved, and the verdict that survives a change of training seed: an
+    ordering only where *every* seed resolves it in the same direction, else "not resolved"."""
+    rows = []
+    for key, part in pairs.groupby([*by, *names], sort=False):
+        a, b = key[-2:]
+        means = part["diff_mean"].to_numpy(dtype=float)
+        mean = float(means.mean())
+        resolved = part["diff_resolved"].astype(bool)
+        agree = bool(resolved.all() and (np.sign(means) == np.sign(mean)).all() and mean != 0)
+        verdict = (f"{a} > {b}" if mean > 0 else f"{a} < {b}") if agree else "not resolved"
+        rows.append({**dict(zip([*by, *names], key)), "seeds": len(part), "seed_mean": mean, "seed_min": means.min(),
+                     "seed_max": means.max(), "resolved_seeds": int(resolved.sum()),
+                     "unit": part["unit"].iloc[0], "n_units": int(part["n_units"].min()), "verdict": verdict})
+    return pd.DataFrame(rows, columns=[*by, *names, *SEED_COLUMNS])

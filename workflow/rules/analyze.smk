@@ -217,6 +217,7 @@ rule udvd_table:
             for m in udvd_table_methods(noise)
             if m != "noisy"
         },
+        main_seed=config["seed"],
     script:
         "../../scripts/udvd_table.py"
 
@@ -332,7 +333,7 @@ rule fov_gain:
             metrics_file(dataset, noise, model)
             for dataset in fov_gain_datasets()
             for noise in conditions(dataset)
-            for model in fov_gain_networks(dataset)
+            for model in with_replicates(fov_gain_networks(dataset))
         ],
         info=lambda wildcards: [
             f"results/models/{dataset}/{model}/info.json"
@@ -359,6 +360,7 @@ rule fov_gain:
             dataset: {m: method_entry(m, dataset) for m in fov_gain_networks(dataset)}
             for dataset in fov_gain_datasets()
         },
+        main_seed=config["seed"],
     script:
         "../../scripts/fov_gain.py"
 

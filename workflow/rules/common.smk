@@ -17,7 +17,7 @@ from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families, missing_extra
 from temdenoise.provenance import config_sha256
-from temdenoise.registry import entry_on, supervised_biased, takes_videos
+from temdenoise.registry import entry_on, replicate_entries, replicate_name, replicate_of, supervised_biased, takes_videos
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
@@ -453,6 +453,13 @@ def workflow_seed(*names):
     return derive_seed(config["seed"], *names)
 
 
+def training_seed(dataset, model):
+    """The seed of a network's training: from the master seed, or for a replicate (``<model>~seed<k>``,
+    config ``training_seeds``) from its own seed k, with the names of the model it replicates."""
+    base, seed = replicate_of(model)
+    return derive_seed(config["seed"] if seed is None else seed, "train", dataset, base)
+
+
 def benchmark_metrics():
     """Per-image metrics of every benchmark method (and the noisy input) on every condition."""
     return [
@@ -461,13 +468,6 @@ def benchmark_metrics():
         for noise in conditions(dataset)
         for model in ["noisy", *methods]
     ]
-
-
-wildcard_constraints:
-    dataset=alternatives(list(config["datasets"])),
-    model=alternatives(["noisy", *config["methods"]]),
-    noise=r"(poisson|gaussian)-[0-9]+(\.[0-9]+)?",
-    split="train|validation|test",
 
 
 # Jobs run with a conda environment (--software-deployment-method conda) import the package from
@@ -591,9 +591,12 @@ def udvd_table_methods(noise):
 
 
 def udvd_table_metrics(file=metrics_file):
-    """Scores of every row of the UDVD table (``file``: `metrics_file`, or `frame_metrics_file` per frame)."""
+    """Scores of every row of the UDVD table and of its networks' replicates (``file``: `metrics_file`,
+    or `frame_metrics_file` per frame)."""
     dataset = UDVD["dataset"]
-    return [file(dataset, noise, model) for noise in conditions(dataset) for model in udvd_table_methods(noise)]
+    return [
+        file(dataset, noise, model) for noise in conditions(dataset) for model in with_replicates(udvd_table_methods(noise))
+    ]
 
 
 # -- FoV gain (experiments.fov_gain; rule fov_gain in analyze.smk) --
@@ -683,3 +686,31 @@ def table_caption(wildcards):
     rst = Path(workflow.basedir, "workflow/report", headline_group(table)[1][2]).read_text()
     dataset = table.removeprefix("generalization_")
     return jinja2.Template(rst).render(snakemake={"wildcards": {"dataset": dataset}})
+
+
+# -- training-seed replicates (config training_seeds) of the headline comparisons' networks --
+def replicated_networks():
+    """Networks trained again with each of ``training_seeds``: the FoV gain's UNets and DnCNNs and
+    the networks of the UDVD table."""
+    fov = [m for dataset in fov_gain_datasets() for m in fov_gain_networks(dataset)] if FOV_GAIN.get("enabled") else []
+    udvd = [m for noise in conditions(UDVD["dataset"]) for m in udvd_table_methods(noise)[1:]] if UDVD else []
+    return [m for m in dict.fromkeys(fov + udvd) if is_network(m)]
+
+
+def with_replicates(models):
+    """``models`` followed by the replicates of those among them that are replicated."""
+    replicated = set(replicated_networks())
+    return [*models, *(replicate_name(m, seed) for seed in config["training_seeds"] for m in models if m in replicated)]
+
+
+if config["seed"] in config["training_seeds"]:
+    raise ConfigError(f"training_seeds: {config['seed']} is the master seed (seed), whose networks are trained already")
+config["methods"].update(replicate_entries(config["methods"], replicated_networks(), config["training_seeds"]))
+
+
+# after the replicates: their names are models too
+wildcard_constraints:
+    dataset=alternatives(list(config["datasets"])),
+    model=alternatives(["noisy", *config["methods"]]),
+    noise=r"(poisson|gaussian)-[0-9]+(\.[0-9]+)?",
+    split="train|validation|test",

@@ -40,7 +40,7 @@ rule train:
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
         train_noise=lambda wildcards: training_noise(wildcards.dataset, wildcards.model),
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],
-        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
+        seed=lambda wildcards: training_seed(wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train.py"
 
@@ -126,7 +126,7 @@ rule train_udvd:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
         conditions=lambda wildcards: recording_conditions(wildcards.dataset, wildcards.model),
-        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
+        seed=lambda wildcards: training_seed(wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train_udvd.py"
 
@@ -179,6 +179,6 @@ rule train_noisy_images:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
         conditions=lambda wildcards: recording_conditions(wildcards.dataset, wildcards.model),
-        seed=lambda wildcards: workflow_seed("train", wildcards.dataset, wildcards.model),
+        seed=lambda wildcards: training_seed(wildcards.dataset, wildcards.model),
     script:
         "../../scripts/train_noisy_images.py"

@@ -33,14 +33,16 @@ from temdenoise.io import save_table, save_text  # noqa: E402
 from temdenoise.noise import parse_condition  # noqa: E402
 from temdenoise.plots import save_figure  # noqa: E402
 from temdenoise.registry import supervised_biased  # noqa: E402
-from temdenoise.report.pairs import delta_note, format_delta, units_cell  # noqa: E402
+from temdenoise.report.pairs import (  # noqa: E402
+    by_training_seed, delta_note, format_delta, seeds_display, seeds_note, units_cell,
+)
 from temdenoise.report.tem_table import fov_text  # noqa: E402
-from temdenoise.stats import DIFF_COLUMNS, adjust_family, paired_table  # noqa: E402
+from temdenoise.stats import DIFF_COLUMNS, TRAINING_SEED, across_seeds, adjust_family, paired_table  # noqa: E402
 
 CONVENTIONS = ("seed_counts", "range")
 """PSNR conventions of the gain, in order of preference (the seed's first): the first one scored is used."""
 
-COLUMNS = ["dataset", "noise", "counts_per_pixel", "model", "reference", "convention",
+COLUMNS = ["dataset", "noise", TRAINING_SEED, "counts_per_pixel", "model", "reference", "convention",
            "fov", "fov_angstrom", "fov_cells", "reference_fov", "reference_fov_angstrom", "reference_fov_cells",
            "pixel_size", "support", *DIFF_COLUMNS]
 
@@ -69,10 +71,11 @@ def dataset_gains(
     scale: FovScale,
     pairs: Sequence[tuple[str, str]],
 ) -> pd.DataFrame:
-    """The FoV gains of one dataset: a row per (noise condition, pair) of ``pairs`` scored in
-    ``tidy`` (its per-image metrics), with both networks' FoVs (``fov``, px) in px, A and cells."""
+    """The FoV gains of one dataset: a row per (noise condition, training seed, pair) of ``pairs``
+    scored in ``tidy`` (its per-image metrics with a ``training_seed`` column), with both networks'
+    FoVs (``fov``, px) in px, A and cells."""
     rows, convention = [], gain_convention(tidy.columns)
-    for noise, part in tidy.groupby("noise", sort=False):
+    for (noise, seed), part in tidy.groupby(["noise", TRAINING_SEED], sort=False):
         for model, reference in pairs:
             scores = part[part["method"].isin([model, reference])]
             if set(scores["method"]) != {model, reference}:
@@ -80,7 +83,7 @@ def dataset_gains(
             (pair,) = paired_table(scores, [(model, reference)], by=["noise"], score=f"psnr_{convention}",
                                    family=None).to_dict("records")
             rows.append({
-                **pair, "model": model, "reference": reference, "convention": convention,
+                **pair, TRAINING_SEED: seed, "model": model, "reference": reference, "convention": convention,
                 "counts_per_pixel": counts_per_pixel(noise, scale.pixel_size),
                 "fov": fov[model], "fov_angstrom": scale.angstrom(fov[model]), "fov_cells": scale.cells(fov[model]),
                 "reference_fov": fov[reference], "reference_fov_angstrom": scale.angstrom(fov[reference]),
@@ -96,9 +99,9 @@ def fov_gain_table(
     scales: Mapping[str, FovScale],
     pairs: Mapping[str, Sequence[tuple[str, str]]],
 ) -> pd.DataFrame:
-    """The gains of every dataset of ``scales`` (per-image metrics ``tidy`` with a ``dataset``
-    column, FoVs by (dataset, model)), by dataset, highest dose first, FoV ascending; verdicts
-    Holm-adjusted over the whole table (one family)."""
+    """The gains of every dataset of ``scales`` (per-image metrics ``tidy`` with ``dataset`` and
+    ``training_seed`` columns, FoVs by (dataset, model)), by dataset, highest dose first, FoV
+    ascending, then training seed; verdicts Holm-adjusted over the whole table (one family)."""
     parts = []
     for dataset, scale in scales.items():
         networks = {model: px for (name, model), px in fov.items() if name == dataset}
@@ -106,14 +109,16 @@ def fov_gain_table(
         parts.append(gains.assign(dataset=dataset))
     table = pd.concat(parts, ignore_index=True)[COLUMNS] if parts else pd.DataFrame(columns=COLUMNS)
     table["order"] = noise_order(table["noise"]) if len(table) else []
-    table = table.sort_values(["dataset", "order", "fov_angstrom"], kind="stable")
+    table = table.sort_values(["dataset", "order", "fov_angstrom", TRAINING_SEED], kind="stable")
     return adjust_family(table.drop(columns="order").reset_index(drop=True), names=("model", "reference"))
 
 
 def _markdown(table: pd.DataFrame) -> str:
+    seeded = table[TRAINING_SEED].nunique() > 1
     display = pd.DataFrame({
         "dataset": table["dataset"],
         "noise": table["noise"],
+        **({"training seed": table[TRAINING_SEED]} if seeded else {}),
         "counts/px": table["counts_per_pixel"].map(lambda c: "–" if pd.isna(c) else f"{c:.3g}"),
         "A − B": [f"{a} − {b}" for a, b in zip(table["model"], table["reference"])],
         "FoV A (px / Å / cells)": [f"{int(px)} / {fov_text(a, 1)} / {fov_text(c, 1)}" for px, a, c in
@@ -131,7 +136,15 @@ def _markdown(table: pd.DataFrame) -> str:
             "[0, 1] count) when the metrics score it, else `range` (column PSNR). FoV: measured gradient "
             "support, in px, in Å at the test pixel, and in "
             f"projected support cells ((FoV in Å)² / projected cell area). {delta_note('the whole table')}.\n\n"
-            + display.to_markdown(index=False) + "\n")
+            + display.to_markdown(index=False) + "\n" + (_seeds_markdown(table) if seeded else ""))
+
+
+def _seeds_markdown(table: pd.DataFrame) -> str:
+    """The gains over the training seeds: the verdict that survives a change of seed."""
+    robust = across_seeds(table, by=["dataset", "noise"], names=("model", "reference")).rename(
+        columns={"model": "a", "reference": "b"})
+    return (f"\n## Over the training seeds\n\n{seeds_note()}.\n\n"
+            + seeds_display(robust, by=["dataset", "noise"]).to_markdown(index=False) + "\n")
 
 
 def plain_log_ticks(axis: matplotlib.axis.Axis) -> None:
@@ -182,15 +195,18 @@ def write_fov_gain(
     metadata_paths: Mapping[str, str],
     entries: Mapping[str, Mapping[str, Mapping[str, Any]]],
     out: Mapping[str, str],
+    main_seed: int = 0,
 ) -> pd.DataFrame:
-    """Build the FoV-gain table from per-image metric CSVs, the networks' ``info.json`` (by (dataset,
+    """Build the FoV-gain table from per-image metric CSVs (the networks' and their replicates',
+    :func:`temdenoise.report.pairs.by_training_seed`), the networks' ``info.json`` (by (dataset,
     model)), each dataset's test metadata (its pixel and support) and method entries (by dataset,
-    as used on it: :func:`gain_pairs`), and write it (``out``: ``csv``, ``markdown``, ``png``, ``svg``)."""
+    as used on it: :func:`gain_pairs`), and write it (``out``: ``csv``, ``markdown``, ``png``, ``svg``;
+    the figure shows the networks trained with the master seed ``main_seed``)."""
     fov = {key: int(json.loads(Path(path).read_text())["fov"]) for key, path in info_paths.items()}
     scales = {dataset: fov_scale(pd.read_csv(path)) for dataset, path in metadata_paths.items()}
     pairs = {dataset: gain_pairs(entries[dataset]) for dataset in scales}
-    table = fov_gain_table(collect_metrics(metric_paths), fov, scales, pairs)
+    table = fov_gain_table(by_training_seed(collect_metrics(metric_paths), main_seed), fov, scales, pairs)
     save_table(out["csv"], table)
     save_text(out["markdown"], _markdown(table))
-    plot_fov_gain(table, out["png"], out.get("svg"))
+    plot_fov_gain(table[table[TRAINING_SEED] == main_seed], out["png"], out.get("svg"))
     return table

@@ -167,15 +167,22 @@ def write_udvd_table(
     markdown: str,
     latex: str,
     pairs_csv: str,
+    main_seed: int = 0,
 ) -> None:
     """The UDVD table: PSNR mean +- std over test videos of every method on every condition of the
-    video dataset, and paired differences (each method vs the next-ranked one and
-    :func:`udvd_claim_pairs`) over the test videos: the frames of one video are not independent, so
-    each video's frames are averaged into one unit (:mod:`temdenoise.stats`)."""
+    video dataset (networks trained with the master seed ``main_seed``), and paired differences
+    (each method vs the next-ranked one and :func:`udvd_claim_pairs`) over the test videos: the
+    frames of one video are not independent, so each video's frames are averaged into one unit
+    (:mod:`temdenoise.stats`). Networks also trained with other seeds (replicates among the metric
+    files) are compared seed by seed, and the verdicts over the seeds close the Markdown."""
     from temdenoise.benchmark import collect_metrics, write_tables
+    from temdenoise.report.pairs import by_training_seed
+    from temdenoise.stats import TRAINING_SEED
 
-    write_tables(collect_metrics(metric_paths), csv, summary_csv, markdown, latex, pairs_csv,
-                 items=collect_metrics(frame_paths), named=udvd_claim_pairs(entries))
+    videos = by_training_seed(collect_metrics(metric_paths), main_seed)
+    main = videos[videos[TRAINING_SEED] == main_seed].drop(columns=TRAINING_SEED)
+    write_tables(main, csv, summary_csv, markdown, latex, pairs_csv,
+                 items=by_training_seed(collect_metrics(frame_paths), main_seed), named=udvd_claim_pairs(entries))
 
 
 def _short_videos(stack: Sequence[np.ndarray], videos: int, frames: int, crop: int) -> list[np.ndarray]:

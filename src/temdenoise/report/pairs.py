@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from temdenoise.stats import DIFF_COLUMNS, ITEM, PairedDifference, adjust_family, paired_table
+from temdenoise.registry import replicate_of
+from temdenoise.stats import DIFF_COLUMNS, ITEM, TRAINING_SEED, PairedDifference, adjust_family, paired_table
 
 PAIR_COLUMNS = ["a", "b", *DIFF_COLUMNS, "next_ranked", "named"]
 
@@ -59,6 +60,39 @@ def compare_pairs(
     if not rows:
         return pd.DataFrame(columns=[*by, *PAIR_COLUMNS])
     return adjust_family(pd.concat(rows, ignore_index=True)[[*by, *PAIR_COLUMNS]], family)
+
+
+def by_training_seed(tidy: pd.DataFrame, main_seed: int, method: str = "method") -> pd.DataFrame:
+    """Scores of methods and their replicates (``unet_s4~seed1``: :func:`temdenoise.registry.replicate_name`)
+    as rows of the base method with a ``training_seed`` column: a method's own rows at ``main_seed``
+    (the config's master seed), a replicate's at its seed, and the rows of every method without
+    replicates (classical methods, the noisy input: no training seed) repeated at every seed, so
+    that each seed's comparisons are complete."""
+    parsed = [replicate_of(name) for name in tidy[method]]
+    out = tidy.assign(**{method: [model for model, _ in parsed],
+                         TRAINING_SEED: [main_seed if seed is None else seed for _, seed in parsed]})
+    replicated = set(out.loc[out[TRAINING_SEED] != main_seed, method])
+    fixed = out[~out[method].isin(replicated)]
+    others = sorted(set(out[TRAINING_SEED]) - {main_seed})
+    return pd.concat([out, *(fixed.assign(**{TRAINING_SEED: seed}) for seed in others)], ignore_index=True)
+
+
+def seeds_display(summary: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The comparisons over training seeds (:func:`temdenoise.stats.across_seeds`) as text columns."""
+    return pd.DataFrame({
+        **{key: summary[key] for key in by},
+        "A − B": [f"{a} − {b}" for a, b in zip(summary["a"], summary["b"])],
+        "Δ PSNR mean over seeds [min, max] (dB)": [f"{m:+.2f} [{lo:+.2f}, {hi:+.2f}]" for m, lo, hi in
+                                                  zip(summary["seed_mean"], summary["seed_min"], summary["seed_max"])],
+        "resolved in": [f"{r} of {n} seeds" for r, n in zip(summary["resolved_seeds"], summary["seeds"])],
+        "verdict (every seed)": summary["verdict"],
+    })
+
+
+def seeds_note() -> str:
+    """The sentence under every table of comparisons over training seeds."""
+    return ("Each network trained with every training seed (config training_seeds); an ordering is stated only "
+            "where the Holm-adjusted comparison over the units resolves it in the same direction for every seed")
 
 
 def format_delta(row: Mapping[str, Any]) -> str:
