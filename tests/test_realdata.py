@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import mrcfile
@@ -123,16 +124,19 @@ def test_denoise_writes_calibrated_tiffs_and_sidecars_and_reports_bad_files(reco
                        "--device", "cpu", "--tile", "48"])
     assert status == 1  # the broken file, after the others were denoised
     written = sorted(p.name for p in out.iterdir())
-    assert written == ["image.denoised.json", "image.denoised.tif", "movie.denoised.json", "movie.denoised.tif"]
-    for stem, source in (("image", recordings["tiff"]), ("movie", recordings["mrc"])):
-        denoised = read_recording(out / f"{stem}.denoised.tif")
+    # image.emd and image.tif (one stem) get an output each: the outputs are named after the whole file name
+    assert written == [f"{name}.denoised.{ext}" for name in ("image.emd", "image.tif", "movie.mrc") for ext in ("json", "tif")]
+    for source in recordings.values():
+        denoised = read_recording(out / f"{source.name}.denoised.tif")
         assert denoised.pixel_size == pytest.approx(PIXEL_SIZE, rel=1e-4)
         assert denoised.data.shape == read_recording(source).data.shape
-        sidecar = json.loads((out / f"{stem}.denoised.json").read_text())
+        sidecar = json.loads((out / f"{source.name}.denoised.json").read_text())
         assert sidecar["model"]["training"]["family"] == "dncnn"
         assert len(sidecar["input"]["sha256"]) == len(sidecar["model"]["weights_sha256"]) == 64
         assert sidecar["settings"]["tile"] == 48 and sidecar["calibration"]["assumptions"]
         assert sidecar["provenance"]["git_commit"]
+        assert sidecar["input"]["reader_versions"]["rosettasciio"] == version("rosettasciio")
+        assert sidecar["calibration"]["gain"]["gain"] == 1.0 and sidecar["calibration"]["not_poisson"] == ""
 
 
 def test_pixel_size_mismatch_resamples_or_refuses(recordings, tmp_path):
@@ -142,9 +146,9 @@ def test_pixel_size_mismatch_resamples_or_refuses(recordings, tmp_path):
     assert refused == 1 and not (tmp_path / "a").exists()
     assert cli.main(["denoise", str(recordings["tiff"]), "--model", str(model), "--out", str(tmp_path / "b"),
                      "--device", "cpu"]) == 0
-    sidecar = json.loads((tmp_path / "b" / "image.denoised.json").read_text())
+    sidecar = json.loads((tmp_path / "b" / "image.tif.denoised.json").read_text())
     assert sidecar["settings"]["resampling_factor"] == pytest.approx(0.5)
-    assert read_recording(tmp_path / "b" / "image.denoised.tif").data.shape == (80, 80)
+    assert read_recording(tmp_path / "b" / "image.tif.denoised.tif").data.shape == (80, 80)
 
 
 def test_gaintune_adapts_on_the_file_and_records_its_setting(recordings, tmp_path):
@@ -154,10 +158,10 @@ def test_gaintune_adapts_on_the_file_and_records_its_setting(recordings, tmp_pat
     common = [str(recordings["tiff"]), "--model", str(model), "--device", "cpu"]
     assert cli.main(["denoise", *common, "--out", str(tmp_path / "plain")]) == 0
     assert cli.main(["denoise", *common, "--out", str(tmp_path / "tuned"), "--gaintune", str(selection)]) == 0
-    sidecar = json.loads((tmp_path / "tuned" / "image.denoised.json").read_text())
+    sidecar = json.loads((tmp_path / "tuned" / "image.tif.denoised.json").read_text())
     assert sidecar["settings"]["gaintune"] == {"loss": "resample", "lr": 0.05, "steps": 3}
     assert sidecar["settings"]["gaintune_source"] == str(selection.resolve())
-    plain, tuned = (read_recording(tmp_path / d / "image.denoised.tif").data for d in ("plain", "tuned"))
+    plain, tuned = (read_recording(tmp_path / d / "image.tif.denoised.tif").data for d in ("plain", "tuned"))
     assert not np.allclose(plain, tuned)
 
 
@@ -171,7 +175,8 @@ def test_score_ranks_models_on_images_and_movies(recordings, tmp_path):
 
     table = pd.read_csv(f"{out}.csv")
     assert set(table.model) == {"noisy", "bf_dncnn", "udvd"} and list(table["rank"]) == [1, 2, 3]
-    assert (table["items"] == 5).all()  # the movie's frames
+    assert (table["recordings"] == 1).all()  # one movie: its frames pooled, no interval over recordings
+    assert (pd.read_csv(f"{out}.scores.csv").groupby("model").size() == 5).all()  # the movie's frames
     assert "estimated PSNR" in Path(f"{out}.md").read_text()
 
 
@@ -223,7 +228,7 @@ def test_workflow_ranks_supervised_and_self_supervised_models_on_recordings(work
 
     table = pd.read_csv(tmp_path / "results/tables/real_stand_in.csv")
     assert set(table.model) == {"noisy", "dncnn", "udvd"}
-    assert (table["items"] == 12).all()  # three 4-frame movies
+    assert (table["recordings"] == 3).all()  # three 4-frame movies
     info = json.loads((tmp_path / "results/models/stand_in/udvd/info.json").read_text())
     assert info["conditions"] == ["poisson-200"] and info["pixel_size"]["median"] == pytest.approx(PIXEL_SIZE)
     assert "Real data: stand_in" in (tmp_path / "results/tables/real_stand_in.md").read_text()
