@@ -412,14 +412,19 @@ def thin_files(inputs: Sequence[str | os.PathLike], fraction: float, seed: int,
 
 
 def item_scores(item: ThinnedItem, models: Sequence[TrainedModel], settings: ApplySettings) -> list[dict[str, Any]]:
-    """Estimated MSE of each model (and the thinned input, ``noisy``) on every image / frame of a
-    thinned recording, at dose ``fraction * D`` (:mod:`temdenoise.thinning`), and normalised by
-    the square of the estimated peak (``nmse_estimate``), as the PSNR is."""
-    split = item.split
-    estimates = {NOISY: split.input}
+    """Thinning scores (:func:`score_rows`) of each model and of the thinned input, ``noisy``."""
+    estimates = {NOISY: item.split.input}
     for model in models:
-        estimates[model.name] = apply_model(model, split.input, item.pixel_size, settings)
-    full = item.full
+        estimates[model.name] = apply_model(model, item.split.input, item.pixel_size, settings)
+    return score_rows(item, estimates)
+
+
+def score_rows(item: ThinnedItem, estimates: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Estimated MSE of each estimate of the clean recording (by name, computed from the thinned
+    input only) on every image / frame of a thinned recording, at dose ``fraction * D``
+    (:mod:`temdenoise.thinning`), and normalised by the square of the estimated peak
+    (``nmse_estimate``), as the PSNR is."""
+    split, full = item.split, item.full
     rows = []
     for frame in range(split.input.shape[0]) if split.input.ndim == 3 else [None]:
         part = split if frame is None else split.frame(frame)
