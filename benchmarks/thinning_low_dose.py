@@ -6,7 +6,8 @@ prints, for the ranking of temdenoise.realdata (normalised MSE estimates pooled 
 the logarithm, paired difference with its 95% interval over images) and for the former one (the
 mean over images of per-image PSNRs, MSE floored at 1e-12):
 
-- how often the better denoiser comes first, and the median estimated gain in dB;
+- how often the better denoiser comes first, and the median estimated gain in dB (pooled: over
+  the seeds where both pooled MSE estimates are positive, so that the PSNRs are defined);
 - how often the 95% interval covers the true normalised-MSE difference (pooled ranking only);
 - the share of single-image MSE estimates that are negative, and of images where the per-image
   PSNR puts the pair in the right order.
@@ -56,8 +57,10 @@ def main() -> None:
     print(f"{args.seeds} seeds x {args.images} images at {args.counts_per_pixel} counts/px; "
           f"true gain {np.mean(true_db):+.3f} dB (mean over seeds)")
     print(f"single-image MSE estimates negative: {np.mean(negative):.0%}")
-    print(f"pooled, paired ranking: right order {pooled_right}/{args.seeds}, median gain {np.median(pooled_db):+.2f} dB, "
-          f"95% interval covers the true MSE difference {covered}/{args.seeds}")
+    defined = np.isfinite(pooled_db)
+    print(f"pooled, paired ranking: right order {pooled_right}/{args.seeds}, 95% interval covers the true MSE "
+          f"difference {covered}/{args.seeds}; gain in dB defined (both pooled MSE estimates > 0) in "
+          f"{defined.sum()}/{args.seeds} seeds, median {np.nanmedian(pooled_db):+.2f} dB")
     print(f"former (mean per-image PSNR, floored): right order {former_right}/{args.seeds}, "
           f"median gain {np.median(former_db):+.2f} dB, right on {np.mean(per_image_right):.0%} of images")
 
