@@ -153,6 +153,20 @@ def test_pixel_size_mismatch_resamples_or_refuses(recordings, tmp_path):
     assert read_recording(tmp_path / "b" / "image.tif.denoised.tif").data.shape == (80, 80)
 
 
+def test_resampling_beyond_the_limit_is_refused_unless_raised(recordings, tmp_path, capsys):
+    """A file at 1.25 A/px for a 0.25 A model, a x5 zoom: refused by default (limit x4), naming both
+    pixel sizes; --max-resample 6 allows it."""
+    coarse = tmp_path / "coarse.tif"
+    write_tiff(coarse, counts_of(lattice(32, 3), 3), 5 * PIXEL_SIZE / 10)
+    model = model_folder(tmp_path / "models", "bf_dncnn", DNCNN)
+    common = [str(coarse), "--model", str(model), "--device", "cpu"]
+    assert cli.main(["denoise", *common, "--out", str(tmp_path / "a")]) == 1 and not (tmp_path / "a").exists()
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert str(coarse) in line and "1.25 A" in line and "0.25 A" in line and "x5" in line and "--max-resample" in line
+    assert cli.main(["denoise", *common, "--out", str(tmp_path / "b"), "--max-resample", "6"]) == 0
+    assert read_recording(tmp_path / "b" / "coarse.tif.denoised.tif").data.shape == (32, 32)
+
+
 def test_gaintune_adapts_on_the_file_and_records_its_setting(recordings, tmp_path):
     model = model_folder(tmp_path / "models", "bf_dncnn", DNCNN)
     selection = tmp_path / "selection.json"
