@@ -5,17 +5,21 @@ pattern, a STEM detector's image as counts, a pixel size far from the model's)."
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from conftest import REPO
 from temdenoise import cli
 from temdenoise.readers import RecordingError, read_recording
 from temdenoise.realdata import Stated, calibrate, expand_inputs
-from test_realdata import DNCNN, PIXEL_SIZE, model_folder
+from test_realdata import DNCNN, PIXEL_SIZE, counts_of, lattice, model_folder, write_mrc
 
 REAL_FILES = REPO.parent / "shared" / "data" / "real_files"
 pytestmark = pytest.mark.skipif(not REAL_FILES.is_dir(), reason="shared/data/real_files not beside the repository")
@@ -159,3 +163,64 @@ def test_three_scan_files_give_three_outputs(tmp_path, monkeypatch):
     outputs = sorted(str(p.relative_to(work / "out")) for p in (work / "out").rglob("*.denoised.tif"))
     assert outputs == ["scan.dm3.denoised.tif", "scan.tif.denoised.tif", "sub/scan.dm3.denoised.tif"]
     assert read_recording(work / "out/scan.tif.denoised.tif").data.shape == (68, 68)
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of README's "Denoise your own data" section, as written."""
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Denoise your own data"):text.index("## Outputs (under `results/`)")]
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    return [line for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_readme_real_data_commands_run_as_written(tmp_path, monkeypatch, capsys):
+    """README's `temdenoise denoise` / `score` commands, verbatim, in a folder holding
+    `recordings/` (real files, and one simulated movie at the models' pixel size) and the model
+    folders they name (random weights): the simulated movie is denoised and scored, each real
+    file is refused on its own line for its own reason. README's snakemake command names its
+    target and both config files, and the default config merged with the README's dataset entry
+    passes the workflow's schema."""
+    commands = readme_commands()
+    assert [c.split()[0] for c in commands] == ["pip", "temdenoise", "temdenoise", "snakemake"]
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    for name in ["tia/old/64x64x5_TEM_preview.emi", "tia/old/64x64x5_TEM_preview_1.ser", "mrc/HAADFscan.mrc",
+                 "tiff/test_loading_image_saved_with_DM.tif", "digitalmicrograph/2D/test_diffraction_pattern.dm3"]:
+        shutil.copy(REAL_FILES / name, recordings)
+    write_mrc(recordings / "simulated.mrc", np.stack([counts_of(lattice(64, 5), 20 + t) for t in range(3)]).astype(np.int16),
+              PIXEL_SIZE)
+    for name in ("dncnn", "bf_dncnn"):
+        model_folder(tmp_path / "results/models/tem", name, DNCNN)
+    monkeypatch.chdir(tmp_path)
+    refusals = {  # denoise checks the pixel size against the model's first; score thins before any model
+        "denoise": {"64x64x5_TEM_preview.emi": "x251", "HAADFscan.mrc": "x227",
+                    "test_loading_image_saved_with_DM.tif": "x6747", "test_diffraction_pattern.dm3": "diffraction"},
+        "score": {"64x64x5_TEM_preview.emi": "not integer counts", "HAADFscan.mrc": "STEM",
+                  "test_loading_image_saved_with_DM.tif": "gain cannot be estimated",
+                  "test_diffraction_pattern.dm3": "diffraction"},
+    }
+    for command in commands[1:3]:
+        capsys.readouterr()
+        assert cli.main(shlex.split(command)[1:]) == 1
+        lines = capsys.readouterr().err.splitlines()
+        failed = lines[next(i for i, line in enumerate(lines) if line.endswith("4 file(s) failed:")) + 1:]
+        expected = refusals[shlex.split(command)[1]]
+        assert len(failed) == len(expected)
+        for line in failed:
+            name = next(name for name in expected if f"recordings/{name}:" in line)
+            assert expected[name] in line, line
+    assert sorted(p.name for p in (tmp_path / "denoised").iterdir()) == ["simulated.mrc.denoised.json",
+                                                                         "simulated.mrc.denoised.tif"]
+    ranking = pd.read_csv(tmp_path / "ranking.csv")
+    assert set(ranking.model) == {"noisy", "dncnn", "bf_dncnn"} and (ranking.recordings == 1).all()
+
+    from snakemake.cli import get_argument_parser
+    from snakemake.utils import update_config, validate
+
+    parsed = get_argument_parser().parse_args(shlex.split(commands[3])[1:])
+    assert parsed.targets == ["results/tables/real_<name>.md"]
+    assert [str(path) for path in parsed.configfile] == ["config/config.yaml", "my.yaml"]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    update_config(config, {"datasets": {"mine": {"domain": "tem", "source": "files", "files": {
+        "path": "recordings/", "dose": 400, "models_from": "tem", "methods": ["dncnn", "bf_dncnn"]}}}})
+    validate(config, str(REPO / "workflow/schemas/config.schema.yaml"), set_default=True)

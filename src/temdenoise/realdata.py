@@ -209,7 +209,7 @@ def resampling_factor(source_pixel_size: float, model: TrainedModel, settings: "
         raise ValueError(f"{sizes}: {abs(factor - 1):.0%} apart (> {PIXEL_SIZE_TOLERANCE:.0%}); the model would see "
                          "structures at the wrong scale (use --resample)")
     if max(factor, 1 / factor) > settings.max_resample:
-        raise ValueError(f"{sizes}: a x{factor:.3g} resampling, beyond the limit x{settings.max_resample:g} "
+        raise ValueError(f"{sizes}: a x{factor:.4g} resampling, beyond the limit x{settings.max_resample:g} "
                          "(--max-resample): the model was not trained for this scale")
     return factor
 
