@@ -20,11 +20,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixel-size", type=float, help="pixel size in A (default: the file's calibration)")
     parser.add_argument("--dose", type=float, help="dose in e/A^2 per image or frame (default: metadata, else "
                         "estimated from the mean counts)")
-    parser.add_argument("--counts-per-unit", type=float, help="counts per stored value (default: integer values are counts)")
+    parser.add_argument("--counts-per-unit", type=float, help="electrons per stored value, zero level 0 (default: the "
+                        "detector gain and zero level estimated from an integer recording; needed for a STEM image)")
+    parser.add_argument("--signal", metavar="TITLE", help="the signal to read in a file of several (default: its TEM "
+                        "image, else its STEM image, the largest)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--tile", type=int, default=512, help="tile side for supervised nets (0: whole image)")
     parser.add_argument("--resample", action=argparse.BooleanOptionalAction, default=True,
                         help="resample to the model's pixel size when it differs by >10%% (else refuse)")
+    parser.add_argument("--max-resample", type=float, default=4.0, metavar="ZOOM",
+                        help="refuse a resampling by more than this factor, either way (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the thinning (score) and of GainTuning (denoise)")
 
 
@@ -34,7 +39,8 @@ def parser() -> argparse.ArgumentParser:
     denoise = commands.add_parser("denoise", help="denoise recordings with a trained model")
     _common(denoise)
     denoise.add_argument("--model", required=True, help="a trained model folder, results/models/<dataset>/<model>")
-    denoise.add_argument("--out", required=True, help="output folder (<name>.denoised.tif + .json)")
+    denoise.add_argument("--out", required=True, help="output folder: <name>.denoised.tif + .json at each input's path "
+                         "relative to the inputs' common folder")
     denoise.add_argument("--gaintune", metavar="SELECTION_JSON",
                          help="adapt the gains on each file with the setting (loss, lr, steps) that the workflow's "
                          "validation chose: results/adapt/<case>/selection.json")
@@ -56,17 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     gaintune = getattr(args, "gaintune", None)
     settings = realdata.ApplySettings(
-        device=resolve_device(args.device), tile=args.tile or None, resample=args.resample,
+        device=resolve_device(args.device), tile=args.tile or None, resample=args.resample, max_resample=args.max_resample,
         gaintune=json.loads(Path(gaintune).read_text())["chosen"] if gaintune else None,
         gaintune_source=str(Path(gaintune).resolve()) if gaintune else "",
         gaintune_crop=getattr(args, "gaintune_crop", 256), seed=args.seed,
     )
-    calibration = {"pixel_size": args.pixel_size, "dose": args.dose, "counts_per_unit": args.counts_per_unit}
+    stated = realdata.Stated(args.pixel_size, args.dose, args.counts_per_unit, args.signal)
     try:
         if args.command == "denoise":
-            failures = realdata.denoise_files(args.inputs, args.model, args.out, settings, **calibration)
+            failures = realdata.denoise_files(args.inputs, args.model, args.out, settings, stated)
         else:
-            items, failures = realdata.thin_files(args.inputs, args.fraction, args.seed, **calibration)
+            items, failures = realdata.thin_files(args.inputs, args.fraction, args.seed, stated)
             if items:
                 scores = realdata.score_items(items, args.models, settings)
                 table = realdata.write_ranking(scores, args.out, f"Ranking on {len(items)} file(s)", args.fraction)

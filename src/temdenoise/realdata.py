@@ -5,13 +5,17 @@ workflow's real-data rules:
 
 * :func:`load_model_dir` rebuilds a trained model from its workflow folder
   (``results/models/<dataset>/<model>/``: ``info.json`` + ``model.pt``, ``weights_only=True``);
-* :func:`calibrate` turns a recording's values into counts and the model's input scale
-  (normalised intensity, vacuum = 1: ``counts / (D p^2)``), stating every assumption;
+* :func:`calibrate` turns a recording's values into counts (the detector gain and zero level
+  estimated from the recording, :mod:`temdenoise.gain`, unless stated) and the model's input
+  scale (normalised intensity, vacuum = 1: ``counts / (D p^2)``), stating every assumption; it
+  refuses a STEM detector's image unless its counts per value are stated;
 * :func:`apply_model` runs it at the model's pixel size (resampling when the file's differs by
-  more than :data:`PIXEL_SIZE_TOLERANCE`): tiled inference for supervised nets, sliding frame
-  windows for UDVD;
-* :func:`denoise_files` writes a calibrated TIFF and a JSON provenance sidecar per input;
-* :func:`score_files` ranks models by the thinning estimate of their PSNR (:mod:`temdenoise.thinning`).
+  more than :data:`PIXEL_SIZE_TOLERANCE`, refused beyond ``max_resample``): tiled inference for
+  supervised nets, sliding frame windows for UDVD;
+* :func:`denoise_files` writes a calibrated TIFF and a JSON provenance sidecar per input, at the
+  input's path relative to the inputs' common folder (so equal names never collide);
+* :func:`thin_files`, :func:`score_items` and :func:`ranking_table` rank models by the thinning
+  estimate of their MSE, pooled over recordings, with paired intervals (:mod:`temdenoise.thinning`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from temdenoise import provenance, registry
 from temdenoise.io import atomic_path, load_stack, save_json, save_stack, save_table, save_text
 from temdenoise.models import load_trained
 from temdenoise.models.inference import denoise_image
-from temdenoise.readers import Recording, RecordingError, read_recording
+from temdenoise.gain import GainError, estimate_gain
+from temdenoise.readers import KINDS, Recording, RecordingError, read_recording, reader_versions, tia_pair
 from temdenoise.stats import paired_difference
 from temdenoise.thinning import ThinnedSplit, estimate_data_range, estimated_mse, psnr_from_mse, thin
 
@@ -43,6 +48,10 @@ log = logging.getLogger("temdenoise")
 
 PIXEL_SIZE_TOLERANCE = 0.10
 """Relative pixel-size mismatch above which a model is not applied at the file's scale."""
+MAX_RESAMPLE = 4.0
+"""Default largest zoom (either way) between a file's pixel size and a model's (``--max-resample``)."""
+SQUARE_TOLERANCE = 0.01
+"""Relative difference of a pixel's height and width above which it is not square."""
 NOISY = "noisy"
 """The identity (the thinned input itself), always scored as the baseline row."""
 
@@ -93,13 +102,27 @@ def load_model_dir(directory: str | os.PathLike, device: str = "cpu") -> Trained
     return TrainedModel(directory, directory.name, info, network, sha256_file(weights), info["pixel_size"]["median"])
 
 
+@dataclass(frozen=True)
+class Stated:
+    """What the user states about the recordings (command-line flags, a dataset's ``files``
+    section); each given value overrides the file's."""
+
+    pixel_size: float | None = None  # A
+    dose: float | None = None  # e/A^2 per image / frame
+    counts_per_unit: float | None = None  # electrons per stored value (1 / gain), zero level 0
+    signal: str | None = None  # title of the signal to read in a multi-signal file
+
+
 @dataclass
 class Calibration:
     """How a recording's values became counts and the model's input scale (normalised intensity)."""
 
     pixel_size: float  # A
     dose: float  # e/A^2 per image / frame
-    counts_per_unit: float  # counts per stored value
+    counts_per_unit: float  # counts per stored value (1 / gain)
+    offset: float = 0.0  # stored value of zero electrons
+    not_poisson: str = ""  # why the counts are not Poisson, so not thinned ("" when they are)
+    gain: dict[str, Any] | None = None  # the estimate (temdenoise.gain.GainEstimate) when not stated
     assumptions: list[str] = field(default_factory=list)
 
     @property
@@ -107,59 +130,87 @@ class Calibration:
         """``s = D p^2``: expected counts per pixel of vacuum (normalised intensity 1)."""
         return self.dose * self.pixel_size**2
 
+    def counts(self, values: np.ndarray) -> np.ndarray:
+        """Stored values as counts: ``(values - offset) x counts_per_unit``."""
+        return (np.asarray(values, dtype=np.float64) - self.offset) * self.counts_per_unit
 
-def calibrate(
-    recording: Recording,
-    pixel_size: float | None = None,
-    dose: float | None = None,
-    counts_per_unit: float | None = None,
-) -> Calibration:
+
+def pixel_size_of(recording: Recording, stated: Stated) -> float:
+    """The pixel size (A): stated, else the file's; a file without one, or with pixels that are
+    not square, is refused."""
+    if stated.pixel_size:
+        return stated.pixel_size
+    size, height = recording.pixel_size, recording.pixel_size_y
+    if size is None:
+        raise RecordingError(recording.path, "the file has no pixel size; pass --pixel-size (A)")
+    if height is not None and abs(height / size - 1) > SQUARE_TOLERANCE:
+        raise RecordingError(recording.path, f"pixels are not square ({height:.4g} x {size:.4g} A, height x width): "
+                             "a model would see stretched structures; pass --pixel-size to override")
+    return size
+
+
+def calibrate(recording: Recording, stated: Stated = Stated()) -> Calibration:
     """Pixel size, dose and count conversion of ``recording``: the user's values first, then the
     file's; what is assumed is stated in :attr:`Calibration.assumptions`.
 
-    Integer data are counts; other data need ``counts_per_unit``, or ``dose`` with the mean
-    intensity taken as vacuum's. A missing dose is estimated from the mean counts the same way.
+    A STEM detector's values are not electron counts: its image is refused unless
+    ``counts_per_unit`` is stated. Integer values become counts through the detector gain and
+    zero level estimated from the recording (:func:`temdenoise.gain.estimate_gain`; refused when
+    it is not determined); other data need ``counts_per_unit``, or ``dose`` with the mean intensity
+    taken as vacuum's. A missing dose is estimated from the mean counts the same way.
     """
-    assumptions = []
-    size = pixel_size or recording.pixel_size
-    if size is None:
-        raise RecordingError(recording.path, "the file has no pixel size; pass --pixel-size (A)")
-    if pixel_size is None:
-        assumptions.append(f"pixel size {size:.4g} A from the file ({recording.unit})")
-    mean = float(recording.data.mean())
-    if mean <= 0:
-        raise RecordingError(recording.path, "mean value is not positive: not counts of electrons")
+    path = recording.path
+    size = pixel_size_of(recording, stated)
+    assumptions = [] if stated.pixel_size else [f"pixel size {size:.4g} A from the file ({recording.unit})"]
+    if recording.kind == "stem" and stated.counts_per_unit is None:
+        raise RecordingError(path, f"{KINDS['stem']} ({recording.detector}), not electron counts of a TEM camera; "
+                             "pass --counts-per-unit (electrons per value) to use it")
     file_dose = next((value for key, value in recording.exposure.items() if key.lower().endswith("dose")), None)
-    dose = dose or file_dose
-    if counts_per_unit is None:
-        if recording.integer:
-            counts_per_unit = 1.0
-            assumptions.append("integer values used as counts")
-        elif dose is not None:
-            counts_per_unit = dose * size**2 / mean
-            assumptions.append(f"float values scaled to counts with the mean intensity taken as vacuum's (dose {dose:g})")
-        else:
-            raise RecordingError(recording.path, "values are not integer counts; pass --counts-per-unit or --dose")
+    dose = stated.dose or file_dose
+    counts_per_unit, offset, not_poisson, gain = stated.counts_per_unit, 0.0, "", None
+    if counts_per_unit is not None:
+        assumptions.append(f"{counts_per_unit:g} counts per value as stated, zero level 0")
+    elif recording.integer:
+        try:
+            estimate = estimate_gain(recording.data)
+        except GainError as error:
+            raise RecordingError(path, f"the detector gain cannot be estimated from the recording ({error}); "
+                                 "pass --counts-per-unit") from error
+        counts_per_unit, offset, not_poisson, gain = 1 / estimate.gain, estimate.offset, estimate.reason, asdict(estimate)
+        assumptions.append(f"detector gain {estimate.gain:.4g} per electron and zero level {estimate.offset:.4g} "
+                           f"estimated from the recording ({estimate.method}; docs/thinning.md)")
+        if not_poisson:
+            assumptions.append(f"not Poisson counts after the gain: {not_poisson}")
+    elif dose is not None:
+        counts_per_unit = dose * size**2 / float(recording.data.mean())
+        not_poisson = "float values scaled by the dose, not integer counts"
+        assumptions.append(f"float values scaled to counts with the mean intensity taken as vacuum's (dose {dose:g})")
+    else:
+        raise RecordingError(path, "values are not integer counts; pass --counts-per-unit or --dose")
+    mean = float(recording.data.mean() - offset) * counts_per_unit
+    if mean <= 0:
+        raise RecordingError(path, "mean count is not positive: not counts of electrons")
     if dose is None:
-        dose = mean * counts_per_unit / size**2
+        dose = mean / size**2
         assumptions.append(f"dose {dose:.4g} e/A^2 estimated from the mean counts (mean intensity taken as vacuum's)")
     elif dose == file_dose:
         assumptions.append(f"dose {dose:g} e/A^2 from the file's metadata")
-    return Calibration(size, float(dose), float(counts_per_unit), assumptions)
+    return Calibration(size, float(dose), float(counts_per_unit), float(offset), not_poisson, gain, assumptions)
 
 
-def resampling_factor(source_pixel_size: float, model: TrainedModel, resample: bool) -> float:
+def resampling_factor(source_pixel_size: float, model: TrainedModel, settings: "ApplySettings") -> float:
     """Zoom that brings an image to the model's pixel size (1 within the tolerance); refuses a
-    mismatch when resampling is off."""
+    mismatch when resampling is off, and a zoom beyond ``settings.max_resample`` either way."""
     factor = source_pixel_size / model.pixel_size
     if abs(factor - 1) <= PIXEL_SIZE_TOLERANCE:
         return 1.0
-    if not resample:
-        raise ValueError(
-            f"pixel size {source_pixel_size:.4g} A differs from {model.name}'s training pixel size "
-            f"{model.pixel_size:.4g} A by {abs(factor - 1):.0%} (> {PIXEL_SIZE_TOLERANCE:.0%}); "
-            "the model would see structures at the wrong scale (use --resample)"
-        )
+    sizes = f"pixel size {source_pixel_size:.4g} A against {model.name}'s training pixel size {model.pixel_size:.4g} A"
+    if not settings.resample:
+        raise ValueError(f"{sizes}: {abs(factor - 1):.0%} apart (> {PIXEL_SIZE_TOLERANCE:.0%}); the model would see "
+                         "structures at the wrong scale (use --resample)")
+    if max(factor, 1 / factor) > settings.max_resample:
+        raise ValueError(f"{sizes}: a x{factor:.4g} resampling, beyond the limit x{settings.max_resample:g} "
+                         "(--max-resample): the model was not trained for this scale")
     return factor
 
 
@@ -178,6 +229,7 @@ class ApplySettings:
     device: str = "cpu"
     tile: int | None = 512  # supervised nets: side of the tiles (None: whole image)
     resample: bool = True
+    max_resample: float = MAX_RESAMPLE  # largest zoom either way to the model's pixel size
     # GainTuning on the file itself: the chosen setting of a workflow selection.json ({loss, lr, steps},
     # chosen on validation images), None = off; it adapts on a central crop of ``gaintune_crop`` pixels.
     gaintune: dict[str, Any] | None = None
@@ -210,7 +262,7 @@ def apply_model(model: TrainedModel, image: np.ndarray, pixel_size: float, setti
     the edge frames of training (:func:`temdenoise.models.udvd.denoise_video`). With
     ``settings.gaintune`` the network is first adapted to the image (:func:`gaintuned`; needs ``dose``).
     """
-    factor = resampling_factor(pixel_size, model, settings.resample)
+    factor = resampling_factor(pixel_size, model, settings)
     shape = image.shape[-2:]
     scaled_shape = (max(2, round(shape[0] * factor)), max(2, round(shape[1] * factor)))
     work = _zoom(image, scaled_shape) if factor != 1.0 else np.asarray(image, dtype=np.float32)
@@ -241,30 +293,38 @@ def write_calibrated_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size:
                          metadata={"unit": "nm", "axes": axes})
 
 
-def output_paths(input_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """The denoised TIFF and its JSON sidecar for one input."""
-    stem = input_path.name.rsplit(".", 1)[0]
-    return out_dir / f"{stem}.denoised.tif", out_dir / f"{stem}.denoised.json"
+def output_paths(input_path: Path, base: Path, out_dir: Path) -> tuple[Path, Path]:
+    """The denoised TIFF and its JSON sidecar for one input: its path relative to ``base`` (the
+    inputs' common folder) under ``out_dir``, named after the whole file name (``scan.dm3`` ->
+    ``scan.dm3.denoised.tif``), so that no two inputs share an output."""
+    relative = input_path.resolve().relative_to(base)
+    target = out_dir / relative.parent / relative.name
+    return target.with_name(f"{relative.name}.denoised.tif"), target.with_name(f"{relative.name}.denoised.json")
 
 
-def denoise_file(path: str | os.PathLike, model: TrainedModel, out_dir: str | os.PathLike, settings: ApplySettings,
-                 pixel_size: float | None = None, dose: float | None = None,
-                 counts_per_unit: float | None = None) -> Path:
-    """Denoise one file: ``<stem>.denoised.tif`` (normalised intensity, calibrated) and
-    ``<stem>.denoised.json`` (provenance and every setting) in ``out_dir``; returns the TIFF."""
-    recording = read_recording(path)
-    calibration = calibrate(recording, pixel_size, dose, counts_per_unit)
-    normalised = recording.data * (calibration.counts_per_unit / calibration.counts_per_intensity)
+def denoise_file(path: Path, base: Path, model: TrainedModel, out_dir: str | os.PathLike, settings: ApplySettings,
+                 stated: Stated = Stated()) -> Path:
+    """Denoise one file into ``out_dir`` (:func:`output_paths`): a TIFF of normalised intensity,
+    calibrated, and a JSON sidecar (provenance, the reader and its versions, the calibration and
+    every setting); returns the TIFF."""
+    recording = read_recording(path, stated.signal)
+    resampling_factor(pixel_size_of(recording, stated), model, settings)  # refuse before any work
+    calibration = calibrate(recording, stated)
+    normalised = calibration.counts(recording.data) / calibration.counts_per_intensity
     denoised = apply_model(model, normalised, calibration.pixel_size, settings, calibration.dose)
-    tiff, sidecar = output_paths(recording.path, Path(out_dir))
+    tiff, sidecar = output_paths(recording.path, base, Path(out_dir))
     record = {
         "input": {"path": str(recording.path.resolve()), "sha256": sha256_file(recording.path),
-                  "reader": recording.reader, "shape": list(recording.data.shape), "exposure": recording.exposure},
+                  "reader": recording.reader, "reader_versions": reader_versions(), "signal": recording.title,
+                  "signals": recording.signals, "kind": recording.kind, "detector": recording.detector,
+                  "shape": list(recording.data.shape), "frame_interval_s": recording.frame_interval,
+                  "exposure": recording.exposure},
         "model": {"directory": str(model.directory.resolve()), "weights_sha256": model.weights_sha256,
                   "training": model.info},
         "calibration": asdict(calibration),
         "settings": {**asdict(settings), "resampling_factor": calibration.pixel_size / model.pixel_size},
-        "output": {"path": tiff.name, "values": "normalised intensity (vacuum = 1)", "pixel_size_A": calibration.pixel_size},
+        "output": {"path": tiff.name, "values": "normalised intensity (vacuum = 1)", "pixel_size_A": calibration.pixel_size,
+                   "frame_interval_s": recording.frame_interval},
         "provenance": provenance.record({"device": settings.device}),
     }
     write_calibrated_tiff(tiff, denoised, calibration.pixel_size)
@@ -275,11 +335,18 @@ def denoise_file(path: str | os.PathLike, model: TrainedModel, out_dir: str | os
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files named, and the files of folders named (sorted), in order."""
+    """Files named, and the files of folders named (sorted), in order, each once; a TIA
+    ``<name>_<n>.ser`` beside its ``<name>.emi`` is that one recording (:func:`readers.tia_pair`)."""
     files: list[Path] = []
     for item in map(Path, inputs):
         files += sorted(p for p in item.iterdir() if p.is_file() and not p.name.startswith(".")) if item.is_dir() else [item]
-    return files
+    unique = {tia_pair(file).resolve(): tia_pair(file) for file in reversed(files)}
+    return list(reversed(unique.values()))
+
+
+def common_folder(files: Sequence[Path]) -> Path:
+    """The deepest folder holding every file (outputs mirror the files' paths below it)."""
+    return Path(os.path.commonpath([file.resolve().parent for file in files])) if files else Path.cwd()
 
 
 def run_batch(files: Sequence[Path], work: Any, desc: str) -> list[str]:
@@ -297,11 +364,12 @@ def run_batch(files: Sequence[Path], work: Any, desc: str) -> list[str]:
 
 
 def denoise_files(inputs: Sequence[str | os.PathLike], model_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                  settings: ApplySettings, **calibration: float | None) -> list[str]:
+                  settings: ApplySettings, stated: Stated = Stated()) -> list[str]:
     """Denoise every input file (or folder's files) with one model; returns the failures."""
     model = load_model_dir(model_dir, settings.device)
-    return run_batch(expand_inputs(inputs), lambda file: denoise_file(file, model, out_dir, settings, **calibration),
-                     "denoise")
+    files = expand_inputs(inputs)
+    base = common_folder(files)
+    return run_batch(files, lambda file: denoise_file(file, base, model, out_dir, settings, stated), "denoise")
 
 
 @dataclass
@@ -322,33 +390,41 @@ class ThinnedItem:
 
 def thin_recording(recording: Recording, calibration: Calibration, fraction: float,
                    rng: np.random.Generator) -> ThinnedItem:
-    """Thin a recording's counts (see :mod:`temdenoise.thinning`)."""
-    counts = recording.data * calibration.counts_per_unit
-    split = thin(counts, calibration.counts_per_intensity, fraction, rng)
-    return ThinnedItem(recording.path.name, split, calibration.pixel_size, calibration.dose)
+    """Thin a recording's counts (see :mod:`temdenoise.thinning`); refused when they are not
+    Poisson counts (:attr:`Calibration.not_poisson`)."""
+    if calibration.not_poisson:
+        raise RecordingError(recording.path, f"not thinned: {calibration.not_poisson}")
+    split = thin(calibration.counts(recording.data), calibration.counts_per_intensity, fraction, rng)
+    return ThinnedItem(str(recording.path), split, calibration.pixel_size, calibration.dose)
 
 
 def thin_files(inputs: Sequence[str | os.PathLike], fraction: float, seed: int,
-               **calibration: float | None) -> tuple[list[ThinnedItem], list[str]]:
+               stated: Stated = Stated()) -> tuple[list[ThinnedItem], list[str]]:
     """Thin every input file (or folder's files); returns the items and the failures."""
     rng = np.random.default_rng(seed)
     items: list[ThinnedItem] = []
 
     def read_and_thin(file: Path) -> None:
-        recording = read_recording(file)
-        items.append(thin_recording(recording, calibrate(recording, **calibration), fraction, rng))
+        recording = read_recording(file, stated.signal)
+        items.append(thin_recording(recording, calibrate(recording, stated), fraction, rng))
 
     return items, run_batch(expand_inputs(inputs), read_and_thin, "thin")
 
 
 def item_scores(item: ThinnedItem, models: Sequence[TrainedModel], settings: ApplySettings) -> list[dict[str, Any]]:
-    """Estimated MSE and PSNR of each model (and the thinned input, ``noisy``) on every image /
-    frame of a thinned recording, at dose ``fraction * D`` (:mod:`temdenoise.thinning`)."""
-    split = item.split
-    estimates = {NOISY: split.input}
+    """Thinning scores (:func:`score_rows`) of each model and of the thinned input, ``noisy``."""
+    estimates = {NOISY: item.split.input}
     for model in models:
-        estimates[model.name] = apply_model(model, split.input, item.pixel_size, settings)
-    full = item.full
+        estimates[model.name] = apply_model(model, item.split.input, item.pixel_size, settings)
+    return score_rows(item, estimates)
+
+
+def score_rows(item: ThinnedItem, estimates: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Estimated MSE of each estimate of the clean recording (by name, computed from the thinned
+    input only) on every image / frame of a thinned recording, at dose ``fraction * D``
+    (:mod:`temdenoise.thinning`), and normalised by the square of the estimated peak
+    (``nmse_estimate``), as the PSNR is."""
+    split, full = item.split, item.full
     rows = []
     for frame in range(split.input.shape[0]) if split.input.ndim == 3 else [None]:
         part = split if frame is None else split.frame(frame)
@@ -357,7 +433,7 @@ def item_scores(item: ThinnedItem, models: Sequence[TrainedModel], settings: App
             mse = estimated_mse(estimate if frame is None else estimate[frame], part)
             rows.append({"file": item.file, "frame": -1 if frame is None else frame, "model": name,
                          "dose": split.fraction * item.dose, "mse_estimate": mse, "data_range": peak,
-                         "psnr_estimate": psnr_from_mse(mse, peak)})
+                         "nmse_estimate": mse / peak**2})
     return rows
 
 
@@ -373,30 +449,50 @@ def score_items(items: Sequence[ThinnedItem], model_dirs: Sequence[str | os.Path
 
 
 def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """One row per model, best first: mean estimated PSNR over the items (images / frames) with
-    its 95% interval, and the paired difference to the best model with its 95% interval."""
-    wide = scores.pivot_table(index=["file", "frame"], columns="model", values="psnr_estimate", aggfunc="first")
-    order = wide.mean().sort_values(ascending=False).index
-    best = order[0]
+    """One row per model, best first (lowest pooled MSE estimate).
+
+    The normalised MSE estimates (:func:`item_scores`) are averaged over a recording's frames,
+    then over the recordings, before the logarithm: ``psnr_estimate = -10 log10(mean)`` (NaN when
+    the mean estimate is not positive: never floored). Each model is compared with the best by
+    the paired difference of the recordings' normalised MSE estimates (model - best: the held-out
+    noise term cancels), with its standard error and 95% Student-t interval over recordings
+    (``resolved`` when it excludes 0), and in dB (``db_vs_best``, the pooled PSNRs' difference).
+    """
+    per_recording = scores.groupby(["file", "model"])["nmse_estimate"].mean().unstack("model")
+    pooled = per_recording.mean().sort_values()
+    best = pooled.index[0]
     rows = []
-    for model in order:
-        level = paired_difference(wide[model].to_numpy(), np.zeros(len(wide)))
-        gap = paired_difference(wide[model].to_numpy(), wide[best].to_numpy())
-        rows.append({"rank": len(rows) + 1, "model": model, "psnr_estimate": level.mean, "psnr_low": level.low,
-                     "psnr_high": level.high, "items": level.items, "vs_best": gap.format() if model != best else "best",
+    for model, mean in pooled.items():
+        gap = paired_difference(per_recording[model].to_numpy(), per_recording[best].to_numpy())
+        differences = (per_recording[model] - per_recording[best]).dropna()
+        standard_error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else np.nan
+        rows.append({"rank": len(rows) + 1, "model": model, "psnr_estimate": psnr_from_mse(mean, 1.0),
+                     "nmse_estimate": mean, "recordings": gap.items, "nmse_vs_best": gap.mean,
+                     "nmse_vs_best_se": standard_error, "nmse_vs_best_low": gap.low, "nmse_vs_best_high": gap.high,
+                     "db_vs_best": psnr_from_mse(mean, 1.0) - psnr_from_mse(pooled[best], 1.0),
                      "resolved": gap.resolved if model != best else True})
     return pd.DataFrame(rows)
 
 
 def ranking_markdown(table: pd.DataFrame, title: str, fraction: float) -> str:
     """The ranking as a Markdown table with the estimator's conventions in its header."""
-    shown = table.assign(**{"estimated PSNR (dB) [95% CI]": [
-        f"{m:.2f} [{lo:.2f}, {hi:.2f}]" for m, lo, hi in zip(table.psnr_estimate, table.psnr_low, table.psnr_high)]})
-    shown = shown[["rank", "model", "estimated PSNR (dB) [95% CI]", "items", "vs_best"]]
+    shown = pd.DataFrame({
+        "rank": table["rank"], "model": table.model,
+        "estimated PSNR (dB)": [f"{v:.2f}" if np.isfinite(v) else "n/a (MSE estimate <= 0)" for v in table.psnr_estimate],
+        "recordings": table.recordings,
+        "vs best: dB": ["best" if r == 1 else f"{v:+.2f}" if np.isfinite(v) else "n/a"
+                        for r, v in zip(table["rank"], table.db_vs_best)],
+        "vs best: normalised MSE [95% CI]": [
+            "best" if r == 1 else f"{m:+.3g} [{lo:+.3g}, {hi:+.3g}]" + ("" if ok else ", not resolved")
+            for r, m, lo, hi, ok in zip(table["rank"], table.nmse_vs_best, table.nmse_vs_best_low,
+                                        table.nmse_vs_best_high, table.resolved)],
+    })
     return (f"# {title}\n\nGround-truth-free PSNR by binomial thinning (fraction {fraction:g}: models denoise "
             f"the thinned recording at dose {fraction:g} x D, scored against the held-out counts; docs/thinning.md). "
-            "Peak: range of the Gaussian-smoothed recording (common to all models); `vs_best`: paired difference "
-            "to the best model with its 95% interval over images/frames.\n\n" + shown.to_markdown(index=False) + "\n")
+            "The MSE estimates, normalised by the square of the peak (range of the Gaussian-smoothed recording, "
+            "common to all models), are pooled over frames and recordings before the logarithm. `vs best`: the paired "
+            "difference of normalised MSE to the best model with its 95% interval over recordings, and in dB."
+            "\n\n" + shown.to_markdown(index=False) + "\n")
 
 
 def write_ranking(scores: pd.DataFrame, out: str | os.PathLike, title: str, fraction: float) -> pd.DataFrame:
@@ -436,8 +532,8 @@ def load_thinned(folder: str | os.PathLike) -> list[ThinnedItem]:
 def thin_dataset(recordings: Sequence[str], files: dict[str, Any], folder: str, dataset: str, seed: int) -> None:
     """The workflow's ``real_thin``: thin a dataset's recordings (``files``: its
     ``datasets.<name>.files`` section) into ``folder``; any unreadable recording fails the job."""
-    items, failures = thin_files(recordings, files["fraction"], seed, pixel_size=files["pixel_size"],
-                                 dose=files["dose"], counts_per_unit=files["counts_per_unit"])
+    items, failures = thin_files(recordings, files["fraction"], seed, Stated(files["pixel_size"], files["dose"],
+                                                                         files["counts_per_unit"]))
     if failures:
         raise ValueError(f"{len(failures)} recording(s) of {dataset} could not be read: " + "; ".join(failures))
     save_thinned(items, folder)

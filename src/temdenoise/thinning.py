@@ -15,10 +15,13 @@ and ``mean(y2) / ((1 - f) s)^2`` is an unbiased estimate of the last term, so
     MSE_hat = mean((g - t)^2) - mean(y2) / ((1 - f) s)^2
 
 is an unbiased estimate of the true MSE of the denoiser at dose ``f D`` (Batson & Royer's
-Noise2Self splitting argument applied to Poisson thinning; see docs/thinning.md). PSNR needs a peak:
-the project's TEM convention is the clean image's range, unknown here, so the estimated PSNR uses
-an estimate of it common to every model (:func:`estimate_data_range`): it shifts every model's
-PSNR on an image by the same amount, so rankings and paired differences do not depend on it.
+Noise2Self splitting argument applied to Poisson thinning; see docs/thinning.md). At low dose the
+noise term dwarfs the MSE of a good denoiser and one image's estimate is often negative: estimates
+are averaged over images before the logarithm (:func:`psnr_from_mse` is never floored), and two
+models are compared by the paired difference of their estimates, in which the noise term cancels.
+PSNR needs a peak: the project's TEM convention is the clean image's range, unknown here, so the
+estimated PSNR uses an estimate of it common to every model (:func:`estimate_data_range`): it
+scales every model's MSE on an image by the same amount, so rankings do not depend on it.
 """
 
 from __future__ import annotations
@@ -27,11 +30,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-
-# The smallest MSE estimate turned into a PSNR: the estimate is unbiased, not positive, and a
-# near-perfect denoiser on a small image can get a negative one.
-MSE_FLOOR = 1e-12
-
 
 @dataclass(frozen=True)
 class ThinnedSplit:
@@ -80,8 +78,9 @@ def estimated_mse(estimate: np.ndarray, split: ThinnedSplit) -> float:
 
 
 def psnr_from_mse(mse: float, data_range: float) -> float:
-    """PSNR in dB from a (floored) MSE and a peak ``data_range``."""
-    return float(10 * np.log10(data_range**2 / max(mse, MSE_FLOOR)))
+    """PSNR in dB from an MSE and a peak ``data_range``; NaN when the MSE (an estimate, which may
+    be negative) is not positive: no floor decides a ranking."""
+    return float(10 * np.log10(data_range**2 / mse)) if mse > 0 else float("nan")
 
 
 def estimate_data_range(normalised: np.ndarray, sigma: float = 1.0) -> float:
