@@ -6,7 +6,7 @@ that it can be called from a test as well as from a Snakemake script.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -168,13 +168,15 @@ def _wide(summary: pd.DataFrame, dataset: str, fmt: str, score: str = "psnr") ->
 
 
 def ranked_pairs(
-    summary: pd.DataFrame, items: pd.DataFrame, named: Sequence[tuple[str, str]] = ()
+    summary: pd.DataFrame, items: pd.DataFrame, named: Sequence[tuple[str, str]] = (),
+    claims: Mapping[tuple[str, str], str] = {},
 ) -> pd.DataFrame:
     """Paired PSNR differences per dataset and condition: each method vs the next-ranked one (by the
     mean PSNR of ``summary``) and the ``named`` pairs, over the test items of ``items`` (rows per
     image, or per frame when ``items`` has a ``frame`` column), over their units; one Holm family
     per dataset. Items with a ``training_seed`` column (:func:`temdenoise.report.pairs.by_training_seed`)
-    are compared seed by seed, in the order of ``summary``."""
+    are compared seed by seed, in the order of ``summary``. ``claims`` tags named pairs with the
+    study's claim they test."""
     by = ["dataset", "noise"]
     orders = {
         key: part.sort_values("psnr_mean", ascending=False)["method"].tolist()
@@ -185,7 +187,7 @@ def ranked_pairs(
         orders = {(*key, seed): order for key, order in orders.items() for seed in seeds}
         by = [*by, TRAINING_SEED]
     item = ["image", "frame"] if "frame" in items else ["image"]
-    return compare_pairs(items, orders, named, by=by, item=item, family=["dataset"])
+    return compare_pairs(items, orders, named, by=by, item=item, family=["dataset"], claims=claims)
 
 
 def write_tables(
@@ -197,6 +199,7 @@ def write_tables(
     pairs_csv: str,
     items: pd.DataFrame | None = None,
     named: Sequence[tuple[str, str]] = (),
+    claims: Mapping[tuple[str, str], str] = {},
 ) -> pd.DataFrame:
     """The tidy CSV, the summary CSV, Markdown / LaTeX (booktabs) tables of mean +- std PSNR, and
     the paired differences of :func:`ranked_pairs` (over ``items``, default the rows of ``tidy``)
@@ -205,7 +208,7 @@ def write_tables(
     summary = summary_table(tidy)
     save_table(summary_csv, summary)
     items = tidy if items is None else items
-    pairs = ranked_pairs(summary, items, named)
+    pairs = ranked_pairs(summary, items, named, claims)
     save_table(pairs_csv, pairs)
     conventions = metrics.tem_psnr_conventions(tidy.columns)
     convention = metrics.table_convention(conventions)

@@ -649,6 +649,7 @@ def check_fov_gain():
 # -- headline tables (report.smk: table_html, html_report) --
 # Headline tables, in reading order: (file-name prefix, report subcategory, caption of the table).
 HEADLINE_GROUPS = [
+    ("claims", "0 Claims", "claims.rst"),
     ("psnr_summary", "1 PSNR benchmark", "psnr_table.rst"),
     ("tem_table", "2 TEM table", "tem_table.rst"),
     ("fov_gain", "2 TEM table", "fov_gain.rst"),

@@ -119,6 +119,35 @@ rule table_html:
         "../../scripts/table_html.py"
 
 
+def claim_tables():
+    """The tables of this run whose rows test the study's claims (temdenoise.claims): the pairs of
+    the TEM, UDVD and generalisation tables and the FoV-gain table, where the config builds them."""
+    own = {"tem_table": "tem_table_pairs", "udvd_table": "udvd_table_pairs", "fov_gain": "fov_gain"}
+    stems = [Path(t).stem for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".md")]
+    return sorted(
+        f"results/tables/{own.get(stem, stem + '_pairs')}.csv"
+        for stem in dict.fromkeys(stems)
+        if stem in own or stem.startswith("generalization_")
+    )
+
+
+rule claims:
+    input:
+        claim_tables(),
+    output:
+        markdown="results/tables/claims.md",
+        csv="results/tables/claims.csv",
+    log:
+        "results/logs/claims.log",
+    conda:
+        "../../envs/analysis.yaml"
+    params:
+        run=f"{', '.join(Path(f).name for f in workflow.configfiles) or 'config/config.yaml'} (seed {config['seed']})",
+    script:
+        "../../scripts/claims.py"
+
+
+ALL_TARGETS.extend(["results/tables/claims.md", "results/tables/claims.csv"])
 ALL_TARGETS.extend(f"results/report/{Path(t).stem}.html" for t in headline_tables())
 
 

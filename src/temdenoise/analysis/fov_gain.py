@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from temdenoise.benchmark import collect_metrics, noise_order  # noqa: E402
+from temdenoise.claims import FOV  # noqa: E402
 from temdenoise.fov_units import PROJECTED_CELL_AREA, FovScale, fov_scale  # noqa: E402
 from temdenoise.io import save_table, save_text  # noqa: E402
 from temdenoise.noise import parse_condition  # noqa: E402
@@ -44,7 +45,7 @@ CONVENTIONS = ("seed_counts", "range")
 
 COLUMNS = ["dataset", "noise", TRAINING_SEED, "counts_per_pixel", "model", "reference", "convention",
            "fov", "fov_angstrom", "fov_cells", "reference_fov", "reference_fov_angstrom", "reference_fov_cells",
-           "pixel_size", "support", *DIFF_COLUMNS]
+           "pixel_size", "support", *DIFF_COLUMNS, "claim"]
 
 
 def gain_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -83,7 +84,7 @@ def dataset_gains(
             (pair,) = paired_table(scores, [(model, reference)], by=["noise"], score=f"psnr_{convention}",
                                    family=None).to_dict("records")
             rows.append({
-                **pair, TRAINING_SEED: seed, "model": model, "reference": reference, "convention": convention,
+                **pair, "claim": FOV, TRAINING_SEED: seed, "model": model, "reference": reference, "convention": convention,
                 "counts_per_pixel": counts_per_pixel(noise, scale.pixel_size),
                 "fov": fov[model], "fov_angstrom": scale.angstrom(fov[model]), "fov_cells": scale.cells(fov[model]),
                 "reference_fov": fov[reference], "reference_fov_angstrom": scale.angstrom(fov[reference]),

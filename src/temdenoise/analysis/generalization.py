@@ -23,6 +23,7 @@ from temdenoise.benchmark import collect_metrics, noise_order, summary_table, te
 from temdenoise.io import save_table, save_text  # noqa: E402
 from temdenoise.noise import parse_condition  # noqa: E402
 from temdenoise.plots import save_figure  # noqa: E402
+from temdenoise.claims import BIAS_FREE
 from temdenoise.report.pairs import bias_free_twins, compare_pairs, delta_note, pairs_display  # noqa: E402
 
 NOISY = "noisy"
@@ -69,7 +70,8 @@ def generalization_pairs(metric_paths: Sequence[str], entries: Mapping[str, Mapp
     """Paired PSNR difference of each bias-free model and its biased twin (both among ``entries``)
     over the test units at every noise level, easiest level first; one Holm family for the table."""
     tidy = collect_metrics(metric_paths)
-    pairs = compare_pairs(tidy, {}, bias_free_twins(entries), by=["noise"], item=["image"])
+    twins = bias_free_twins(entries)
+    pairs = compare_pairs(tidy, {}, twins, by=["noise"], item=["image"], claims=dict.fromkeys(twins, BIAS_FREE))
     return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
 
 

@@ -146,16 +146,22 @@ AUGMENTATION_VARIANTS = tuple(
 """The seed's six single-video settings: no augmentation / flips / flips + time reversal, x early stopping."""
 
 
-def udvd_claim_pairs(entries: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
-    """The UDVD table's named comparisons: each UDVD vs every UDVD with fewer frames (same training
-    noise), then each UDVD vs the supervised (biased) DnCNNs and vs the Wiener filters."""
-    def of(family: str) -> list[str]:
-        return [m for m, e in entries.items() if e["family"] == family and not e.get("params", {}).get("bias_free")]
+def _biased(entries: dict[str, dict[str, Any]], family: str) -> list[str]:
+    return [m for m, e in entries.items() if e["family"] == family and not e.get("params", {}).get("bias_free")]
 
-    frames = {m: entries[m].get("params", {}).get("frames", 1) for m in of("udvd")}
-    fewer = [(a, b) for a in frames for b in frames
-             if frames[a] > frames[b] and entries[a].get("train_noise") == entries[b].get("train_noise")]
-    return fewer + [(u, other) for u in frames for other in (*of("dncnn"), *of("wiener"))]
+
+def udvd_frame_pairs(entries: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """Each UDVD vs every UDVD with fewer frames and the same training noise (the frames claim)."""
+    frames = {m: entries[m].get("params", {}).get("frames", 1) for m in _biased(entries, "udvd")}
+    return [(a, b) for a in frames for b in frames
+            if frames[a] > frames[b] and entries[a].get("train_noise") == entries[b].get("train_noise")]
+
+
+def udvd_claim_pairs(entries: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """The UDVD table's named comparisons: :func:`udvd_frame_pairs`, then each UDVD vs the
+    supervised (biased) DnCNNs and vs the Wiener filters."""
+    return udvd_frame_pairs(entries) + [(u, other) for u in _biased(entries, "udvd")
+                                        for other in (*_biased(entries, "dncnn"), *_biased(entries, "wiener"))]
 
 
 def write_udvd_table(
@@ -176,13 +182,15 @@ def write_udvd_table(
     (:mod:`temdenoise.stats`). Networks also trained with other seeds (replicates among the metric
     files) are compared seed by seed, and the verdicts over the seeds close the Markdown."""
     from temdenoise.benchmark import collect_metrics, write_tables
+    from temdenoise.claims import FRAMES
     from temdenoise.report.pairs import by_training_seed
     from temdenoise.stats import TRAINING_SEED
 
     videos = by_training_seed(collect_metrics(metric_paths), main_seed)
     main = videos[videos[TRAINING_SEED] == main_seed].drop(columns=TRAINING_SEED)
     write_tables(main, csv, summary_csv, markdown, latex, pairs_csv,
-                 items=by_training_seed(collect_metrics(frame_paths), main_seed), named=udvd_claim_pairs(entries))
+                 items=by_training_seed(collect_metrics(frame_paths), main_seed), named=udvd_claim_pairs(entries),
+                 claims=dict.fromkeys(udvd_frame_pairs(entries), FRAMES))
 
 
 def _short_videos(stack: Sequence[np.ndarray], videos: int, frames: int, crop: int) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ import pandas as pd
 from temdenoise.registry import replicate_of
 from temdenoise.stats import DIFF_COLUMNS, ITEM, TRAINING_SEED, PairedDifference, adjust_family, paired_table
 
-PAIR_COLUMNS = ["a", "b", *DIFF_COLUMNS, "next_ranked", "named"]
+PAIR_COLUMNS = ["a", "b", *DIFF_COLUMNS, "next_ranked", "named", "claim"]
 
 
 def delta_note(family: str = "this table") -> str:
@@ -40,6 +40,7 @@ def compare_pairs(
     by: Sequence[str],
     item: Sequence[str],
     family: Sequence[str] = (),
+    claims: Mapping[tuple[str, str], str] = {},
 ) -> pd.DataFrame:
     """Paired PSNR differences per group: each method vs the next-ranked, plus the ``named`` pairs.
 
@@ -47,6 +48,8 @@ def compare_pairs(
     their ``unit`` columns). ``orders`` maps each group key (the values of ``by``, a tuple) to its
     methods, best first, as the table shows them. A pair that is both adjacent and named appears
     once with both flags set. Verdicts are Holm-adjusted within ``family`` (all rows when empty).
+    ``claims`` tags named pairs with the study's claim they test (:data:`temdenoise.claims.CLAIMS`;
+    column ``claim``, empty for the others).
     """
     rows = []
     for key, part in items.groupby(list(by), sort=False):
@@ -56,6 +59,7 @@ def compare_pairs(
         table = paired_table(part, pairs, by=by, item=item, family=None)
         table["next_ranked"] = [pair in adjacent for pair in zip(table["a"], table["b"])]
         table["named"] = [pair in named for pair in zip(table["a"], table["b"])]
+        table["claim"] = [claims.get(pair, "") for pair in zip(table["a"], table["b"])]
         rows.append(table)
     if not rows:
         return pd.DataFrame(columns=[*by, *PAIR_COLUMNS])

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from temdenoise import metrics
+from temdenoise.claims import CNN_CLASSICAL
 from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
 from temdenoise.fov_units import FovScale, fov_scale, fov_units_note
 from temdenoise.io import save_table, save_text
@@ -54,6 +55,12 @@ def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
     return claims + bias_free_twins(entries)
 
 
+def claim_tags(entries: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """The named comparisons that test one of the study's claims: each biased supervised DnCNN
+    over each Wiener filter (CNN vs classical). UNet vs DnCNN is the FoV-gain table's claim."""
+    return {(a, b): CNN_CLASSICAL for a in supervised_biased(entries, "dncnn") for b in supervised_biased(entries, "wiener")}
+
+
 def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]], scale: FovScale) -> pd.DataFrame:
     """One row per (noise condition, model), best PSNR (column ``psnr``) first within each condition,
     with the mean and std of every TEM PSNR convention's column and the FoV in px, A and cells (``scale``)."""
@@ -71,11 +78,14 @@ def tem_table(tidy: pd.DataFrame, info: Mapping[str, Mapping[str, Any]], scale: 
     return summary[COLUMNS[:after_psnr] + by_convention + COLUMNS[after_psnr:]].reset_index(drop=True)
 
 
-def table_pairs(tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]]) -> pd.DataFrame:
+def table_pairs(
+    tidy: pd.DataFrame, table: pd.DataFrame, named: Sequence[tuple[str, str]], claims: Mapping[tuple[str, str], str] = {}
+) -> pd.DataFrame:
     """Paired differences per condition over the test structures: each model vs the next row of
-    ``table``, and ``named``; one Holm family for the whole table."""
+    ``table``, and ``named`` (those in ``claims`` tagged with their claim); one Holm family for the
+    whole table."""
     orders = {(noise,): part["model"].tolist() for noise, part in table.groupby("noise", sort=False)}
-    pairs = compare_pairs(tidy, orders, named, by=["noise"], item=["image"])
+    pairs = compare_pairs(tidy, orders, named, by=["noise"], item=["image"], claims=claims)
     return pairs.sort_values("noise", key=noise_order, kind="stable").reset_index(drop=True)
 
 
@@ -139,7 +149,7 @@ def write_tem_table(
     tidy = collect_metrics(metric_paths)
     scale = fov_scale(pd.read_csv(metadata_path))
     table = tem_table(tidy, info, scale)
-    compared = table_pairs(tidy, table, named)
+    compared = table_pairs(tidy, table, named, claim_tags(entries))
     table = with_next(table, compared)
     save_table(out_csv, table)
     save_table(out_pairs, compared)
