@@ -403,7 +403,7 @@ def test_workflow_jobs_write_consistent_tables(tmp_path) -> None:
     assert (summary["gaintuning-pretrained_low"] < summary["gaintuning-pretrained"]).all()
     assert {"gaintuning-same", "gaintuning-same_high", "gaintuning-same_resolved", "setting", "setting_from"} <= set(summary.columns)
     # natural images are their own units; the verdicts are Holm-adjusted over the whole table
-    assert (summary["unit"] == "image").all() and (summary["units"] == 3).all()
+    assert (summary["unit"] == "image").all() and (summary["n_units"] == 3).all()
     p_values = summary[["gaintuning-pretrained_p", "gaintuning-same_p"]].to_numpy().ravel()
     assert summary[["gaintuning-pretrained_p_holm", "gaintuning-same_p_holm"]].to_numpy().ravel() == pytest.approx(holm(p_values))
     markdown = (tmp_path / "ood.md").read_text()

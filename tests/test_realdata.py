@@ -282,6 +282,7 @@ def test_score_orders_a_half_db_pair_at_045_counts_per_pixel():
     for seed in range(seeds):
         scores, true_nmse, true_gain = low_dose_trial(seed)
         table = ranking_table(scores).set_index("model")
+        assert (table["unit"] == "recording").all() and (table["n_units"] == scores["file"].nunique()).all()
         best, other = ("good", "worse") if table.loc["good", "rank"] == 1 else ("worse", "good")
         right += best == "good"
         truth = np.mean(true_nmse[other]) - np.mean(true_nmse[best])
@@ -304,7 +305,7 @@ def test_workflow_ranks_supervised_and_self_supervised_models_on_recordings(work
     workflow_runner(REPO / "tests/configs/realdata.yaml", "results/tables/real_stand_in.md")
     table = pd.read_csv(tmp_path / "results/tables/real_stand_in.csv")
     assert set(table.model) == {"noisy", "dncnn", "udvd"}
-    assert (table["recordings"] == 3).all()  # three 4-frame movies
+    assert (table["recordings"] == 3).all() and (table["unit"] == "recording").all()  # three 4-frame movies
     info = json.loads((tmp_path / "results/models/stand_in/udvd/info.json").read_text())
     assert info["conditions"] == ["poisson-200"] and info["pixel_size"]["median"] == pytest.approx(PIXEL_SIZE)
     assert "Real data: stand_in" in (tmp_path / "results/tables/real_stand_in.md").read_text()

@@ -41,7 +41,7 @@ from temdenoise.models import load_trained
 from temdenoise.models.inference import denoise_image
 from temdenoise.gain import GainError, estimate_gain
 from temdenoise.readers import KINDS, Recording, RecordingError, read_recording, reader_versions, tia_pair
-from temdenoise.stats import paired_difference
+from temdenoise.stats import holm, paired_difference
 from temdenoise.thinning import ThinnedSplit, estimate_data_range, estimated_mse, psnr_from_mse, thin
 
 log = logging.getLogger("temdenoise")
@@ -456,22 +456,28 @@ def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
     the mean estimate is not positive: never floored). Each model is compared with the best by
     the paired difference of the recordings' normalised MSE estimates (model - best: the held-out
     noise term cancels), with its standard error and 95% Student-t interval over recordings
-    (``resolved`` when it excludes 0), and in dB (``db_vs_best``, the pooled PSNRs' difference).
+    (the recording is the unit: ``unit``, ``n_units``), ``resolved`` when its p-value, Holm-adjusted
+    over the comparisons with the best, is below 0.05, and in dB (``db_vs_best``, the pooled PSNRs'
+    difference).
     """
     per_recording = scores.groupby(["file", "model"])["nmse_estimate"].mean().unstack("model")
     pooled = per_recording.mean().sort_values()
     best = pooled.index[0]
     rows = []
     for model, mean in pooled.items():
-        gap = paired_difference(per_recording[model].to_numpy(), per_recording[best].to_numpy())
+        gap = paired_difference(per_recording[model].to_numpy(), per_recording[best].to_numpy(), unit="recording")
         differences = (per_recording[model] - per_recording[best]).dropna()
         standard_error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else np.nan
         rows.append({"rank": len(rows) + 1, "model": model, "psnr_estimate": psnr_from_mse(mean, 1.0),
-                     "nmse_estimate": mean, "recordings": gap.items, "nmse_vs_best": gap.mean,
-                     "nmse_vs_best_se": standard_error, "nmse_vs_best_low": gap.low, "nmse_vs_best_high": gap.high,
-                     "db_vs_best": psnr_from_mse(mean, 1.0) - psnr_from_mse(pooled[best], 1.0),
-                     "resolved": gap.resolved if model != best else True})
-    return pd.DataFrame(rows)
+                     "nmse_estimate": mean, "recordings": gap.items, "unit": gap.unit, "n_units": gap.units,
+                     "nmse_vs_best": gap.mean, "nmse_vs_best_se": standard_error, "nmse_vs_best_low": gap.low,
+                     "nmse_vs_best_high": gap.high, "nmse_vs_best_p": gap.p_value if model != best else np.nan,
+                     "db_vs_best": psnr_from_mse(mean, 1.0) - psnr_from_mse(pooled[best], 1.0)})
+    table = pd.DataFrame(rows)
+    # one family: every model against the best (Holm, docs/statistics.md); the best is itself
+    table["nmse_vs_best_p_holm"] = holm(table["nmse_vs_best_p"].to_numpy(dtype=float))
+    table["resolved"] = (table["nmse_vs_best_p_holm"] < 0.05) | (table["model"] == best)
+    return table
 
 
 def ranking_markdown(table: pd.DataFrame, title: str, fraction: float) -> str:
@@ -491,7 +497,9 @@ def ranking_markdown(table: pd.DataFrame, title: str, fraction: float) -> str:
             f"the thinned recording at dose {fraction:g} x D, scored against the held-out counts; docs/thinning.md). "
             "The MSE estimates, normalised by the square of the peak (range of the Gaussian-smoothed recording, "
             "common to all models), are pooled over frames and recordings before the logarithm. `vs best`: the paired "
-            "difference of normalised MSE to the best model with its 95% interval over recordings, and in dB."
+            "difference of normalised MSE to the best model with its 95% interval over recordings (the unit), "
+            "'not resolved' unless its p-value, Holm-adjusted over the comparisons with the best, is below 0.05; "
+            "and in dB."
             "\n\n" + shown.to_markdown(index=False) + "\n")
 
 

@@ -472,7 +472,7 @@ def summarise_case(per_image: pd.DataFrame) -> pd.DataFrame:
     summary.insert(0, "case", first["case"])
     summary["images"] = per_image.groupby("noise", sort=False).size().to_numpy()
     summary["unit"] = per_image["unit_kind"].iloc[0]
-    summary["units"] = per_image.groupby("noise", sort=False)["unit"].nunique().to_numpy()
+    summary["n_units"] = per_image.groupby("noise", sort=False)["unit"].nunique().to_numpy()
     summary["setting"] = describe(AdaptSettings(loss=first["loss"], lr=first["lr"], steps=int(first["steps"])))
     summary["setting_from"] = first["setting_from"]
     summary["adapted_params_percent"] = 100 * first["adapted_fraction"]
@@ -527,7 +527,7 @@ def summary_job(tables: Sequence[str], kinds: dict[str, str], stems: dict[str, s
     paired differences with 95% CIs; one table per case kind."""
     combined = pd.concat([summarise_case(pd.read_csv(t)) for t in tables], ignore_index=True)
     paired = ("GainTuning - X: paired PSNR difference (dB) averaged within each independent unit (column unit: "
-              "structure or image; units: how many), mean [unadjusted 95% Student-t CI over the units]; 'not "
+              "structure or image; n_units: how many), mean [unadjusted 95% Student-t CI over the units]; 'not "
               "resolved' unless its p-value, Holm-adjusted over every difference of this table, is below 0.05. "
               "Setting: loss, Adam lr, steps, chosen on the validation images of the test dataset "
               "(setting_from = validation) or fixed by config.")
