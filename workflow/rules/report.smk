@@ -142,7 +142,8 @@ rule claims:
     conda:
         "../../envs/analysis.yaml"
     params:
-        run=f"{', '.join(Path(f).name for f in workflow.configfiles) or 'config/config.yaml'} (seed {config['seed']})",
+        run=f"{', '.join(os.path.relpath(f, workflow.basedir) for f in workflow.configfiles) or 'config/config.yaml'} "
+        f"(seed {config['seed']})",
     script:
         "../../scripts/claims.py"
 
