@@ -17,7 +17,14 @@ from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families, missing_extra
 from temdenoise.provenance import config_sha256
-from temdenoise.registry import entry_on, replicate_entries, replicate_name, replicate_of, supervised_biased, takes_videos
+from temdenoise.registry import (
+    entry_on,
+    replicate_entries,
+    replicate_name,
+    replicate_of,
+    supervised_biased,
+    takes_videos,
+)
 from temdenoise.runtime import derive_seed
 from temdenoise.scheduling import one_pending_reevaluation
 
@@ -595,7 +602,9 @@ def udvd_table_metrics(file=metrics_file):
     or `frame_metrics_file` per frame)."""
     dataset = UDVD["dataset"]
     return [
-        file(dataset, noise, model) for noise in conditions(dataset) for model in with_replicates(udvd_table_methods(noise))
+        file(dataset, noise, model)
+        for noise in conditions(dataset)
+        for model in with_replicates(udvd_table_methods(noise))
     ]
 
 
@@ -661,6 +670,18 @@ HEADLINE_GROUPS = [
     ("real_", "6 Real data", "real_data.rst"),
     ("data_stats_", "7 Data cards", "data_stats.rst"),
 ]
+
+
+def claim_tables():
+    """The tables of this run whose rows test the study's claims (temdenoise.claims): the pairs of
+    the TEM, UDVD and generalisation tables and the FoV-gain table, where the config builds them."""
+    own = {"tem_table": "tem_table_pairs", "udvd_table": "udvd_table_pairs", "fov_gain": "fov_gain"}
+    stems = [Path(t).stem for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".md")]
+    return sorted(
+        f"results/tables/{own.get(stem, f'{stem}_pairs')}.csv"
+        for stem in dict.fromkeys(stems)
+        if stem in own or stem.startswith("generalization_")
+    )
 
 
 def headline_group(table):

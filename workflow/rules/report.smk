@@ -119,18 +119,6 @@ rule table_html:
         "../../scripts/table_html.py"
 
 
-def claim_tables():
-    """The tables of this run whose rows test the study's claims (temdenoise.claims): the pairs of
-    the TEM, UDVD and generalisation tables and the FoV-gain table, where the config builds them."""
-    own = {"tem_table": "tem_table_pairs", "udvd_table": "udvd_table_pairs", "fov_gain": "fov_gain"}
-    stems = [Path(t).stem for t in ALL_TARGETS if t.startswith("results/tables/") and t.endswith(".md")]
-    return sorted(
-        f"results/tables/{own.get(stem, stem + '_pairs')}.csv"
-        for stem in dict.fromkeys(stems)
-        if stem in own or stem.startswith("generalization_")
-    )
-
-
 rule claims:
     input:
         claim_tables(),
