@@ -20,6 +20,7 @@ import yaml
 from conftest import REPO, make_paper_natural_folders, run_workflow
 from temdenoise.families import declared_families
 from temdenoise.models import build_model, count_parameters
+from temdenoise.registry import replicate_of
 
 PAPER = REPO / "config" / "paper.yaml"
 JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.MULTILINE)
@@ -102,7 +103,7 @@ def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
         if rule == "train":  # batches built in one worker process per thread of the job
             assert resources.get("loader_workers") == resources["threads"] == "8", (wildcards, resources)
         if rule == "denoise":
-            family = config["methods"][wildcards["model"]]["family"]
+            family = config["methods"][replicate_of(wildcards["model"])[0]]["family"]  # a replicate: its model's
             network = declared_families()[family].kind == "network"
             assert resources.get("gpu") == ("1" if network else "0"), (wildcards, resources)
 
