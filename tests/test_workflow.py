@@ -54,7 +54,7 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
         assert (plots / name).stat().st_size > 0, name
     # results/report.html opens with the headline tables and links the figures
     sections, links = headline_tables_of((tmp_path / "results/report.html").read_text())
-    assert list(sections) == ["psnr_summary", "tem_table", "data_stats_tem"]
+    assert list(sections) == ["claims", "psnr_summary", "tem_table", "data_stats_tem"]  # the claims first
     assert any(row[0] == "wiener" for row in sections["psnr_summary"])
     assert any(row[0].startswith("authors") for row in sections["data_stats_tem"])  # the data card, last
     assert any("dncnn" in cell for row in sections["tem_table"] for cell in row)
