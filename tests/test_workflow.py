@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 from conftest import REPO
 from temdenoise.metrics import psnr_header
@@ -31,6 +32,15 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
     info = json.loads((tmp_path / "results/models/tem/dncnn/info.json").read_text())
     assert info["params"] == {"depth": 3, "channels": 6, "residual": False}
     assert len(pd.read_csv(tmp_path / "results/models/tem/dncnn/metrics.csv")) == 2  # recipe tiny_tem
+    # training_seeds: the FoV gain's networks trained again with seed 3, their own weights, compared per seed
+    models = tmp_path / "results/models/tem"
+    for net in ("dncnn", "unet"):
+        main, replicate = (torch.load(models / name / "model.pt", weights_only=True) for name in (net, f"{net}~seed3"))
+        assert main.keys() == replicate.keys() and any(not torch.equal(main[k], replicate[k]) for k in main)
+    gains = pd.read_csv(tmp_path / "results/tables/fov_gain.csv")
+    assert sorted(gains["training_seed"].unique()) == [2, 3] and (gains["claim"] == "fov").all()
+    claims = (tmp_path / "results/tables/claims.md").read_text()
+    assert "fov_gain.csv" in claims and "over 2 seeds (min, max)" in claims
     summary = pd.read_csv(tables / "psnr_summary.csv").set_index(["dataset", "noise", "method"])["psnr_mean"]
     for (dataset, noise), group in summary.groupby(level=["dataset", "noise"]):
         noisy = group[(dataset, noise, "noisy")]
@@ -54,7 +64,7 @@ def test_tiny_config_produces_tables_and_plots(workflow_runner, tmp_path):
         assert (plots / name).stat().st_size > 0, name
     # results/report.html opens with the headline tables and links the figures
     sections, links = headline_tables_of((tmp_path / "results/report.html").read_text())
-    assert list(sections) == ["claims", "psnr_summary", "tem_table", "data_stats_tem"]  # the claims first
+    assert list(sections) == ["claims", "psnr_summary", "tem_table", "fov_gain", "data_stats_tem"]  # the claims first
     assert any(row[0] == "wiener" for row in sections["psnr_summary"])
     assert any(row[0].startswith("authors") for row in sections["data_stats_tem"])  # the data card, last
     assert any("dncnn" in cell for row in sections["tem_table"] for cell in row)
