@@ -35,15 +35,20 @@ def make_paper_natural_folders(workdir: Path) -> None:
 
 
 def run_workflow(
-    workdir: Path, config: dict | Path, *args: str, check: bool = True, env: dict | None = None
+    workdir: Path,
+    config: dict | Path,
+    *args: str,
+    check: bool = True,
+    env: dict | None = None,
+    snakefile: Path = REPO / "Snakefile",
 ) -> subprocess.CompletedProcess:
-    """Run ``snakemake`` on the repository's Snakefile in ``workdir`` with ``config``."""
+    """Run ``snakemake`` on ``snakefile`` (the repository's root Snakefile) in ``workdir`` with ``config``."""
     if isinstance(config, dict):
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         config = path
     command = [
-        sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(workdir),
+        sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
         "--configfile", str(config), "--cores", "2", *args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})

@@ -10,8 +10,10 @@ from pathlib import Path
 # The parse imports the package from this source tree, installed or not, and only its light
 # modules (standard library): `snakemake --lint` and `-n` work where only Snakemake is installed
 # (tests/test_lint.py blocks torch, numpy, abTEM... and checks). Jobs get the same tree through
-# PYTHONPATH (below).
-sys.path.insert(0, str(Path(workflow.basedir, "src")))
+# PYTHONPATH (below). The repository root is found from this file (workflow.basedir is the directory of the
+# Snakefile named: the root, or workflow/ for the catalog's entry workflow/Snakefile).
+REPO = Path(workflow.current_basedir).parents[1]
+sys.path.insert(0, str(REPO / "src"))
 
 from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
@@ -32,7 +34,7 @@ from temdenoise.scheduling import one_pending_reevaluation
 # loop (21% of a core late in the laptop config); keep one pending (temdenoise/scheduling.py).
 one_pending_reevaluation()
 
-SCHEMA = yaml.safe_load(Path(workflow.basedir, "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
 RESOURCE_DEFAULTS = {key: spec["default"] for key, spec in SCHEMA["$defs"]["resources"]["properties"].items()}
 
 # Targets of `rule all`; every stage file appends what it produces.
@@ -100,7 +102,7 @@ def real_recordings(dataset):
     recordings of tests/configs/realdata.yaml are found from any --directory)."""
     path = config["datasets"][dataset]["files"]["path"]
     if not Path(path).is_absolute() and not glob.glob(path):
-        path = str(Path(workflow.basedir, path))
+        path = str(REPO / path)
     if Path(path).is_dir():
         return sorted(str(p) for p in Path(path).iterdir() if p.is_file() and not p.name.startswith("."))
     return sorted(glob.glob(path))
@@ -479,9 +481,7 @@ def benchmark_metrics():
 
 # Jobs run with a conda environment (--software-deployment-method conda) import the package from
 # the source tree, prepended to whatever Python path the user set; an installed package is unaffected.
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(filter(None, [str(Path(workflow.basedir, "src")), os.getenv("PYTHONPATH")]))
-)
+os.environ.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), os.getenv("PYTHONPATH")])))
 
 
 def estimate_file(wildcards):
@@ -705,7 +705,7 @@ def table_caption(wildcards):
     import jinja2
 
     table = wildcards.table
-    rst = Path(workflow.basedir, "workflow/report", headline_group(table)[1][2]).read_text()
+    rst = (REPO / "workflow/report" / headline_group(table)[1][2]).read_text()
     dataset = table.removeprefix("generalization_")
     return jinja2.Template(rst).render(snakemake={"wildcards": {"dataset": dataset}})
 
