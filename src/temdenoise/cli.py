@@ -1,5 +1,6 @@
 """The ``temdenoise`` command: ``denoise`` a user's recordings with a trained model, ``score``
-models on them without ground truth (:mod:`temdenoise.realdata`).
+models on them without ground truth (:mod:`temdenoise.realdata`), ``export`` a trained model as a
+BioImage Model Zoo package (:mod:`temdenoise.export`).
 
 A failing file is reported on one line and the others are processed; the command then exits
 with status 1 and a summary. Outputs are written atomically: nothing partial is left.
@@ -50,13 +51,41 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--models", nargs="+", required=True, help="trained model folders")
     score.add_argument("--out", required=True, help="output prefix: <out>.csv, <out>.md, <out>.scores.csv")
     score.add_argument("--fraction", type=float, default=0.5, help="binomial thinning fraction (input dose = f x D)")
+    export = commands.add_parser("export", help="write a trained model as a BioImage Model Zoo package (Fiji / "
+                                 "deepImageJ, ilastik, napari, careamics); needs the extra .[bioimageio]")
+    export.add_argument("model", help="a trained model folder, results/models/<dataset>/<model>")
+    export.add_argument("--bioimageio", required=True, metavar="OUT_ZIP", help="the package to write (.zip)")
+    export.add_argument("--validation", help="clean validation stack of the test image (default: "
+                        "results/data/<dataset>/validation.npz beside the model's results/models)")
+    export.add_argument("--author", action="append", help="an author of the package (repeatable; default: "
+                        "temdenoise contributors)")
     return main
+
+
+def export(args: argparse.Namespace) -> int:
+    """``temdenoise export``: the package's path on stdout; exit status 2 with one line on an error."""
+    try:
+        from temdenoise.export import export_bioimageio
+
+        path = export_bioimageio(args.model, args.bioimageio, args.validation, args.author)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] != "bioimageio":
+            raise
+        print(f"temdenoise export: {error.name} is missing: pip install -e '.[bioimageio]'", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as error:
+        print(f"temdenoise export: {error}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "export":
+        return export(args)
     from temdenoise import realdata
     from temdenoise.runtime import resolve_device
 
