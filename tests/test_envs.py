@@ -51,9 +51,10 @@ CONDA_PACKAGE = {
 # jinja2 for LaTeX through its Styler; scikit-image: PyWavelets): a call of one counts as an import.
 IMPLIED_BY_CALL = {"to_markdown": "tabulate", "to_latex": "jinja2", "denoise_wavelet": "pywt"}
 # Packages of the optional extras (pyproject [project.optional-dependencies], e.g. BM3D under a
-# non-commercial licence): never in an env file, installed by the user who accepts their terms; a
-# config that lists a family needing one fails before any job without it (temdenoise.families.missing_extra).
-OPTIONAL = {module for modules in EXTRA_MODULES.values() for module in modules}
+# non-commercial licence, bioimageio for the on-demand model export): never in an env file, installed by
+# the user who accepts their terms or wants them; a config that lists a family needing one fails before
+# any job without it (temdenoise.families.missing_extra), an export job at its start (temdenoise.export).
+OPTIONAL = {module.split(".")[0] for modules in EXTRA_MODULES.values() for module in modules}
 # Modules that import others by name at run time (the registry loads the declared families).
 DYNAMIC_IMPORTS = {"temdenoise.registry": [info.module for info in BUILTIN_FAMILIES.values()]}
 

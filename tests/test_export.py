@@ -4,6 +4,7 @@ bioimage.io's own validation and model test pass, and its architecture file need
 from __future__ import annotations
 
 import ast
+import re
 import zipfile
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import yaml
 from bioimageio.core import test_model as bioimageio_test_model
 from scipy import ndimage
 
-from temdenoise import cli
-from temdenoise.export import SEED, architecture_source
+from conftest import REPO, run_workflow
+from temdenoise import cli, export
 from temdenoise.io import load_stack, save_stack
 from temdenoise.models import build_model
 from temdenoise.train.supervised import train_supervised
@@ -58,7 +59,7 @@ def test_exported_package_passes_the_bioimageio_model_test(model_dir, tmp_path):
         assert {"info.json", "metrics.csv", "architecture.py"} <= set(archive.namelist())
     assert {(axis["scale"], axis["unit"]) for axis in rdf["inputs"][0]["axes"] if axis["type"] == "space"} == {
         (PIXEL_SIZE, "angstrom")}
-    assert {SEED[1], "10.1007/978-3-319-24574-4_28"} <= {entry["doi"] for entry in rdf["cite"]}
+    assert {export.SEED[1], "10.1007/978-3-319-24574-4_28"} <= {entry["doi"] for entry in rdf["cite"]}
     # the test input is Poisson counts at the stated dose on the centre crop of the first validation image
     dose = rdf["config"]["temdenoise"]["test_input_dose_e_per_A2"]
     assert 50 < dose < 800
@@ -74,7 +75,7 @@ def test_architecture_source_needs_torch_only(entry):
     """The exported architecture file imports nothing of temdenoise and rebuilds the very network:
     the package's state dict loads into it strictly and gives the same output."""
     network = build_model(entry).eval()
-    source = architecture_source(type(network))
+    source = export.architecture_source(type(network))
     imported = [node.module if isinstance(node, ast.ImportFrom) else alias.name
                 for node in ast.walk(ast.parse(source)) if isinstance(node, (ast.Import, ast.ImportFrom))
                 for alias in node.names]
@@ -91,3 +92,20 @@ def test_export_reports_a_folder_that_is_no_model_on_one_line(tmp_path, capsys):
     assert cli.main(["export", str(tmp_path), "--bioimageio", str(tmp_path / "out.zip")]) == 2
     assert "not a trained model folder" in capsys.readouterr().err
     assert not (tmp_path / "out.zip").exists()
+
+
+def test_export_without_the_extra_names_it(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(export, "extra_installed", lambda extra: False)
+    assert cli.main(["export", str(model_dir), "--bioimageio", str(tmp_path / "out.zip")]) == 2
+    assert 'pip install -e ".[bioimageio]"' in capsys.readouterr().err
+
+
+def test_workflow_exports_tem_image_networks_on_demand(tmp_path):
+    """results/export/<dataset>/<model>.zip is a target of its own (never of the default run), for the
+    supervised image networks of simulated TEM image datasets only."""
+    config = REPO / "tests/configs/tiny.yaml"
+    planned = run_workflow(tmp_path, config, "-n", "results/export/tem/dncnn.zip").stdout
+    assert re.search(r"^export_bioimageio\s+1$", planned, flags=re.M) and re.search(r"^train\s+1$", planned, flags=re.M)
+    assert "export_bioimageio" not in run_workflow(tmp_path, config, "-n").stdout
+    refused = run_workflow(tmp_path, config, "-n", "results/export/natural/dncnn.zip", check=False)
+    assert refused.returncode != 0 and "MissingRuleException" in refused.stdout + refused.stderr

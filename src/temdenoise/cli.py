@@ -69,9 +69,9 @@ def export(args: argparse.Namespace) -> int:
 
         path = export_bioimageio(args.model, args.bioimageio, args.validation, args.author)
     except ModuleNotFoundError as error:
-        if (error.name or "").split(".")[0] != "bioimageio":
+        if error.name != "bioimageio":
             raise
-        print(f"temdenoise export: {error.name} is missing: pip install -e '.[bioimageio]'", file=sys.stderr)
+        print(f"temdenoise export: {error}", file=sys.stderr)
         return 2
     except (FileNotFoundError, ValueError) as error:
         print(f"temdenoise export: {error}", file=sys.stderr)

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from temdenoise import registry
+from temdenoise.families import extra_installed
 from temdenoise.io import atomic_path
 from temdenoise.models.inference import denoise_image
 from temdenoise.realdata import TrainedModel, load_model_dir
@@ -273,6 +274,9 @@ def export_bioimageio(
     ``validation``: the clean validation stack the test image comes from (default
     :func:`default_validation`); ``authors``: default :data:`AUTHORS`; ``seed``: of the test input's
     noise. Returns ``out``."""
+    if not extra_installed("bioimageio"):
+        raise ModuleNotFoundError('BioImage Model Zoo export needs the optional extra: pip install -e ".[bioimageio]"',
+                                  name="bioimageio")
     from bioimageio.spec import save_bioimageio_package
 
     model_dir, out = Path(model_dir), Path(out)

@@ -66,8 +66,16 @@ BUILTIN_FAMILIES: dict[str, FamilyInfo] = {
     "bm4d": FamilyInfo("classical", "temdenoise.classical.block_matching", fits=False, extra="bm3d"),
 }
 
-EXTRA_MODULES: dict[str, tuple[str, ...]] = {"bm3d": ("bm3d", "bm4d")}
+EXTRA_MODULES: dict[str, tuple[str, ...]] = {
+    "bm3d": ("bm3d", "bm4d"),
+    "bioimageio": ("bioimageio.spec", "bioimageio.core"),  # temdenoise export (temdenoise.export)
+}
 """The importable modules each optional extra of ``pyproject.toml`` provides."""
+
+
+def extra_installed(extra: str) -> bool:
+    """Whether the modules of optional extra ``extra`` are installed, looked up without importing them."""
+    return all(importlib.util.find_spec(module) is not None for module in EXTRA_MODULES.get(extra, (extra,)))
 
 
 def missing_extra(name: str) -> str | None:
@@ -76,9 +84,7 @@ def missing_extra(name: str) -> str | None:
     Looks the modules up without importing them (the Snakefile calls it while parsing).
     """
     extra = family_info(name).extra
-    if extra and any(importlib.util.find_spec(module) is None for module in EXTRA_MODULES.get(extra, (extra,))):
-        return extra
-    return None
+    return extra if extra and not extra_installed(extra) else None
 
 
 # Families of the config's `plugins:` section, declared for this process (declare_config_families).

@@ -151,6 +151,16 @@ def trainable_datasets():
     ]
 
 
+def exportable_datasets():
+    """Simulated TEM image datasets (Poisson noise, no videos): their supervised networks can be
+    exported as BioImage Model Zoo packages (rule export_bioimageio, temdenoise.export)."""
+    return [
+        name
+        for name in trainable_datasets()
+        if config["datasets"][name]["domain"] == "tem" and name not in video_datasets()
+    ]
+
+
 def models_source(dataset):
     """The dataset whose trained networks and classical fits `denoise` uses on ``dataset``."""
     return config["datasets"][dataset].get("models_from") or dataset

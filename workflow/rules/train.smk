@@ -45,6 +45,35 @@ rule train:
         "../../scripts/train.py"
 
 
+# On demand, never in the default target (it needs the optional extra .[bioimageio]): a trained TEM image
+# network as a BioImage Model Zoo package, e.g. `snakemake results/export/tem_regime/unet_s4.zip`.
+rule export_bioimageio:
+    input:
+        model="results/models/{dataset}/{model}/model.pt",
+        info="results/models/{dataset}/{model}/info.json",
+        validation="results/data/{dataset}/validation.npz",
+        validation_metadata="results/data/{dataset}/validation.csv",
+    output:
+        "results/export/{dataset}/{model}.zip",
+    log:
+        "results/logs/export/{dataset}-{model}.log",
+    benchmark:
+        "results/benchmarks/export/{dataset}-{model}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(exportable_datasets()),
+        model=alternatives(supervised_methods()),
+    conda:
+        "../../envs/torch.yaml"
+    threads: resource("evaluate", "threads")
+    resources:
+        mem_mb=resource("evaluate", "mem_mb"),
+        runtime=resource("evaluate", "runtime"),
+    params:
+        seed=lambda wildcards: workflow_seed("export", wildcards.dataset, wildcards.model),
+    script:
+        "../../scripts/export_bioimageio.py"
+
+
 for pair in tem_table_settings().get("pairs", []):
     if unknown := [m for m in pair if m not in tem_table_methods()]:
         raise ConfigError(f"experiments.tem_table.pairs: {unknown} not among the table's methods {tem_table_methods()}")
