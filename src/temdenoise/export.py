@@ -72,26 +72,33 @@ def architecture_source(cls: type) -> str:
     order: list[str] = []
 
     def visit(name: str) -> None:
-        tree = ast.parse(inspect.getsource(sys.modules[name]))
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("temdenoise.") \
-                    and node.module != registry.__name__ and node.module not in order:
+        for node in _statements(name):
+            if _own_import(node) and node.module not in (registry.__name__, *order):
                 visit(node.module)
         order.append(name)
 
     visit(cls.__module__)
     future, body = set(), []
-    for name in order:
-        for node in ast.parse(inspect.getsource(sys.modules[name])).body:
-            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-                future.update(alias.name for alias in node.names)
-            elif not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("temdenoise")):
-                if isinstance(node, ast.ClassDef):
-                    node.decorator_list = [d for d in node.decorator_list if not _is_register(d)]
-                body.append(node)
+    for node in (node for name in order for node in _statements(name)):
+        if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+            future.update(alias.name for alias in node.names)
+        elif not _own_import(node):
+            if isinstance(node, ast.ClassDef):
+                node.decorator_list = [d for d in node.decorator_list if not _is_register(d)]
+            body.append(node)
     header = f'"""{cls.__name__} from temdenoise ({", ".join(order)}), self-contained: torch only."""\n'
     imports = "".join(f"from __future__ import {name}\n" for name in sorted(future))
     return header + imports + "\n" + ast.unparse(ast.Module(body=body, type_ignores=[])) + "\n"
+
+
+def _statements(module: str) -> list[ast.stmt]:
+    """The top-level statements of an imported module's source."""
+    return ast.parse(inspect.getsource(sys.modules[module])).body
+
+
+def _own_import(node: ast.stmt) -> bool:
+    """Whether ``node`` is a ``from temdenoise... import ...``."""
+    return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "temdenoise"
 
 
 def _is_register(decorator: ast.expr) -> bool:
