@@ -9,7 +9,7 @@ from temdenoise.noise import (
     condition_name,
     expected_counts,
     inverse_anscombe,
-    noisy_stack,
+    noisy_items,
     parse_condition,
     poisson_noise,
 )
@@ -34,7 +34,7 @@ def test_poisson_counts_mean_and_variance_follow_dose_and_pixel_area():
 
 def test_gaussian_std_is_sigma_over_255():
     clean = np.zeros((300, 300))
-    noisy = noisy_stack([clean], [1.0], NoiseCondition("gaussian", 25), seed=3)[0]
+    noisy = next(noisy_items([clean], [1.0], NoiseCondition("gaussian", 25), seed=3))
     assert noisy.std() == pytest.approx(25 / 255, rel=0.02)
     assert abs(noisy.mean()) < 5 * (25 / 255) / 300
 
@@ -42,9 +42,9 @@ def test_gaussian_std_is_sigma_over_255():
 def test_same_seed_same_noise_other_seed_other_noise():
     clean = [np.full((32, 32), 0.5), np.full((16, 16), 1.0)]
     condition = parse_condition("poisson-5")
-    first = noisy_stack(clean, [0.5, 0.5], condition, seed=7)
-    again = noisy_stack(clean, [0.5, 0.5], condition, seed=7)
-    other = noisy_stack(clean, [0.5, 0.5], condition, seed=8)
+    first = list(noisy_items(clean, [0.5, 0.5], condition, seed=7))
+    again = list(noisy_items(clean, [0.5, 0.5], condition, seed=7))
+    other = list(noisy_items(clean, [0.5, 0.5], condition, seed=8))
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0])
 

@@ -6,14 +6,14 @@ that it can be called from a test as well as from a Snakemake script.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from temdenoise import metrics, registry
-from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text
-from temdenoise.noise import item_pixel_sizes, noisy_stack, parse_condition
+from temdenoise.io import StackReader, atomic_path, save_stack, save_table, save_text
+from temdenoise.noise import NoiseCondition, item_pixel_sizes, noisy_items, parse_condition
 from temdenoise.report.pairs import compare_pairs, delta_note, pairs_display, seeds_display, seeds_note
 from temdenoise.stats import TRAINING_SEED, across_seeds, metadata_units
 
@@ -22,15 +22,18 @@ FRAME_METRIC_COLUMNS = ["dataset", "noise", "method", "image", "frame", "unit", 
 
 
 def write_noisy_split(clean_path: str, metadata_path: str, noise: str, seed: int, out: str) -> None:
-    """Store the noisy copy of a clean split under condition ``noise``."""
-    clean = load_stack(clean_path)
-    sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean))
-    save_stack(out, noisy_stack(clean, sizes, parse_condition(noise), seed))
+    """Store the noisy copy of a clean split under condition ``noise``, item by item."""
+    with StackReader(clean_path) as clean:
+        sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean))
+        save_stack(out, noisy_items(clean, sizes, parse_condition(noise), seed))
 
 
 def fit_classical(entry: dict[str, Any], noisy_path: str, clean_path: str, out: str) -> None:
-    """Fit a classical method on the training pairs of one noise condition; save its state."""
-    state = registry.build(entry).fit(load_stack(noisy_path), load_stack(clean_path))
+    """Fit a classical method on the training pairs of one noise condition; save its state. The
+    pairs are handed over as :class:`~temdenoise.io.StackReader`: a fit that iterates over them
+    (the Wiener filter's) holds one pair at a time."""
+    with StackReader(noisy_path) as noisy, StackReader(clean_path) as clean:
+        state = registry.build(entry).fit(noisy, clean)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as handle:
             np.savez(handle, **state)
@@ -48,34 +51,36 @@ def denoise_split(
     """Denoise every item of a noisy test split with one method and save the stack.
 
     ``artifact``: the trained weights or the fitted classical state; None for a classical family
-    that fits nothing (``fits = False``: calibrated on each noisy image).
+    that fits nothing (``fits = False``: calibrated on each noisy image). Item by item: the job
+    holds one noisy and one denoised item at a time.
     """
-    noisy = load_stack(noisy_path)
-    condition = parse_condition(noise)
-    method = registry.family(entry["family"])
-    if method.kind == "classical":
+    with StackReader(noisy_path) as noisy:
+        save_stack(out, _denoised_items(entry, artifact, noisy, metadata_path, parse_condition(noise), device))
+
+
+def _denoised_items(entry: dict[str, Any], artifact: str | None, noisy: Sequence[np.ndarray],
+                    metadata_path: str, condition: NoiseCondition, device: str) -> Iterator[np.ndarray]:
+    """The denoised items of :func:`denoise_split`, each computed when the writer asks for it."""
+    if registry.method_kind(entry) == "classical":
         state = {}
         if artifact is not None:
             with np.load(artifact) as data:
                 state = {key: data[key] for key in data.files}
         denoiser = registry.build(entry)
         sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(noisy))
-        denoised = [denoiser.denoise(item, state, condition, size) for item, size in zip(noisy, sizes)]
-    else:
-        from temdenoise.models import load_trained
-        from temdenoise.models.inference import denoise_stack
+        return (denoiser.denoise(item, state, condition, size) for item, size in zip(noisy, sizes))
+    from temdenoise.models import load_trained
+    from temdenoise.models.inference import denoise_stack
 
-        model = load_trained(artifact, entry).to(device).eval()
-        if registry.takes_videos(entry):  # frame windows of whole videos, not single frames
-            from temdenoise.models.udvd import denoise_video
+    model = load_trained(artifact, entry).to(device).eval()
+    if registry.takes_videos(entry):  # frame windows of whole videos, not single frames
+        from temdenoise.models.udvd import denoise_video
 
-            save_stack(out, [denoise_video(model, item, device) for item in noisy])
-            return
-        denoised = [
-            np.stack(denoise_stack(model, list(item), device)) if item.ndim == 3 else denoise_stack(model, [item], device)[0]
-            for item in noisy
-        ]
-    save_stack(out, denoised)
+        return (denoise_video(model, item, device) for item in noisy)
+    return (
+        np.stack(denoise_stack(model, list(item), device)) if item.ndim == 3 else denoise_stack(model, [item], device)[0]
+        for item in noisy
+    )
 
 
 def evaluate_split(
@@ -100,30 +105,29 @@ def evaluate_split(
     Videos are scored whole (PSNR over all frames) in ``out``; ``frames_out``, for video datasets,
     adds one row per frame, the items of the paired comparisons of the UDVD table.
     """
-    clean = load_stack(clean_path)
-    estimate = load_stack(estimate_path)
-    if len(clean) != len(estimate):
-        raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
-    units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
-
     def scores(c: np.ndarray, e: np.ndarray) -> dict[str, float]:
         psnr = metrics.psnr_columns(c, e, domain, tem_psnr, reference_counts)
         return psnr | {"ssim": metrics.ssim(c, e, domain)}
 
     key = {"dataset": dataset, "noise": noise, "method": method}
-    rows = [key | {"image": index, "unit": units[index], "unit_kind": unit_kind} | scores(c, e)
-            for index, (c, e) in enumerate(zip(clean, estimate))]
+    rows, frames = [], []
+    # one pair of items in memory at a time
+    with StackReader(clean_path) as clean, StackReader(estimate_path) as estimate:
+        if len(clean) != len(estimate):
+            raise ValueError(f"{estimate_path} has {len(estimate)} items, {clean_path} has {len(clean)}")
+        units, unit_kind = metadata_units(pd.read_csv(metadata_path), len(clean))
+        for index, (c, e) in enumerate(zip(clean, estimate)):
+            unit = {"unit": units[index], "unit_kind": unit_kind}
+            rows.append(key | {"image": index} | unit | scores(c, e))
+            if frames_out is None:
+                continue
+            if np.ndim(c) != 3:
+                raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
+            frames += [key | {"image": index, "frame": frame} | unit | scores(cf, ef)
+                       for frame, (cf, ef) in enumerate(zip(c, e))]
     save_table(out, pd.DataFrame(rows))
-    if frames_out is None:
-        return
-    if any(np.ndim(item) != 3 for item in clean):
-        raise ValueError(f"{clean_path}: per-frame scores need (T, H, W) videos")
-    frames = [
-        key | {"image": index, "frame": frame, "unit": units[index], "unit_kind": unit_kind} | scores(cf, ef)
-        for index, (c, e) in enumerate(zip(clean, estimate))
-        for frame, (cf, ef) in enumerate(zip(c, e))
-    ]
-    save_table(frames_out, pd.DataFrame(frames))
+    if frames_out is not None:
+        save_table(frames_out, pd.DataFrame(frames))
 
 
 def collect_metrics(paths: Sequence[str]) -> pd.DataFrame:

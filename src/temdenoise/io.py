@@ -15,17 +15,16 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, overload
 
 import numpy as np
 import pandas as pd
 import tifffile
 
 from temdenoise import provenance
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-
+from temdenoise.imagefiles import IMAGE_SUFFIXES, image_files
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -46,17 +45,55 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
-def save_stack(path: str | os.PathLike, arrays: Sequence[np.ndarray]) -> None:
-    """Save a (possibly ragged) sequence of float32 arrays as one ``.npz`` stack."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **{f"{i:04d}": np.asarray(a, dtype=np.float32) for i, a in enumerate(arrays)})
+def save_stack(path: str | os.PathLike, arrays: Iterable[np.ndarray]) -> None:
+    """Save a (possibly ragged) sequence of float32 arrays as one ``.npz`` stack (``numpy.savez``'s
+    format, members ``0000``, ``0001``...), writing each array as ``arrays`` yields it: given a
+    generator, a job holds one item at a time, not the split (docs/cluster.md)."""
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, mode="w", compression=zipfile.ZIP_STORED) as archive:
+        for index, array in enumerate(arrays):
+            # force_zip64 as numpy.savez does: a member may exceed 2 GiB (numpy gh-10776)
+            with archive.open(f"{index:04d}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(array, dtype=np.float32), allow_pickle=False)
+
+
+class StackReader(Sequence[np.ndarray]):
+    """The items of a stack written by :func:`save_stack`, each read from disk when it is indexed:
+    iterating holds one item at a time (use as a context manager, which closes the file)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self._archive = np.load(path)
+        # by number: member 10000 comes after 9999 (as text it would sort before 1001)
+        self._names = sorted(self._archive.files, key=int)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | list[np.ndarray]:
+        if isinstance(index, slice):
+            return [self._archive[name] for name in self._names[index]]
+        return self._archive[self._names[index]]
+
+    def close(self) -> None:
+        self._archive.close()
+
+    def __enter__(self) -> "StackReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def load_stack(path: str | os.PathLike) -> list[np.ndarray]:
-    """Load a stack written by :func:`save_stack`, in order."""
-    with np.load(path) as data:
-        return [data[key] for key in sorted(data.files)]
+    """Load a stack written by :func:`save_stack`, in order, every item in memory
+    (:class:`StackReader` reads them one at a time)."""
+    with StackReader(path) as stack:
+        return list(stack)
 
 
 def save_table(path: str | os.PathLike, table: pd.DataFrame) -> None:
@@ -92,10 +129,16 @@ def _write_text(path: str | os.PathLike, text: str) -> None:
         Path(tmp).write_text(text)
 
 
-def export_tiff(path: str | os.PathLike, arrays: Sequence[np.ndarray]) -> None:
-    """Export a stack of equally shaped arrays as one float32 TIFF (for Fiji / napari)."""
-    with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.stack([np.asarray(a, dtype=np.float32) for a in arrays]))
+def export_tiff(path: str | os.PathLike, arrays: Iterable[np.ndarray]) -> None:
+    """Export equally shaped arrays as one float32 TIFF stack (for Fiji / napari), each page
+    written as ``arrays`` yields it (one series, read back as ``(N, H, W)``)."""
+    shape = None
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp) as tiff:
+        for array in arrays:
+            shape = shape or np.shape(array)
+            if np.shape(array) != shape:
+                raise ValueError(f"{path}: a TIFF stack holds equally shaped arrays, got {np.shape(array)} after {shape}")
+            tiff.write(np.asarray(array, dtype=np.float32), contiguous=True)
 
 
 def read_image_folder(folder: str | os.PathLike, limit: int | None = None) -> list[np.ndarray]:
@@ -106,7 +149,7 @@ def read_image_folder(folder: str | os.PathLike, limit: int | None = None) -> li
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = image_files(folder)
     if not files:
         raise FileNotFoundError(f"no image ({', '.join(IMAGE_SUFFIXES)}) in folder: {folder}")
     # imported here: skimage.io costs every job that only reads and writes arrays about 1 s

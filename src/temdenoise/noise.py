@@ -8,7 +8,7 @@ Gaussian noise levels ``sigma`` are on the 0..255 scale of the natural-image anc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -93,9 +93,10 @@ def item_pixel_sizes(metadata: "pd.DataFrame", n_items: int) -> np.ndarray:
     return sizes.astype(np.float64)
 
 
-def noisy_stack(
-    clean: Sequence[np.ndarray], pixel_sizes: Sequence[float], condition: NoiseCondition, seed: int
-) -> list[np.ndarray]:
-    """Noisy copies of a stack under ``condition``, reproducible from ``seed``."""
+def noisy_items(
+    clean: Iterable[np.ndarray], pixel_sizes: Sequence[float], condition: NoiseCondition, seed: int
+) -> Iterator[np.ndarray]:
+    """Noisy copies of the items of a stack under ``condition``, reproducible from ``seed``; each
+    drawn when asked for (one generator in item order: the same draws as all at once)."""
     rng = np.random.default_rng(seed)
-    return [apply_condition(item, condition, rng, size) for item, size in zip(clean, pixel_sizes)]
+    return (apply_condition(item, condition, rng, size) for item, size in zip(clean, pixel_sizes))

@@ -42,7 +42,7 @@ from temdenoise.adapt.settings import (  # noqa: E402
     write_selection,
 )
 from temdenoise.analysis.jacobian import net_bias_jvp  # noqa: E402
-from temdenoise.io import atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
+from temdenoise.io import StackReader, atomic_path, load_stack, save_stack, save_table, save_text  # noqa: E402
 from temdenoise.metrics import (  # noqa: E402
     CONVENTION,
     TEM_PSNR,
@@ -217,11 +217,12 @@ def choose_setting(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 def _noisy_items(noisy_paths: dict[str, str], metadata_path: str, images: int):
     """The first ``images`` (0 = all) noisy items of each condition and their pixel sizes (from the
     metadata: the microscope's calibration, which a user knows for every recording)."""
-    noisy = {name: load_stack(path) for name, path in noisy_paths.items()}
-    total = len(next(iter(noisy.values())))
-    sizes = item_pixel_sizes(pd.read_csv(metadata_path), total)
-    count = images or total
-    return {name: items[:count] for name, items in noisy.items()}, sizes[:count]
+    noisy = {}
+    for name, path in noisy_paths.items():
+        with StackReader(path) as stack:  # the items used, not the split
+            total = len(stack)
+            noisy[name] = stack[: images or total]
+    return noisy, item_pixel_sizes(pd.read_csv(metadata_path), total)[: images or total]
 
 
 def select_job(
@@ -244,7 +245,8 @@ def select_job(
     (per item, column ``chosen``) and the chosen setting (``selection.json``)."""
     images = case_selection(section, entry)["images"]
     noisy, sizes = _noisy_items(noisy_paths, metadata_path, images)
-    clean = load_stack(clean_path)[: len(sizes)]
+    with StackReader(clean_path) as stack:  # the items swept, not the split
+        clean = stack[: len(sizes)]
     grid = selection_grid(section, entry)
     table = sweep(load_trained(*pretrained, device), noisy, clean, domain, grid, pixel_sizes=sizes, device=device, seed=seed)
     means, chosen = choose_setting(table)

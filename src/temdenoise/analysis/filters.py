@@ -133,17 +133,18 @@ def write_filter_figure(
     svg: str,
 ) -> None:
     """Rule body: the equivalent-filter figure of one trained network on one test image."""
-    from temdenoise.io import load_stack
+    from temdenoise.io import StackReader
     from temdenoise.models import load_trained
     from temdenoise.noise import item_pixel_sizes
 
-    clean = load_stack(clean_path)
     index = settings["image"]
-    if index >= len(clean):
-        raise ValueError(f"equivalent filters: image {index} requested, the test split has {len(clean)}")
-    pixel_size = float(item_pixel_sizes(pd.read_csv(metadata_path), len(clean))[index])
+    with StackReader(clean_path) as stack:  # the one image analysed, not the split
+        if index >= len(stack):
+            raise ValueError(f"equivalent filters: image {index} requested, the test split has {len(stack)}")
+        pixel_size = float(item_pixel_sizes(pd.read_csv(metadata_path), len(stack))[index])
+        image = stack[index]
     model = load_trained(weights, dict(entry), device)
     x, pixels, panels = filter_panels(
-        model, clean[index], pixel_size, settings["noise"], settings["pixels"], settings["crop"], seed
+        model, image, pixel_size, settings["noise"], settings["pixels"], settings["crop"], seed
     )
     plot_filters(x, pixels, panels, settings["window"], title, png, svg)

@@ -104,13 +104,13 @@ def write_jacobian_statistics(
     out: str,
 ) -> None:
     """Rule body: load a trained network and write :func:`jacobian_statistics` of its test crops."""
-    from temdenoise.io import load_stack
+    from temdenoise.io import StackReader
     from temdenoise.models import load_trained
     from temdenoise.noise import item_pixel_sizes
 
-    clean = load_stack(clean_path)
-    sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(clean))
-    clean, sizes = clean[: settings["images"]], sizes[: settings["images"]]
+    with StackReader(clean_path) as stack:  # the items analysed, not the split
+        sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(stack))[: settings["images"]]
+        clean = stack[: settings["images"]]
     model = load_trained(weights, dict(entry), device)
     table = jacobian_statistics(model, clean, sizes, conditions, settings["patch"], seed, settings["chunk_size"])
     table.insert(0, "method", model_name)

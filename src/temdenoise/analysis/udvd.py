@@ -497,14 +497,15 @@ def run_motion_study(
     Each flow's smoothing is chosen on validation video 0 at the same noise. ``outputs``: ``csv``
     (one row per estimator), ``pixels`` (every scored item), ``markdown``, ``png``.
     """
-    from temdenoise.io import load_stack, save_table
+    from temdenoise.io import StackReader, save_table
     from temdenoise.models import load_trained
 
     model = load_trained(inputs["weights"], entry, device)
     if model.frames < 3:
         raise ValueError(f"experiments.udvd.motion.model must be a multi-frame UDVD, got {model.frames} frame(s)")
     item = section.get("video", 0)
-    noisy, clean = load_stack(inputs["noisy"])[item], load_stack(inputs["clean"])[item]
+    with StackReader(inputs["noisy"]) as noisy_stack, StackReader(inputs["clean"]) as clean_stack:  # one video each
+        noisy, clean = noisy_stack[item], clean_stack[item]
     frames = video_motion_rows(pd.read_csv(inputs["metadata"]), item)
     half = model.frames // 2
     centre_frames = list(range(half, len(noisy) - half))
@@ -512,7 +513,10 @@ def run_motion_study(
     pixels = grid_pixels(noisy.shape[1], noisy.shape[2], section.get("margin", 16), section.get("pixels", 3))
 
     candidates = section.get("flow_smoothing", [0.0, 1.0, 2.0, 3.0])
-    validation = {kind: load_stack(inputs[f"validation_{kind}"])[0] for kind in ("noisy", "clean")}
+    validation = {}
+    for kind in ("noisy", "clean"):
+        with StackReader(inputs[f"validation_{kind}"]) as stack:  # the first validation video only
+            validation[kind] = stack[0]
     validation_frames = video_motion_rows(pd.read_csv(inputs["validation_metadata"]), 0)
     validation_centres = list(range(half, len(validation["noisy"]) - half))
     chosen = {kind: choose_flow_smoothing(video, validation_frames, validation_centres, offsets, pixels, candidates)

@@ -10,12 +10,12 @@ a single convolution layer (with bias, circular padding) to minimise the MSE.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import linalg, ndimage
 
-from temdenoise.classical import frames_of, map_frames
+from temdenoise.classical import map_frames
 from temdenoise.noise import NoiseCondition
 from temdenoise.registry import register
 
@@ -27,6 +27,15 @@ def kernel_offsets(kernel_size: int) -> np.ndarray:
     return np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
 
 
+def frame_pairs(noisy: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The (noisy, clean) frames of a stack's items (videos split), one item read at a time."""
+    for y, x in zip(noisy, clean):
+        if np.ndim(y) == 3:
+            yield from zip(y, x)
+        else:
+            yield y, x
+
+
 def normal_equations(
     noisy: Sequence[np.ndarray], clean: Sequence[np.ndarray], kernel_size: int
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -34,15 +43,21 @@ def normal_equations(
 
     ``gram[i, j] = sum_p y(p + d_i) y(p + d_j)`` is the noisy autocorrelation at lag ``d_j - d_i``
     and ``rhs[i] = sum_p x(p) y(p + d_i)`` the clean-noisy cross-correlation at lag ``d_i``, both
-    on mean-centred images with periodic boundaries, accumulated over all training images.
+    on mean-centred images with periodic boundaries, accumulated over all training images
+    (``noisy`` and ``clean``: images or videos). Two passes over the pairs, the means then the
+    correlations, each holding one pair: a stack read from disk (:class:`temdenoise.io.StackReader`)
+    is never in memory whole.
     """
-    mean_noisy = float(np.mean(np.concatenate([np.ravel(y) for y in noisy])))
-    mean_clean = float(np.mean(np.concatenate([np.ravel(x) for x in clean])))
+    sums, pixels = np.zeros(2), 0
+    for y, x in frame_pairs(noisy, clean):
+        sums += np.sum(y, dtype=np.float64), np.sum(x, dtype=np.float64)
+        pixels += np.size(y)
+    mean_noisy, mean_clean = (float(total) for total in sums / pixels)
     offsets = kernel_offsets(kernel_size)
     lags = offsets[None, :, :] - offsets[:, None, :]
     gram = np.zeros((len(offsets), len(offsets)))
     rhs = np.zeros(len(offsets))
-    for y, x in zip(noisy, clean):
+    for y, x in frame_pairs(noisy, clean):
         y_hat = np.fft.fft2(np.asarray(y, dtype=np.float64) - mean_noisy)
         x_hat = np.fft.fft2(np.asarray(x, dtype=np.float64) - mean_clean)
         # sum_p y(p) y(p + s) and sum_p x(p) y(p + s), indexed by the lag s (mod image size)
@@ -56,7 +71,7 @@ def normal_equations(
 def fit_wiener(
     noisy: Sequence[np.ndarray], clean: Sequence[np.ndarray], kernel_size: int
 ) -> tuple[np.ndarray, float]:
-    """Least-squares k x k kernel and offset (see module docstring)."""
+    """Least-squares k x k kernel and offset (see module docstring) from training images or videos."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
     gram, rhs, mean_noisy, mean_clean = normal_equations(noisy, clean, kernel_size)
@@ -81,7 +96,7 @@ class WienerFilter:
         self.kernel_size = kernel_size
 
     def fit(self, noisy: Sequence[np.ndarray], clean: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        kernel, offset = fit_wiener(frames_of(noisy), frames_of(clean), self.kernel_size)
+        kernel, offset = fit_wiener(noisy, clean, self.kernel_size)
         return {"kernel": kernel, "offset": np.array(offset)}
 
     def denoise(

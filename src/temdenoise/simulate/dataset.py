@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import abtem
 import numpy as np
@@ -22,7 +22,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from temdenoise.classical import frames_of
-from temdenoise.io import export_tiff, load_stack, save_stack, save_table
+from temdenoise.io import StackReader, export_tiff, save_stack, save_table
 from temdenoise.simulate import imaging
 from temdenoise.simulate.imaging import CONTRAST_CLASSES
 from temdenoise.simulate.sample import (
@@ -118,22 +118,28 @@ def write_shard(settings: SimulationSettings, dataset: str, split: str, shard: i
 def merge_shards(npz_paths: Sequence[str | os.PathLike], csv_paths: Sequence[str | os.PathLike],
                  out_npz: str | os.PathLike, out_csv: str | os.PathLike) -> None:
     """Concatenate shards (in the given order) into one split; ``item`` is renumbered to the
-    merged stack."""
-    arrays: list[np.ndarray] = []
+    merged stack. Item by item: the job holds one item, not the split (docs/cluster.md)."""
     tables = []
+    offset = 0
     for npz, csv in zip(npz_paths, csv_paths):
-        shard_arrays = load_stack(npz)
         table = pd.read_csv(csv)
         if len(table):
-            table["item"] += len(arrays)
+            table["item"] += offset
             tables.append(table)
-        arrays.extend(shard_arrays)
+        with StackReader(npz) as shard:
+            offset += len(shard)
     merged = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    save_stack(out_npz, arrays)
+    save_stack(out_npz, (item for npz in npz_paths for item in _items(npz)))
     save_table(out_csv, merged)
 
 
+def _items(npz_path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The items of a stack, read one at a time, the file closed after the last."""
+    with StackReader(npz_path) as stack:
+        yield from stack
+
+
 def export_split_tiff(npz_path: str | os.PathLike, tiff_path: str | os.PathLike) -> None:
-    """Write a split as one float32 TIFF stack for Fiji / napari (videos as their frames in order)."""
-    arrays = load_stack(npz_path)
-    export_tiff(tiff_path, frames_of(arrays))
+    """Write a split as one float32 TIFF stack for Fiji / napari (videos as their frames in order),
+    item by item."""
+    export_tiff(tiff_path, (frame for item in _items(npz_path) for frame in frames_of([item])))

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from temdenoise.io import atomic_path, load_stack  # noqa: E402
+from temdenoise.io import StackReader, atomic_path  # noqa: E402
 
 
 def _label(row: pd.Series) -> str:
@@ -22,8 +22,9 @@ def plot_dataset(npz_path: str | os.PathLike, csv_path: str | os.PathLike, png_p
                  svg_path: str | os.PathLike, max_images: int = 12) -> None:
     """Montage of up to ``max_images`` clean images of an image dataset (one per row of the
     metadata, in order, with shape, size, defocus and contrast class), or the frames of the first
-    video of a video dataset with its true displacement."""
-    arrays = load_stack(npz_path)
+    video of a video dataset with its true displacement. Reads those items only, not the split."""
+    with StackReader(npz_path) as stack:
+        arrays = stack[:max_images]
     table = pd.read_csv(csv_path)
     if arrays and arrays[0].ndim == 3:
         frames = arrays[0]

@@ -191,13 +191,13 @@ def stored_recordings(
         raise ValueError(f"{len(paths)} noisy stacks for {len(conditions)} conditions")
     items, kinds, sizes = [], [], []
     for path, name in zip(paths, conditions):
-        stack, stack_sizes = load_split(path, metadata_path)
+        stack, stack_sizes = load_split(path, metadata_path, count)
         flat = [i for i, v in enumerate(stack) if v.ndim != 3]
         if videos and flat:
             raise ValueError(f"{path}: UDVD needs (T, H, W) videos, items {flat[:5]} are not videos")
-        items += stack[:count]
-        kinds += [parse_condition(name)] * len(stack[:count])
-        sizes += (stack_sizes or [1.0] * len(stack))[:count]
+        items += stack
+        kinds += [parse_condition(name)] * len(stack)
+        sizes += stack_sizes or [1.0] * len(stack)
     return items, kinds, None if metadata_path is None else sizes
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from temdenoise.io import load_stack, save_json
+from temdenoise.io import StackReader, save_json
 from temdenoise.models import build_model, count_parameters, homogeneity_facts
 from temdenoise.models.fov import measure_fov
 from temdenoise.noise import item_pixel_sizes
@@ -36,11 +36,13 @@ def pixel_size_summary(sizes: list[float] | None) -> dict[str, float]:
     return {"median": float(np.median(sizes)), "min": float(np.min(sizes)), "max": float(np.max(sizes))}
 
 
-def load_split(stack_path: str, metadata_path: str | None) -> tuple[list, list[float] | None]:
-    """The items of a split and their pixel sizes (None without a metadata table)."""
-    images = load_stack(stack_path)
-    sizes = None if metadata_path is None else list(item_pixel_sizes(pd.read_csv(metadata_path), len(images)))
-    return images, sizes
+def load_split(stack_path: str, metadata_path: str | None, count: int | None = None) -> tuple[list, list[float] | None]:
+    """The first ``count`` (None: all) items of a split and their pixel sizes (None without a
+    metadata table); only those items are read."""
+    with StackReader(stack_path) as stack:
+        images = stack[:count]
+        sizes = None if metadata_path is None else list(item_pixel_sizes(pd.read_csv(metadata_path), len(stack)))
+    return images, None if sizes is None else sizes[:count]
 
 
 OUTPUTS = ("model.pt", "metrics.csv", "training_curve.png", "info.json")
@@ -76,11 +78,8 @@ def train_supervised(
     settings = TrainSettings.from_config(recipe)
     noise = NoiseRange.from_config(train_noise)
     train_images, train_sizes = load_split(train_path, train_metadata)
-    val_images, val_sizes = load_split(validation_path, validation_metadata)
-    count = min(settings.validation_images, len(val_images))
-    validate = psnr_validation(
-        val_images[:count], noise, domain, device, seed + 1, None if val_sizes is None else val_sizes[:count]
-    )
+    val_images, val_sizes = load_split(validation_path, validation_metadata, settings.validation_images)
+    validate = psnr_validation(val_images, noise, domain, device, seed + 1, val_sizes)
     sampler = PatchSampler(train_images, noise, settings.patch_size, settings.batch_size, train_sizes,
                            rotation_deg=settings.rotation_deg, rescale=settings.rescale)
     trainer = Trainer(build_model(entry), sampler, settings, validate=validate, out_dir=out, device=device, seed=seed,
