@@ -3,6 +3,9 @@
 * Its job list (a dry run with every job forced, threads not capped by ``--cores``): evaluation,
   denoising and table jobs ask for at most 4 threads and 8 GB, while every job that trains or adapts
   a network, and the denoising of a GPU-trained network, asks for its GPU.
+* Its memory (issue 37 item 2): every job that holds arrays asks for what they need by its rule's
+  measured footprint (temdenoise.jobmemory), the arrays' bytes counted here from paper.yaml
+  itself; a streamed job asks for no more than its stage whatever its split's size.
 * Its natural-image folders: absent, the run stops before any job with the key and the folder named.
 * Its models ("paper smoke"): every network is built, its parameter count printed beside the
   authors' (the model tests pin them where the architecture is theirs), and one
@@ -11,14 +14,17 @@
 
 from __future__ import annotations
 
+import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
-from conftest import REPO, make_paper_natural_folders, run_workflow
+from conftest import PAPER_NATURAL_FOLDERS, REPO, make_paper_natural_folders, run_workflow
 from temdenoise.families import declared_families
+from temdenoise.jobmemory import job_mem_mb
 from temdenoise.models import build_model, count_parameters
 from temdenoise.registry import replicate_of
 
@@ -106,6 +112,78 @@ def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
             family = config["methods"][replicate_of(wildcards["model"])[0]]["family"]  # a replicate: its model's
             network = declared_families()[family].kind == "network"
             assert resources.get("gpu") == ("1" if network else "0"), (wildcards, resources)
+
+
+STREAMED_RULES = {"merge_shards": None, "export_tiff": None, "add_noise": None, "add_noise_second": None,
+                  "fit_classical": "train", "denoise": "test", "evaluate": "test", "evaluate_video": "test"}
+"""Rules that hold one item of a split (of the {split} wildcard, or the one named) at a time."""
+
+TRAINING_RULES = {"train", "train_noisy_images", "train_udvd"}
+STAND_IN_SIDE = 48  # conftest.make_paper_natural_folders
+
+
+def paper_split(dataset: str, split: str) -> tuple[int, int]:
+    """(items, bytes of one item) of a paper.yaml split, counted from the config as the issue does:
+    images x pixels x 4 bytes, frames for videos; the natural sets are the tests' stand-ins."""
+    config = paper_config()
+    entry = config["datasets"][dataset]
+    if "simulation" in entry:
+        sim = entry["simulation"]
+        frames = sim.get("video", {}).get("frames", 0)
+        items = sim["structures"][split] * (1 if frames else sim["defoci_per_structure"])
+        return items, max(frames, 1) * sim["image_size"] ** 2 * 4
+    if entry["source"] == "piecewise":
+        piecewise = config["experiments"]["gaintuning"]["piecewise"]
+        return piecewise[split], piecewise["size"] ** 2 * 4
+    pool = PAPER_NATURAL_FOLDERS[Path(entry["test_folder" if split == "test" else "train_folder"]).name]
+    items = {"train": pool - 2, "validation": 2, "test": pool}[split]  # validation_count: 2 by default
+    return items, STAND_IN_SIDE**2 * 4
+
+
+def recordings(dataset: str, model: str) -> int:
+    """Stored noisy copies a self-supervised model of paper.yaml trains on: its noise kind's levels in its range."""
+    config = paper_config()
+    noise = config["methods"][model.split("~")[0]].get("train_noise") or config["datasets"][dataset]["train_noise"]
+    levels = config["datasets"][dataset]["noise"].get(noise["kind"], [])
+    return sum(noise["range"][0] <= level <= noise["range"][1] for level in levels)
+
+
+def held_bytes(rule: str, wildcards: dict[str, str]) -> int:
+    """Bytes of the arrays a paper.yaml job holds at once."""
+    dataset = wildcards["dataset"]
+    if rule in STREAMED_RULES:
+        return paper_split(dataset, STREAMED_RULES[rule] or wildcards["split"])[1]
+    if rule == "prepare_images":
+        return math.prod(paper_split(dataset, wildcards["split"]))
+    recipe = paper_config()["training"][training_recipe_name(dataset, wildcards["model"])]
+    validation_items, validation_item = paper_split(dataset, "validation")
+    held = math.prod(paper_split(dataset, "train")) + min(recipe["validation_images"], validation_items) * validation_item
+    return held * (1 if rule == "train" else recordings(dataset, wildcards["model"]))
+
+
+def training_recipe_name(dataset: str, model: str) -> str:
+    entry = paper_config()["methods"][model.split("~")[0]]
+    return entry.get("datasets", {}).get(dataset, {}).get("training", entry.get("training", "quick"))
+
+
+def test_every_job_that_holds_arrays_asks_for_their_memory(paper_jobs):
+    stages = paper_config()["resources"]
+    checked = set()
+    for rule, wildcards, resources in paper_jobs:
+        if rule not in {*STREAMED_RULES, "prepare_images", *TRAINING_RULES}:
+            continue
+        held, asked = held_bytes(rule, wildcards), int(resources["mem_mb"])
+        footprint_rule = {"add_noise_second": "add_noise", "evaluate_video": "evaluate"}.get(rule, rule)
+        assert asked >= job_mem_mb(footprint_rule, held), (rule, wildcards, held, asked)
+        assert asked * 1e6 > held, (rule, wildcards, held, asked)  # never less than the arrays themselves
+        if rule in STREAMED_RULES:  # one item: the stage's memory, even for a 27.8 GiB split
+            stage = {"merge_shards": "simulate", "export_tiff": "simulate", "fit_classical": "fit"}.get(rule)
+            stage = stage or ("noise" if rule.startswith("add_noise") else rule.removesuffix("_video"))
+            assert asked == stages[stage]["mem_mb"], (rule, wildcards, asked)
+        checked.add(rule)
+    assert {"merge_shards", "add_noise", "fit_classical", "denoise", "evaluate", "prepare_images", *TRAINING_RULES} <= checked
+    tem_regime = [int(r["mem_mb"]) for rule, w, r in paper_jobs if rule == "train" and w["dataset"] == "tem_regime"]
+    assert min(tem_regime) > 32_000  # its 27.8 GiB split outgrows the methods' 32,000 MB
 
 
 def test_missing_natural_folder_stops_before_any_job_naming_key_and_folder(tmp_path):

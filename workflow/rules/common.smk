@@ -1,4 +1,5 @@
 # Helpers shared by every stage: config look-ups, cross-reference checks, resources, targets.
+import functools
 import glob
 import os
 import re
@@ -18,6 +19,7 @@ sys.path.insert(0, str(REPO / "src"))
 from temdenoise.adapt.settings import selects
 from temdenoise.conditions import condition_name
 from temdenoise.families import declare_config_families, declared_families, missing_extra
+from temdenoise.jobmemory import folder_split, job_mem_mb, piecewise_split, simulated_split, skimage_split
 from temdenoise.provenance import config_sha256
 from temdenoise.registry import (
     entry_on,
@@ -310,6 +312,55 @@ def resource(stage, key, model=None):
     return lookup
 
 
+# -- memory from the data (temdenoise.jobmemory, docs/cluster.md) --
+@functools.cache
+def split_size(dataset, split):
+    """The float32 arrays of a dataset's split, computed from the config (a folder's from its image headers)."""
+    entry = config["datasets"][dataset]
+    if entry["source"] == "simulate":
+        return simulated_split(SIMULATION[dataset], split)
+    if entry["source"] == "piecewise":
+        return piecewise_split(GAINTUNING["piecewise"], split)
+    if entry["source"] == "skimage":
+        return skimage_split(split)
+    if entry["source"] == "folder":
+        return folder_split(entry, split)
+    raise ConfigError(f"datasets.{dataset}: no array size for source {entry['source']!r} (no job of it holds a split)")
+
+
+def one_item(split=None):
+    """For `memory`: a job that streams ``split`` (default: the {split} wildcard) holds its largest item."""
+    return lambda wildcards: split_size(wildcards.dataset, split or wildcards.split).largest
+
+
+def whole_split(wildcards):
+    """For `memory`: a job that holds the whole {split} of its {dataset}."""
+    return split_size(wildcards.dataset, wildcards.split).total
+
+
+def training_items(copies=lambda dataset, model: 1):
+    """For `memory`: a training job holds its training split and its recipe's validation images,
+    ``copies(dataset, model)`` times (one per stored noisy recording it trains on)."""
+
+    def held(wildcards):
+        count = training_recipe(wildcards.dataset, wildcards.model)["validation_images"]
+        train = split_size(wildcards.dataset, "train").total
+        return copies(wildcards.dataset, wildcards.model) * (train + split_size(wildcards.dataset, "validation").first(count))
+
+    return held
+
+
+def memory(stage, rule, held):
+    """``mem_mb`` of a job that holds arrays: the larger of its stage's (or method's) mem_mb and what
+    ``held(wildcards)`` bytes need by the measured footprint of ``rule``; grown on retries like mem_mb."""
+    configured = resource(stage, "mem_mb")
+
+    def lookup(wildcards, attempt):
+        return max(configured(wildcards, attempt), job_mem_mb(rule, held(wildcards)) * attempt)
+
+    return lookup
+
+
 def clean_split(dataset, split):
     return f"results/data/{dataset}/{split}.npz"
 
@@ -542,6 +593,12 @@ def second_recordings(dataset, model, split):
     if not pairs_two_exposures(dataset, model):
         return []
     return [f"results/noisy_second/{dataset}/{noise}/{split}.npz" for noise in recording_conditions(dataset, model)]
+
+
+def stored_copies(dataset, model):
+    """How many stored noisy copies of a split a self-supervised ``model`` trains on: one per
+    recorded condition, two for two-exposure Noise2Noise."""
+    return len(recording_conditions(dataset, model)) * (2 if pairs_two_exposures(dataset, model) else 1)
 
 
 # Schema defaults fill the keys of absent sections, so a study is on when it names what it needs.

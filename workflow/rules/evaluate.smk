@@ -18,7 +18,7 @@ rule fit_classical:
         "../../envs/analysis.yaml"
     threads: resource("fit", "threads")
     resources:
-        mem_mb=resource("fit", "mem_mb"),
+        mem_mb=memory("fit", "fit_classical", one_item("train")),
         runtime=resource("fit", "runtime"),
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
@@ -43,7 +43,7 @@ rule denoise:
         "../../envs/torch.yaml"
     threads: resource("denoise", "threads")
     resources:
-        mem_mb=resource("denoise", "mem_mb"),
+        mem_mb=memory("denoise", "denoise", one_item("test")),
         runtime=resource("denoise", "runtime"),
         gpu=resource("denoise", "gpu"),
         gpu_model=resource("denoise", "gpu_model"),
@@ -72,7 +72,7 @@ rule evaluate:
         "../../envs/analysis.yaml"
     threads: resource("evaluate", "threads")
     resources:
-        mem_mb=resource("evaluate", "mem_mb"),
+        mem_mb=memory("evaluate", "evaluate", one_item("test")),
         runtime=resource("evaluate", "runtime"),
     params:
         domain=lambda wildcards: config["datasets"][wildcards.dataset]["domain"],

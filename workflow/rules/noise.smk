@@ -15,7 +15,7 @@ rule prepare_images:
         "../../envs/analysis.yaml"
     threads: resource("noise", "threads")
     resources:
-        mem_mb=resource("noise", "mem_mb"),
+        mem_mb=memory("noise", "prepare_images", whole_split),
         runtime=resource("noise", "runtime"),
     params:
         entry=lambda wildcards: config["datasets"][wildcards.dataset],
@@ -37,7 +37,7 @@ rule add_noise:
         "../../envs/analysis.yaml"
     threads: resource("noise", "threads")
     resources:
-        mem_mb=resource("noise", "mem_mb"),
+        mem_mb=memory("noise", "add_noise", one_item()),
         runtime=resource("noise", "runtime"),
     params:
         seed=lambda wildcards: workflow_seed("noise", wildcards.dataset, wildcards.noise, wildcards.split),

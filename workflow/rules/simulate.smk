@@ -48,7 +48,7 @@ rule merge_shards:
         "../../envs/simulate.yaml"
     threads: resource("simulate", "threads")
     resources:
-        mem_mb=resource("simulate", "mem_mb"),
+        mem_mb=memory("simulate", "merge_shards", one_item()),
         runtime=resource("simulate", "runtime"),
     script:
         "../../scripts/merge_shards.py"
@@ -69,7 +69,7 @@ rule export_tiff:
         "../../envs/simulate.yaml"
     threads: resource("simulate", "threads")
     resources:
-        mem_mb=resource("simulate", "mem_mb"),
+        mem_mb=memory("simulate", "export_tiff", one_item()),
         runtime=resource("simulate", "runtime"),
     script:
         "../../scripts/export_tiff.py"

@@ -29,7 +29,7 @@ rule train:
         "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
-        mem_mb=resource("train", "mem_mb"),
+        mem_mb=memory("train", "train", training_items()),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
@@ -147,7 +147,7 @@ rule train_udvd:
         "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
-        mem_mb=resource("train", "mem_mb"),
+        mem_mb=memory("train", "train_udvd", training_items(stored_copies)),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
@@ -200,7 +200,7 @@ rule train_noisy_images:
         "../../envs/torch.yaml"
     threads: resource("train", "threads")
     resources:
-        mem_mb=resource("train", "mem_mb"),
+        mem_mb=memory("train", "train_noisy_images", training_items(stored_copies)),
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
