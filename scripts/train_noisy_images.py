@@ -18,6 +18,7 @@ with job(snakemake, seed=snakemake.params.seed) as run:
         validation_metadata=snakemake.input.validation_metadata,
         device=run.device,
         seed=run.seed,
+        loader_workers=int(snakemake.resources.get("loader_workers", 0)),
         train_second_paths=list(snakemake.input.train_second) or None,
         validation_second_paths=list(snakemake.input.validation_second) or None,
     )

@@ -17,4 +17,5 @@ with job(snakemake, seed=snakemake.params.seed) as run:
         validation_metadata=snakemake.input.validation_metadata,
         device=run.device,
         seed=run.seed,
+        loader_workers=int(snakemake.resources.get("loader_workers", 0)),
     )

@@ -201,6 +201,26 @@ def test_training_reads_noisy_stacks_and_writes_the_outputs(objective, tmp_path)
                            validation_second_paths=None if two_exposures else second["validation"])
 
 
+def test_noisy_image_batches_are_the_same_in_any_number_of_workers(tmp_path) -> None:
+    """Loader workers (issue 37 item 4) draw each batch from its own seed: one worker or two train
+    the same weights, and the batches differ from those of the in-process generator."""
+    rng = np.random.default_rng(3)
+    for split in ("train", "validation"):
+        save_stack(tmp_path / f"{split}.npz", [apply_condition(0.5 + 0.5 * _test_image(), parse_condition("poisson-20"),
+                                                               rng, 0.5) for _ in range(2)])
+    entry = {"family": "dncnn", "params": {"depth": 3, "channels": 4}, "objective": {"name": "noise2void"}}
+    recipe = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 32, "validation_images": 1,
+              "progress": False}
+    weights = {}
+    for workers in (0, 1, 2):
+        train_noisy_images(entry, recipe, ["poisson-20"], [str(tmp_path / "train.npz")],
+                           [str(tmp_path / "validation.npz")], str(tmp_path / str(workers)), device="cpu",
+                           loader_workers=workers)
+        weights[workers] = torch.load(tmp_path / str(workers) / "model.pt", weights_only=True)
+    assert all(torch.equal(weights[1][key], weights[2][key]) for key in weights[1])
+    assert not all(torch.equal(weights[0][key], weights[2][key]) for key in weights[0])
+
+
 @pytest.mark.parametrize("weighting, ratio", [("inverse_variance", 1.0), ("none", 10.0)])
 def test_inverse_variance_weighting_makes_every_dose_weigh_alike(weighting, ratio) -> None:
     """What a masked pixel of a noisy image at dose 20 or 200 adds to the pooled loss (numerator of

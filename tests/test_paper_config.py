@@ -106,7 +106,7 @@ def test_light_jobs_ask_for_little_and_training_jobs_for_their_gpu(paper_jobs):
             assert int(resources["threads"]) <= 4 and int(resources.get("mem_mb", 0)) <= 8000, (rule, resources)
         if rule in GPU_RULES:
             assert resources.get("gpu") == "1", (rule, wildcards, resources)
-        if rule == "train":  # batches built in one worker process per thread of the job
+        if rule in TRAINING_RULES:  # batches built in one worker process per thread of the job
             assert resources.get("loader_workers") == resources["threads"] == "8", (wildcards, resources)
         if rule == "denoise":
             family = config["methods"][replicate_of(wildcards["model"])[0]]["family"]  # a replicate: its model's

@@ -486,3 +486,21 @@ def test_a_udvd_entry_without_a_stored_recording_in_its_range_stops_the_workflow
     result = workflow_runner(config, "--dry-run", check=False)
     assert result.returncode != 0
     assert "methods.udvd3.train_noise: no stored poisson condition" in result.stdout + result.stderr
+
+
+def test_train_udvd_builds_the_same_batches_in_any_number_of_workers(tmp_path) -> None:
+    """Loader workers (issue 37 item 4) draw each batch from its own seed: one worker or two train
+    the same weights, and the batches differ from those of the in-process generator."""
+    from temdenoise.train.self_supervised import train_udvd
+
+    paths = _recordings(tmp_path, ["poisson-50"], np.random.default_rng(0))
+    recipe = {"epochs": 2, "steps_per_epoch": 2, "batch_size": 2, "patch_size": 16, "validation_images": 1,
+              "schedule": "constant", "progress": False}
+    entry = {"family": "udvd", "params": {"frames": 3, "channels": 4, "window_channels": 4, "offset": 1.0}}
+    weights = {}
+    for workers in (0, 1, 2):
+        train_udvd(entry, recipe, ["poisson-50"], paths["train"], paths["validation"], str(tmp_path / str(workers)),
+                   device="cpu", seed=0, loader_workers=workers)
+        weights[workers] = load_trained(str(tmp_path / str(workers) / "model.pt"), entry, "cpu").state_dict()
+    assert all(torch.equal(weights[1][key], weights[2][key]) for key in weights[1])
+    assert not all(torch.equal(weights[0][key], weights[2][key]) for key in weights[0])

@@ -151,6 +151,7 @@ rule train_udvd:
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
+        loader_workers=resource("train", "loader_workers"),
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),
@@ -204,6 +205,7 @@ rule train_noisy_images:
         runtime=resource("train", "runtime"),
         gpu=resource("train", "gpu"),
         gpu_model=resource("train", "gpu_model"),
+        loader_workers=resource("train", "loader_workers"),
     params:
         entry=lambda wildcards: method_entry(wildcards.model, wildcards.dataset),
         recipe=lambda wildcards: training_recipe(wildcards.dataset, wildcards.model),

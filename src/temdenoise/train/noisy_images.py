@@ -346,6 +346,7 @@ def train_noisy_images(
     seed: int = 0,
     train_second_paths: Sequence[str] | None = None,
     validation_second_paths: Sequence[str] | None = None,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train ``entry``'s image network with its ``objective`` on stored noisy recordings only.
 
@@ -355,7 +356,8 @@ def train_noisy_images(
     metadata tables give the pixel sizes only. Model selection: :func:`masked_validation` on the
     first ``validation_images`` noisy validation items of every condition; ``info.json`` also holds
     the best net's unweighted score under each condition (:func:`condition_scores`). Writes
-    :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
+    :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``. ``loader_workers``: processes that
+    build the batches (:class:`temdenoise.train.engine.Trainer`).
     """
     out = Path(out_dir)
     device = resolve_device(device)
@@ -378,7 +380,8 @@ def train_noisy_images(
     validate = masked_validation(val_images, objective, device, seed + 1)
     sampler = NoisyPatchSampler(train_images, objective, settings.patch_size, settings.batch_size)
     trainer = Trainer(model, sampler, settings, loss_fn=masked_mse, validate=validate, out_dir=out, device=device,
-                      seed=seed, fingerprint={"entry": entry, "conditions": list(conditions)})
+                      seed=seed, fingerprint={"entry": entry, "conditions": list(conditions)},
+                      loader_workers=loader_workers)
     info = model_info(entry)
     info.update(objective=asdict(objective), conditions=list(conditions), training_data="stored noisy recordings only",
                 selection=f"{objective.name} loss on stored noisy validation images")

@@ -214,6 +214,7 @@ def train_udvd(
     seed: int = 0,
     contrast_inversion: bool = True,
     weighted: bool = True,
+    loader_workers: int = 0,
 ) -> TrainResult:
     """Train a UDVD ``entry`` on stored noisy recordings of the training videos, nothing else.
 
@@ -235,6 +236,7 @@ def train_udvd(
     Model selection (best weights, plateau schedule, early stopping) uses the blind-spot score of
     :func:`noisy_frame_validation` on the first ``validation_images`` stored noisy validation
     videos of every condition. Writes :data:`~temdenoise.train.supervised.OUTPUTS` in ``out_dir``.
+    ``loader_workers``: processes that build the batches (:class:`temdenoise.train.engine.Trainer`).
     """
     out = Path(out_dir)
     device = resolve_device(device)
@@ -253,7 +255,8 @@ def train_udvd(
     trainer = Trainer(model, sampler, settings, loss_fn=blind_spot_mse, validate=validate, out_dir=out,
                       device=device, seed=seed,
                       fingerprint={"entry": entry, "conditions": list(conditions),
-                                   "contrast_inversion": contrast_inversion, "weighted": weighted})
+                                   "contrast_inversion": contrast_inversion, "weighted": weighted},
+                      loader_workers=loader_workers)
     info: dict[str, Any] = {"family": entry["family"], "params": entry.get("params", {}),
                             "parameters": count_parameters(model), **homogeneity_facts(model),
                             "training_data": "stored noisy recordings only",
