@@ -9,11 +9,13 @@ import os
 import pytest
 
 from temdenoise.runtime import (
+    CUBLAS_WORKSPACE_CONFIG,
     FAIL_ONCE_VARIABLE,
     GPU_LOCK_DIR_VARIABLE,
     Job,
     fail_once_for_testing,
     gpu_slots,
+    job,
 )
 
 
@@ -95,3 +97,36 @@ def test_a_job_without_a_gpu_request_computes_on_the_cpu_though_one_is_visible(m
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     job = Job(threads=1, seed=0, config={"device": setting}, log=logging.getLogger("test"), gpus=gpus)
     assert job.device == expected
+
+
+@pytest.fixture
+def torch_defaults(monkeypatch):
+    """Restores torch's global determinism and the environment after a test that sets them."""
+    import torch
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield
+    torch.use_deterministic_algorithms(False)
+
+
+class FakeSnakemake:
+    """What :func:`temdenoise.runtime.job` reads of Snakemake's ``snakemake`` object."""
+
+    def __init__(self, log: str, config: dict) -> None:
+        self.log, self.config, self.rule, self.threads = [log], config, "train", 1
+        self.wildcards, self.resources = {}, {"gpu": 0}
+
+
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_deterministic_mode_sets_what_cuda_needs_and_logs_nondeterministic_kernels(deterministic, tmp_path,
+                                                                                  torch_defaults):
+    import torch
+
+    log = tmp_path / "job.log"
+    with job(FakeSnakemake(str(log), {"deterministic": deterministic})) as run:
+        assert run.device == "cpu"
+        assert torch.are_deterministic_algorithms_enabled() is deterministic
+        assert (os.environ.get("CUBLAS_WORKSPACE_CONFIG") == CUBLAS_WORKSPACE_CONFIG) is deterministic
+        torch.zeros(3).put_(torch.tensor([0, 0]), torch.tensor([1.0, 2.0]))  # no deterministic kernel
+    named = "put_ does not have a deterministic implementation" in log.read_text()
+    assert named is deterministic, log.read_text()

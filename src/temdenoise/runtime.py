@@ -63,15 +63,30 @@ def limit_threads(threads: int) -> None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and (when loaded) torch, and make torch deterministic."""
+    """Seed Python, NumPy and (when loaded) torch."""
     import numpy as np
 
     random.seed(seed)
     np.random.seed(seed % 2**32)
     if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        torch.manual_seed(seed)
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        sys.modules["torch"].manual_seed(seed)
+
+
+# cuBLAS gives the same sums run after run only with a fixed workspace per stream (CUDA >= 10.2),
+# read when cuBLAS starts: set before the job's first CUDA operation.
+CUBLAS_WORKSPACE_CONFIG = ":4096:8"
+
+
+def deterministic_torch(enabled: bool) -> None:
+    """The config's ``deterministic``. On: torch picks a deterministic kernel wherever it has one
+    (cuDNN's included) and warns, naming the operation, where it has none (the job logs the
+    warning: :func:`job`); cuBLAS gets its fixed workspace. Off: torch's defaults, the fastest
+    kernels, whose sums on a GPU may differ from run to run. Imports torch."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE_CONFIG)
+    import torch
+
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
 
 
 def job_device_setting(setting: str, gpus: int) -> str:
@@ -187,7 +202,9 @@ class Job:
     @property
     def device(self) -> str:
         """The torch device of the config's ``device`` setting for a job asking for ``gpus`` GPUs
-        (:func:`job_device_setting`; imports torch on first use)."""
+        (:func:`job_device_setting`). Every job that computes with torch asks for it first, so it
+        also imports torch and sets its determinism (:func:`deterministic_torch`)."""
+        deterministic_torch(bool(self.config.get("deterministic", True)))
         return resolve_device(job_device_setting(str(self.config.get("device", "auto")), self.gpus))
 
 
@@ -204,6 +221,10 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # warnings go to the job's log as well: torch's names each operation without a deterministic kernel
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.addHandler(handler)
+    logging.captureWarnings(True)
     held_gpus = contextlib.ExitStack()
     try:
         fail_once_for_testing(snakemake.rule, dict(snakemake.wildcards.items()))
@@ -229,6 +250,8 @@ def job(snakemake: Any, seed: int | None = None) -> Iterator[Job]:
             )
     finally:
         held_gpus.close()
+        logging.captureWarnings(False)
+        warnings_logger.removeHandler(handler)
         logger.removeHandler(handler)
         sys.stdout, sys.stderr = old_out, old_err
         if log_path:
