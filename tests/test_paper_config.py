@@ -6,6 +6,8 @@
 * Its memory (issue 37 item 2): every job that holds arrays asks for what they need by its rule's
   measured footprint (temdenoise.jobmemory), the arrays' bytes counted here from paper.yaml
   itself; a streamed job asks for no more than its stage whatever its split's size.
+* Its time limits (issue 37 item 5): benchmarks/gpu_cost.py plans the same training jobs as the
+  dry run, and every network's runtime is the script's (2x its largest estimated job).
 * Its natural-image folders: absent, the run stops before any job with the key and the folder named.
 * Its models ("paper smoke"): every network is built, its parameter count printed beside the
   authors' (the model tests pin them where the architecture is theirs), and one
@@ -14,8 +16,10 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -184,6 +188,30 @@ def test_every_job_that_holds_arrays_asks_for_their_memory(paper_jobs):
     assert {"merge_shards", "add_noise", "fit_classical", "denoise", "evaluate", "prepare_images", *TRAINING_RULES} <= checked
     tem_regime = [int(r["mem_mb"]) for rule, w, r in paper_jobs if rule == "train" and w["dataset"] == "tem_regime"]
     assert min(tem_regime) > 32_000  # its 27.8 GiB split outgrows the methods' 32,000 MB
+
+
+@pytest.fixture(scope="module")
+def gpu_cost():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        yield importlib.import_module("gpu_cost")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_runtimes_are_twice_the_estimated_gpu_hours_of_the_same_jobs(paper_jobs, gpu_cost, tmp_path):
+    planned = {(rule, w["dataset"], w["model"]) for rule, w, _ in paper_jobs if rule in TRAINING_RULES}
+    config = paper_config()
+    assert set(gpu_cost.training_jobs(config)) == {job for job in planned if "~seed" not in job[2]}
+    assert gpu_cost.replicated(config) == {(d, m.partition("~seed")[0]) for _, d, m in planned if "~seed" in m}
+    make_paper_natural_folders(tmp_path)
+    estimates = gpu_cost.estimates_of(config, tmp_path)
+    for model in {m for _, _, m in estimates}:
+        runtime = config["methods"][model]["resources"]["runtime"]
+        assert runtime == gpu_cost.method_runtime(estimates, model), model
+        assert all(runtime >= 2 * 60 * e.hours for (_, _, m), e in estimates.items() if m == model)
+    runtimes = {int(r["runtime"]) for rule, _, r in paper_jobs if rule in TRAINING_RULES}
+    assert max(runtimes) < 24 * 60  # no blanket day
 
 
 def test_missing_natural_folder_stops_before_any_job_naming_key_and_folder(tmp_path):
