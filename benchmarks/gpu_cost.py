@@ -37,7 +37,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from temdenoise.families import declared_families
 from temdenoise.imagefiles import image_files, image_shape
-from temdenoise.jobmemory import folder_split
 from temdenoise.models import build_model
 from temdenoise.models.inference import _apply
 from temdenoise.models.udvd import _apply_tiled
@@ -136,10 +135,9 @@ def validation_shape(config: dict[str, Any], dataset: str, workdir: Path) -> tup
     if entry["source"] == "piecewise":
         side = config["experiments"]["gaintuning"]["piecewise"]["size"]
         return 1, side, side
-    folder = {**entry, "train_folder": workdir / entry["train_folder"], "test_folder": workdir / entry["test_folder"]}
-    held_out = image_files(folder["train_folder"])[-folder.get("validation_count", 2):]
-    assert folder_split(folder, "validation").items == len(held_out)
-    return (1, *max((image_shape(f) for f in held_out), key=lambda s: s[0] * s[1]))
+    # the last validation_count training images validate (temdenoise.natural.natural_split)
+    held_out = image_files(workdir / entry["train_folder"])[: entry.get("max_images")][-entry.get("validation_count", 2):]
+    return (1, *max((image_shape(f) for f in held_out), key=lambda shape: shape[0] * shape[1]))
 
 
 def counted_flops(run) -> float:
