@@ -345,7 +345,8 @@ def training_items(copies=lambda dataset, model: 1):
     def held(wildcards):
         count = training_recipe(wildcards.dataset, wildcards.model)["validation_images"]
         train = split_size(wildcards.dataset, "train").total
-        return copies(wildcards.dataset, wildcards.model) * (train + split_size(wildcards.dataset, "validation").first(count))
+        validation = split_size(wildcards.dataset, "validation").first(count)
+        return copies(wildcards.dataset, wildcards.model) * (train + validation)
 
     return held
 
