@@ -54,9 +54,9 @@ ROUND_MINUTES = 30
 # Patches (UDVD: windows) per second that one process builds at the paper recipes, printed by
 # `PYTHONPATH=src python benchmarks/gpu_cost.py --measure-loaders` (docs/cluster.md has the run).
 PATCH_RATES = {
-    "supervised:paper_natural": 12428, "supervised:paper": 861, "supervised:paper_regime": 568, "noise2noise:paper": 980,
-    "noise2self:paper": 2341, "noise2void:paper": 3047, "udvd1:udvd_paper": 23579, "udvd3:udvd_paper": 13321,
-    "udvd5:udvd_paper": 9026,
+    "supervised:paper_natural": 12428, "supervised:paper": 861, "supervised:paper_regime": 568,
+    "noise2noise:paper": 980, "noise2self:paper": 2341, "noise2void:paper": 3047,
+    "udvd1:udvd_paper": 23579, "udvd3:udvd_paper": 13321, "udvd5:udvd_paper": 9026,
 }
 
 TRAINING_RULES = ("train", "train_noisy_images", "train_udvd")
@@ -84,7 +84,8 @@ def training_jobs(config: dict[str, Any]) -> list[tuple[str, str, str]]:
     experiments = config["experiments"]
     uses = [(dataset, m) for dataset, methods in config["benchmark"].items() for m in methods]
     for section in ("generalization", "net_bias", "equivalent_filters"):
-        uses += [(d, m) for d, study in experiments.get(section, {}).get("datasets", {}).items() for m in study["models"]]
+        studies = experiments.get(section, {}).get("datasets", {})
+        uses += [(d, m) for d, study in studies.items() for m in study["models"]]
     for case in experiments.get("gaintuning", {}).get("cases", {}).values():
         uses += [(case["train"], case["model"])] + [(case["test"], m) for m in case.get("compare", [])]
     udvd = experiments.get("udvd", {})
@@ -136,7 +137,8 @@ def validation_shape(config: dict[str, Any], dataset: str, workdir: Path) -> tup
         side = config["experiments"]["gaintuning"]["piecewise"]["size"]
         return 1, side, side
     # the last validation_count training images validate (temdenoise.natural.natural_split)
-    held_out = image_files(workdir / entry["train_folder"])[: entry.get("max_images")][-entry.get("validation_count", 2):]
+    pool = image_files(workdir / entry["train_folder"])[: entry.get("max_images")]
+    held_out = pool[-entry.get("validation_count", 2) :]
     return (1, *max((image_shape(f) for f in held_out), key=lambda shape: shape[0] * shape[1]))
 
 
@@ -245,16 +247,16 @@ def measure_loaders(config: dict[str, Any], batches: int) -> None:
         size = {"natural": 180, "tem_regime": 720}.get(dataset, 512)
         noise = entry.get("train_noise") or config["datasets"][dataset]["train_noise"]
         if rule == "train":
-            sampler = PatchSampler(images[size], NoiseRange.from_config(noise), recipe["patch_size"], recipe["batch_size"],
-                                   [0.15] * 8, rotation_deg=recipe.get("rotation_deg", 0.0),
+            sampler = PatchSampler(images[size], NoiseRange.from_config(noise), recipe["patch_size"],
+                                   recipe["batch_size"], [0.15] * 8, rotation_deg=recipe.get("rotation_deg", 0.0),
                                    rescale=recipe.get("rescale", []))
         elif rule == "train_noisy_images":
             # recordings at the middle stored level of the dataset (tem: dose 50 on 0.15-A pixels)
             levels = config["datasets"][dataset]["noise"][noise["kind"]]
             condition = parse_condition(f"{noise['kind']}-{levels[len(levels) // 2]:g}")
             noisy = [apply_condition(image, condition, rng, 0.15) for image in images[size]]
-            sampler = NoisyPatchSampler(noisy_images(noisy, [condition] * 8, [0.15] * 8), Objective(**entry["objective"]),
-                                        recipe["patch_size"], recipe["batch_size"])
+            sampler = NoisyPatchSampler(noisy_images(noisy, [condition] * 8, [0.15] * 8),
+                                        Objective(**entry["objective"]), recipe["patch_size"], recipe["batch_size"])
         else:
             sampler = VideoWindowSampler(videos, entry["params"]["frames"], recipe["patch_size"], recipe["batch_size"])
         sampler(rng)  # warm-up

@@ -77,10 +77,8 @@ def _denoised_items(entry: dict[str, Any], artifact: str | None, noisy: Sequence
         from temdenoise.models.udvd import denoise_video
 
         return (denoise_video(model, item, device) for item in noisy)
-    return (
-        np.stack(denoise_stack(model, list(item), device)) if item.ndim == 3 else denoise_stack(model, [item], device)[0]
-        for item in noisy
-    )
+    return (np.stack(denoise_stack(model, list(item), device)) if item.ndim == 3
+            else denoise_stack(model, [item], device)[0] for item in noisy)
 
 
 def evaluate_split(

@@ -137,7 +137,7 @@ def export_tiff(path: str | os.PathLike, arrays: Iterable[np.ndarray]) -> None:
         for array in arrays:
             shape = shape or np.shape(array)
             if np.shape(array) != shape:
-                raise ValueError(f"{path}: a TIFF stack holds equally shaped arrays, got {np.shape(array)} after {shape}")
+                raise ValueError(f"{path}: a TIFF stack holds equally shaped arrays, {np.shape(array)} after {shape}")
             tiff.write(np.asarray(array, dtype=np.float32), contiguous=True)
 
 
