@@ -181,7 +181,10 @@ def test_readme_real_data_commands_run_as_written(tmp_path, monkeypatch, capsys)
     target and both config files, and the default config merged with the README's dataset entry
     passes the workflow's schema."""
     commands = readme_commands()
-    assert [c.split()[0] for c in commands] == ["pip", "temdenoise", "temdenoise", "snakemake"]
+    # install, denoise, score, export (run by tests/test_export.py, which needs a trained model), workflow
+    assert [c.split()[:2] for c in commands][1:4] == [["temdenoise", "denoise"], ["temdenoise", "score"],
+                                                      ["temdenoise", "export"]]
+    assert [c.split()[0] for c in commands] == ["pip", "temdenoise", "temdenoise", "temdenoise", "snakemake"]
     recordings = tmp_path / "recordings"
     recordings.mkdir()
     for name in ["tia/old/64x64x5_TEM_preview.emi", "tia/old/64x64x5_TEM_preview_1.ser", "mrc/HAADFscan.mrc",
@@ -217,7 +220,7 @@ def test_readme_real_data_commands_run_as_written(tmp_path, monkeypatch, capsys)
     from snakemake.cli import get_argument_parser
     from snakemake.utils import update_config, validate
 
-    parsed = get_argument_parser().parse_args(shlex.split(commands[3])[1:])
+    parsed = get_argument_parser().parse_args(shlex.split(commands[4])[1:])
     assert parsed.targets == ["results/tables/real_<name>.md"]
     assert [str(path) for path in parsed.configfile] == ["config/config.yaml", "my.yaml"]
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
