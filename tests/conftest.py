@@ -15,7 +15,7 @@ SHARED_NATURAL = REPO.parent / "shared" / "data" / "natural"
 
 
 PAPER_NATURAL_FOLDERS = {"Train400": 4, "BSD68": 2, "Set12": 2}
-"""The image folders config/paper.yaml reads under ``data/natural`` (README, "The natural-image
+"""The image folders config/paper.yaml reads under ``data/natural`` (docs/usage.md, "The natural-image
 sets"), with the number of tiny stand-in images :func:`make_paper_natural_folders` writes."""
 
 

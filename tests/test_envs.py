@@ -6,7 +6,7 @@ modules transitively, plus the family modules that the registry imports by name 
 packages that pandas and scikit-image import when a function is called (IMPLIED_BY_CALL). Import names are
 mapped to conda-forge package names; an import name with no mapping fails the test, so a new
 dependency cannot pass unnoticed. No conda is run: this checks the env files' contents, not that
-they solve (README, "Deployment").
+they solve (docs/usage.md, "Deployment").
 """
 
 from __future__ import annotations

@@ -168,7 +168,8 @@ def test_three_scan_files_give_three_outputs(tmp_path, monkeypatch):
 def readme_commands() -> list[str]:
     """The shell commands of README's "Denoise your own data" section, as written."""
     text = (REPO / "README.md").read_text()
-    section = text[text.index("## Denoise your own data"):text.index("## Outputs (under `results/`)")]
+    start = text.index("## Denoise your own data")
+    section = text[start:text.index("\n## ", start)]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
     return [line for block in blocks for line in block.splitlines() if line.strip()]
 
