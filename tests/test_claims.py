@@ -66,3 +66,16 @@ def test_readme_types_no_interval_outside_the_blocks_copied_from_result_files():
     typed = re.findall(r"[+-]\d+\.\d+ ?(?:dB)? ?\[[+-]\d", outside)
     assert not typed, f"README states intervals typed by hand: {typed}"
     assert "<!-- fill: results/tables/claims.md -->" in text
+
+
+def test_readme_and_docs_results_show_the_same_claims_table():
+    """README's claims table is the summary at the top of docs/results.md's claims block, line for line."""
+    def filled(path, source):
+        text = (REPO / path).read_text()
+        return re.search(rf"<!-- fill: results/tables/{source} -->\n(.*?)<!-- /fill -->", text, re.S)[1]
+
+    def table(block):
+        return [line for line in block.split("\n\n")[1].splitlines() if line.startswith("|")]
+
+    readme, results = filled("README.md", "claims_summary.md"), filled("docs/results.md", "claims.md")
+    assert table(readme) and table(readme) == table(results)

@@ -8,7 +8,8 @@ and the Holm-adjusted verdict (over every training seed where the table has seve
 :func:`temdenoise.stats.across_seeds`). README's claims table is this file, copied by
 :mod:`temdenoise.docs_fill`; nothing in it is typed by hand.
 
-Rule ``claims`` writes ``results/tables/claims.md`` and ``.csv``; ``python -m temdenoise.claims
+Rule ``claims`` writes ``results/tables/claims.md`` and ``.csv``, and the claims table alone in
+``claims_summary.md`` (README's); ``python -m temdenoise.claims
 RESULTS_DIR`` rebuilds them from the tables a run left in ``RESULTS_DIR/tables``.
 """
 
@@ -99,15 +100,20 @@ def outcome(rows: pd.DataFrame) -> str:
     return f"resolved in {int((rows['verdict'] == claimed).sum())} of {len(rows)} rows"
 
 
-def claims_markdown(rows: pd.DataFrame, run: str) -> str:
-    """The claims table (one line per claim) and, per claim, the rows it is read from."""
+def claims_summary(rows: pd.DataFrame, run: str) -> str:
+    """The claims table: one line per claim, the seed's figure and this run's outcome."""
     summary = pd.DataFrame({
         "claim": [CLAIMS[key].statement for key in CLAIMS],
         "the seed": [CLAIMS[key].seed_figure for key in CLAIMS],
         "this run": [outcome(rows[rows["claim"] == key]) for key in CLAIMS],
     })
-    parts = [f"Claims of the study and what {run} shows (test split; Δ = paired difference over the independent "
-             "units, Holm-adjusted verdict; docs/statistics.md).\n\n", summary.to_markdown(index=False), "\n"]
+    return (f"Claims of the study and what {run} shows (test split; Δ = paired difference over the independent "
+            "units, Holm-adjusted verdict; docs/statistics.md).\n\n" + summary.to_markdown(index=False) + "\n")
+
+
+def claims_markdown(rows: pd.DataFrame, run: str) -> str:
+    """The claims table (:func:`claims_summary`) and, per claim, the rows it is read from."""
+    parts = [claims_summary(rows, run)]
     for key in CLAIMS:
         part = rows[rows["claim"] == key]
         if part.empty:
@@ -133,6 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = claim_rows(sorted(path for path in [*tables.glob("*_pairs.csv"), tables / "fov_gain.csv"] if path.is_file()))
     save_table(str(args.results / "tables" / "claims.csv"), rows)
     save_text(str(args.results / "tables" / "claims.md"), claims_markdown(rows, args.run))
+    save_text(str(args.results / "tables" / "claims_summary.md"), claims_summary(rows, args.run))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,7 @@ rule claims:
     output:
         markdown="results/tables/claims.md",
         csv="results/tables/claims.csv",
+        summary="results/tables/claims_summary.md",
     log:
         "results/logs/claims.log",
     conda:
