@@ -65,7 +65,7 @@ def test_readme_types_no_interval_outside_the_blocks_copied_from_result_files():
     outside = re.sub(r"<!-- fill: \S+ -->\n.*?<!-- /fill -->", "", text, flags=re.DOTALL)
     typed = re.findall(r"[+-]\d+\.\d+ ?(?:dB)? ?\[[+-]\d", outside)
     assert not typed, f"README states intervals typed by hand: {typed}"
-    assert "<!-- fill: results/tables/claims.md -->" in text
+    assert "<!-- fill: results/tables/claims_summary.md -->" in text
 
 
 def test_readme_and_docs_results_show_the_same_claims_table():
