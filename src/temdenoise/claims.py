@@ -100,12 +100,23 @@ def outcome(rows: pd.DataFrame) -> str:
     return f"resolved in {int((rows['verdict'] == claimed).sum())} of {len(rows)} rows"
 
 
+def spread(rows: pd.DataFrame) -> str:
+    """A claim's differences in one cell: their range over its rows and the units each rests on,
+    e.g. ``-0.42 to +0.56 dB, 6 rows over 8 structures`` ("–" where nothing measured it)."""
+    if rows.empty:
+        return "–"
+    means = rows["seed_mean"] if "seed_mean" in rows else rows["diff_mean"]
+    units = ", ".join(sorted({f"{int(n)} {u}s" for n, u in zip(rows["n_units"], rows["unit"])}))
+    return f"{means.min():+.2f} to {means.max():+.2f} dB, {len(rows)} rows over {units}"
+
+
 def claims_summary(rows: pd.DataFrame, run: str) -> str:
     """The claims table: one line per claim, the seed's figure and this run's outcome."""
     summary = pd.DataFrame({
         "claim": [CLAIMS[key].statement for key in CLAIMS],
         "the seed": [CLAIMS[key].seed_figure for key in CLAIMS],
-        "this run": [outcome(rows[rows["claim"] == key]) for key in CLAIMS],
+        "this run: Δ PSNR": [spread(rows[rows["claim"] == key]) for key in CLAIMS],
+        "verdict": [outcome(rows[rows["claim"] == key]) for key in CLAIMS],
     })
     return (f"Claims of the study and what {run} shows (test split; Δ = paired difference over the independent "
             "units, Holm-adjusted verdict; docs/statistics.md).\n\n" + summary.to_markdown(index=False) + "\n")
