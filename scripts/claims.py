@@ -2,12 +2,9 @@
 
 from pathlib import Path
 
-from temdenoise.claims import claim_rows, claims_markdown, claims_summary
-from temdenoise.io import save_table, save_text
+from temdenoise.claims import write_claims
 from temdenoise.runtime import job
 
 with job(snakemake):
-    rows = claim_rows([Path(path) for path in snakemake.input])
-    save_table(snakemake.output.csv, rows)
-    save_text(snakemake.output.markdown, claims_markdown(rows, snakemake.params.run))
-    save_text(snakemake.output.summary, claims_summary(rows, snakemake.params.run))
+    write_claims([Path(path) for path in snakemake.input], snakemake.output.csv, snakemake.output.markdown,
+                 snakemake.output.summary, snakemake.params.run)

@@ -1,8 +1,8 @@
 """The study's claims, each read from the table rows of a run that test it.
 
 Every named comparison a table makes is tagged with the claim it tests (column ``claim`` of the
-``*_pairs.csv`` tables and of ``fov_gain.csv``). :func:`claims_table` collects those rows from a
-run's ``results/tables`` and writes, per claim, the seed's figure beside this run's rows: the
+``*_pairs.csv`` tables and of ``fov_gain.csv``). :func:`claim_rows` collects those rows from a
+run's tables and :func:`write_claims` writes, per claim, the seed's figure beside this run's rows: the
 table and row each comes from, the paired difference over the independent units with its interval,
 and the Holm-adjusted verdict (over every training seed where the table has several:
 :func:`temdenoise.stats.across_seeds`). README's claims table is this file, copied by
@@ -141,16 +141,24 @@ def claims_markdown(rows: pd.DataFrame, run: str) -> str:
     return "".join(parts)
 
 
+def write_claims(paths: Sequence[Path], csv: str, markdown: str, summary: str, run: str) -> None:
+    """The claims of the tables at ``paths``: their rows (``csv``), the claims table with the rows
+    each claim is read from (``markdown``) and the claims table alone (``summary``)."""
+    rows = claim_rows(paths)
+    save_table(csv, rows)
+    save_text(markdown, claims_markdown(rows, run))
+    save_text(summary, claims_summary(rows, run))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", type=Path, help="a run's results directory")
     parser.add_argument("--run", default="this run", help="how the table names the run (config, seed)")
     args = parser.parse_args(argv)
     tables = args.results / "tables"
-    rows = claim_rows(sorted(path for path in [*tables.glob("*_pairs.csv"), tables / "fov_gain.csv"] if path.is_file()))
-    save_table(str(args.results / "tables" / "claims.csv"), rows)
-    save_text(str(args.results / "tables" / "claims.md"), claims_markdown(rows, args.run))
-    save_text(str(args.results / "tables" / "claims_summary.md"), claims_summary(rows, args.run))
+    paths = sorted(path for path in [*tables.glob("*_pairs.csv"), tables / "fov_gain.csv"] if path.is_file())
+    write_claims(paths, str(tables / "claims.csv"), str(tables / "claims.md"), str(tables / "claims_summary.md"),
+                 args.run)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ PSNR table; averaging within units keeps correlated items from passing for indep
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -68,10 +68,6 @@ class PairedDifference:
     def format(self, unit: str = "dB") -> str:
         """E.g. ``+0.08 dB [-0.12, +0.28]`` (the unadjusted interval at :attr:`confidence`)."""
         return format_interval(self.mean, self.low, self.high, unit)
-
-    def adjusted(self, p_adjusted: float) -> "PairedDifference":
-        """The same difference with its family-adjusted p-value."""
-        return replace(self, p_adjusted=float(p_adjusted))
 
     def as_dict(self, prefix: str = "diff") -> dict[str, Any]:
         """Table columns: ``<prefix>_mean/_low/_high/_items/_p/_p_holm/_resolved`` and the
