@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from temdenoise.report.pairs import homogeneity_label
-from temdenoise.report.tem_table import claim_pairs, classical_info, write_tem_table
+from temdenoise.claims import CNN_CLASSICAL
+from temdenoise.report.tem_table import claim_pairs, claim_tags, classical_info, write_tem_table
 
 
 def _metadata(tmp_path, pixel_size: float = 0.25, support: str = "CeO2") -> str:
@@ -118,9 +119,11 @@ def test_tem_table_pairs_each_model_with_the_next_on_matched_images(tmp_path):
     assert "+0.10 dB [" in markdown and "not resolved" in markdown and "95% t-interval" in markdown
     assert "Holm-adjusted" in markdown and "| 6 items " in markdown
     assert "\\$\\Delta\\$" not in open(out["tex"]).read() and "$\\Delta$" in open(out["tex"]).read()
-    # Default named comparisons: UNet vs DnCNN, DnCNN vs Wiener, Wiener vs wavelet, bias-free vs twin.
+    # Default named comparisons: UNet vs DnCNN, every supervised CNN vs Wiener, Wiener vs wavelet,
+    # bias-free vs twin.
     named = set(zip(pairs.loc[pairs["named"], "a"], pairs.loc[pairs["named"], "b"]))
-    assert named == {("unet", "dncnn"), ("dncnn", "wiener"), ("wiener", "wavelet"), ("bf_dncnn", "dncnn")}
+    assert named == {("unet", "dncnn"), ("unet", "wiener"), ("dncnn", "wiener"), ("bf_dncnn", "wiener"),
+                     ("wiener", "wavelet"), ("bf_dncnn", "dncnn")}
 
 
 def test_tem_table_configured_pairs_replace_the_defaults(tmp_path):
@@ -138,3 +141,12 @@ def test_claim_pairs_find_bias_free_twins():
     claims = claim_pairs(entries)
     assert ("bf_unet", "unet") in claims and ("bf_dncnn", "dncnn") in claims
     assert ("bf_unet", "unet_s2") not in claims and ("unet_s2", "dncnn") in claims
+
+
+def test_every_supervised_cnn_is_compared_with_the_wiener_filter():
+    entries = {**ENTRIES, "bf_unet": {"family": "unet", "params": {"scales": 3, "bias_free": True, "offset": 1.0}},
+               "n2v_unet": {"family": "unet", "params": {"scales": 2}, "objective": {"name": "noise2void"}}}
+    tags = claim_tags(entries)
+    cnns = [name for name, e in entries.items() if e["family"] in ("dncnn", "unet") and "objective" not in e]
+    assert sorted(tags) == sorted((name, "wiener") for name in cnns)
+    assert set(tags.values()) == {CNN_CLASSICAL} and set(tags) <= set(claim_pairs(entries))
