@@ -466,11 +466,9 @@ def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for model, mean in pooled.items():
         gap = paired_difference(per_recording[model].to_numpy(), per_recording[best].to_numpy(), unit="recording")
-        differences = (per_recording[model] - per_recording[best]).dropna()
-        standard_error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else np.nan
         rows.append({"rank": len(rows) + 1, "model": model, "psnr_estimate": psnr_from_mse(mean, 1.0),
                      "nmse_estimate": mean, "recordings": gap.items, "unit": gap.unit, "n_units": gap.units,
-                     "nmse_vs_best": gap.mean, "nmse_vs_best_se": standard_error, "nmse_vs_best_low": gap.low,
+                     "nmse_vs_best": gap.mean, "nmse_vs_best_se": gap.standard_error, "nmse_vs_best_low": gap.low,
                      "nmse_vs_best_high": gap.high, "nmse_vs_best_p": gap.p_value if model != best else np.nan,
                      "db_vs_best": psnr_from_mse(mean, 1.0) - psnr_from_mse(pooled[best], 1.0)})
     table = pd.DataFrame(rows)

@@ -40,7 +40,9 @@ class PairedDifference:
 
     ``mean`` is the mean of the unit means; ``low``/``high`` the unadjusted interval at
     ``confidence``; ``p_value`` the two-sided paired t-test over units and ``p_adjusted`` its
-    Holm-adjusted value within the table's family (equal to ``p_value`` until adjusted).
+    Holm-adjusted value within the table's family (equal to ``p_value`` until adjusted);
+    ``standard_error`` that of ``mean`` over the units (NaN with fewer than two; not a table
+    column of :meth:`as_dict`).
     """
 
     mean: float
@@ -52,6 +54,7 @@ class PairedDifference:
     p_value: float = float("nan")
     p_adjusted: float = float("nan")
     confidence: float = 0.95
+    standard_error: float = float("nan")
 
     @property
     def resolved(self) -> bool:
@@ -146,14 +149,15 @@ def paired_difference(
         return PairedDifference(mean, -np.inf, np.inf, items, 1, unit, 1.0, 1.0, confidence)
     if np.ptp(diff) == 0:  # no spread: the t statistic is undefined, the sign is certain unless 0
         p_value = 1.0 if mean == 0 else 0.0
-        return PairedDifference(mean, mean, mean, items, n, unit, p_value, p_value, confidence)
+        return PairedDifference(mean, mean, mean, items, n, unit, p_value, p_value, confidence, 0.0)
     # imported here: scipy.stats costs ~1.3 s, paid by every denoise / evaluate job otherwise
     from scipy import stats
 
     test = stats.ttest_rel(mean_a, mean_b)
     low, high = test.confidence_interval(confidence)
     p_value = float(test.pvalue)
-    return PairedDifference(mean, float(low), float(high), items, n, unit, p_value, p_value, confidence)
+    standard_error = float(diff.std(ddof=1) / np.sqrt(n))
+    return PairedDifference(mean, float(low), float(high), items, n, unit, p_value, p_value, confidence, standard_error)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
