@@ -28,6 +28,7 @@ def test_output_opens_in_napari_at_its_pixel_size(tmp_path, frames: int):
     write_calibrated_tiff(path, np.ones(shape, np.float32), PIXEL_SIZE, frame_interval=0.1)
     layer = ViewerModel().open(str(path), plugin="napari-tiff")[0]
     assert layer.data.shape == shape
-    assert np.allclose(layer.scale[-2:], PIXEL_SIZE / 10) and [str(unit) for unit in layer.units[-2:]] == ["nanometer"] * 2
+    assert np.allclose(layer.scale[-2:], PIXEL_SIZE / 10)
+    assert [str(unit) for unit in layer.units[-2:]] == ["nanometer"] * 2
     if frames:
         assert layer.scale[0] == pytest.approx(0.1) and str(layer.units[0]) == "second"

@@ -302,7 +302,8 @@ def test_ranking_standard_error_is_the_paired_differences():
     the one :func:`temdenoise.stats.paired_difference` gives with the interval."""
     rng = np.random.default_rng(0)
     best, other = rng.uniform(0.01, 0.02, 6), rng.uniform(0.02, 0.04, 6)
-    scores = pd.DataFrame([{"file": f"r{i}", "frame": frame, "model": name, "nmse_estimate": value[i] * (1 + 0.1 * frame)}
+    scores = pd.DataFrame([{"file": f"r{i}", "frame": frame, "model": name,
+                            "nmse_estimate": value[i] * (1 + 0.1 * frame)}
                            for i in range(6) for frame in range(2) for name, value in [("a", best), ("b", other)]])
     table = ranking_table(scores).set_index("model")
     differences = (other - best) * 1.05  # frame means

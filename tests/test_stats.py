@@ -31,6 +31,8 @@ def test_standard_error_is_the_scale_of_the_interval():
     assert result.standard_error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(9))
     assert result.high - result.mean == pytest.approx(stats.t.ppf(0.975, 8) * result.standard_error)
     assert paired_difference(a, a).standard_error == 0.0 and np.isnan(paired_difference(a[:1], b[:1]).standard_error)
+    row = pd.Series(result.as_dict())
+    assert PairedDifference.from_record(row).standard_error == pytest.approx(result.standard_error)
 
 
 def test_pairing_resolves_what_the_spread_hides():

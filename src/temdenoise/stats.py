@@ -19,7 +19,7 @@ PSNR table; averaging within units keeps correlated items from passing for indep
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -54,7 +54,7 @@ class PairedDifference:
     p_value: float = float("nan")
     p_adjusted: float = float("nan")
     confidence: float = 0.95
-    standard_error: float = float("nan")
+    standard_error: float = field(default=float("nan"), compare=False)  # derived from the interval (from_record)
 
     @property
     def resolved(self) -> bool:
@@ -83,10 +83,18 @@ class PairedDifference:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], prefix: str = "diff") -> "PairedDifference":
-        """The difference stored in a table row by :meth:`as_dict` (same ``prefix``)."""
-        return cls(*(float(record[f"{prefix}_{key}"]) for key in ("mean", "low", "high")),
-                   int(record[f"{prefix}_items"]), int(record["n_units"]), str(record["unit"]),
-                   float(record[f"{prefix}_p"]), float(record[f"{prefix}_p_holm"]))
+        """The difference stored in a table row by :meth:`as_dict` (same ``prefix``); its standard
+        error, not a column, is the (95%, as :meth:`as_dict` stores) interval's half-width over
+        the Student-t quantile."""
+        mean, low, high = (float(record[f"{prefix}_{key}"]) for key in ("mean", "low", "high"))
+        units = int(record["n_units"])
+        standard_error = float("nan")
+        if units > 1 and np.isfinite(high):
+            from scipy import stats
+
+            standard_error = (high - mean) / float(stats.t.ppf(0.975, units - 1))
+        return cls(mean, low, high, int(record[f"{prefix}_items"]), units, str(record["unit"]),
+                   float(record[f"{prefix}_p"]), float(record[f"{prefix}_p_holm"]), standard_error=standard_error)
 
 
 def unit_means(values: Sequence[float], units: Sequence[Any] | None) -> np.ndarray:
