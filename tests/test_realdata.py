@@ -297,6 +297,20 @@ def test_score_orders_a_half_db_pair_at_045_counts_per_pixel():
     assert np.isfinite(gain_db).mean() >= 0.7 and abs(np.nanmedian(gain_db) - np.mean(true_gain_db)) < 0.15
 
 
+def test_ranking_standard_error_is_the_paired_differences():
+    """``nmse_vs_best_se``: the standard error of the recordings' paired normalised-MSE differences,
+    the one :func:`temdenoise.stats.paired_difference` gives with the interval."""
+    rng = np.random.default_rng(0)
+    best, other = rng.uniform(0.01, 0.02, 6), rng.uniform(0.02, 0.04, 6)
+    scores = pd.DataFrame([{"file": f"r{i}", "frame": frame, "model": name,
+                            "nmse_estimate": value[i] * (1 + 0.1 * frame)}
+                           for i in range(6) for frame in range(2) for name, value in [("a", best), ("b", other)]])
+    table = ranking_table(scores).set_index("model")
+    differences = (other - best) * 1.05  # frame means
+    assert table.loc["b", "nmse_vs_best_se"] == pytest.approx(np.std(differences, ddof=1) / np.sqrt(6))
+    assert table.loc["a", "nmse_vs_best_se"] == 0.0
+
+
 @pytest.mark.slow
 def test_workflow_ranks_supervised_and_self_supervised_models_on_recordings(workflow_runner, tmp_path):
     """tests/configs/realdata.yaml: the tiny DnCNN (trained on simulation) and a tiny UDVD trained

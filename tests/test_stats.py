@@ -23,6 +23,18 @@ def test_interval_matches_the_paired_t_test():
     assert (result.low, result.high) == pytest.approx((low, high))
 
 
+def test_standard_error_is_the_scale_of_the_interval():
+    rng = np.random.default_rng(1)
+    a = rng.normal(30, 2, size=9)
+    b = a - 0.3 + rng.normal(0, 0.2, size=9)
+    result = paired_difference(a, b)
+    assert result.standard_error == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(9))
+    assert result.high - result.mean == pytest.approx(stats.t.ppf(0.975, 8) * result.standard_error)
+    assert paired_difference(a, a).standard_error == 0.0 and np.isnan(paired_difference(a[:1], b[:1]).standard_error)
+    row = pd.Series(result.as_dict())
+    assert PairedDifference.from_record(row).standard_error == pytest.approx(result.standard_error)
+
+
 def test_pairing_resolves_what_the_spread_hides():
     # Image-to-image spread of 5 dB, a constant 0.1 dB gain: unpaired means overlap, pairs do not.
     base = np.array([20.0, 25.0, 30.0, 35.0])

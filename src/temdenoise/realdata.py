@@ -9,11 +9,13 @@ workflow's real-data rules:
   estimated from the recording, :mod:`temdenoise.gain`, unless stated) and the model's input
   scale (normalised intensity, vacuum = 1: ``counts / (D p^2)``), stating every assumption; it
   refuses a STEM detector's image unless its counts per value are stated;
-* :func:`apply_model` runs it at the model's pixel size (resampling when the file's differs by
-  more than :data:`PIXEL_SIZE_TOLERANCE`, refused beyond ``max_resample``): tiled inference for
-  supervised nets, sliding frame windows for UDVD;
-* :func:`denoise_files` writes a calibrated TIFF and a JSON provenance sidecar per input, at the
-  input's path relative to the inputs' common folder (so equal names never collide);
+* :func:`denoised_frames` runs it at the model's pixel size (resampling when the file's differs by
+  more than :data:`PIXEL_SIZE_TOLERANCE`, refused beyond ``max_resample``), one frame at a time:
+  tiled inference for supervised nets, sliding frame windows for UDVD (:func:`apply_model` on an
+  array in memory);
+* :func:`denoise_files` writes a calibrated TIFF (frame by frame, as they are denoised) and a JSON
+  provenance sidecar per input, at the input's path relative to the inputs' common folder (so
+  equal names never collide);
 * :func:`thin_files`, :func:`score_items` and :func:`ranking_table` rank models by the thinning
   estimate of their MSE, pooled over recordings, with paired intervals (:mod:`temdenoise.thinning`).
 """
@@ -26,7 +28,7 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -38,7 +40,7 @@ from tqdm.auto import tqdm
 from temdenoise import provenance, registry
 from temdenoise.io import atomic_path, load_stack, save_json, save_stack, save_table, save_text
 from temdenoise.models import load_trained
-from temdenoise.models.inference import denoise_image
+from temdenoise.models.inference import denoise_image, field_of_view
 from temdenoise.gain import GainError, estimate_gain
 from temdenoise.readers import KINDS, Recording, RecordingError, read_recording, reader_versions, tia_pair
 from temdenoise.stats import holm, paired_difference
@@ -253,44 +255,121 @@ def gaintuned(model: TrainedModel, image: np.ndarray, dose: float, settings: App
     return tuned.model  # the adapted gains act through hooks on the copied network
 
 
-def apply_model(model: TrainedModel, image: np.ndarray, pixel_size: float, settings: ApplySettings,
-                dose: float | None = None) -> np.ndarray:
-    """Denoise a normalised ``(H, W)`` image or ``(T, H, W)`` movie at the model's pixel size.
+@dataclass(frozen=True)
+class FrameSource:
+    """The frames of an ``(H, W)`` image (one frame) or a ``(T, H, W)`` movie, each converted by
+    ``convert`` when it is read: the working memory is one frame's, whatever the frame count."""
 
-    Supervised nets: image by image (frame by frame), in tiles of ``settings.tile`` overlapping by
-    the model's measured field of view (seam-free). UDVD: sliding windows of its frame count with
-    the edge frames of training (:func:`temdenoise.models.udvd.denoise_video`). With
-    ``settings.gaintune`` the network is first adapted to the image (:func:`gaintuned`; needs ``dose``).
+    values: np.ndarray
+    convert: Callable[[np.ndarray], np.ndarray] | None = None  # e.g. stored values -> normalised intensity
+
+    @property
+    def movie(self) -> bool:
+        return self.values.ndim == 3
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def __len__(self) -> int:
+        return self.values.shape[0] if self.movie else 1
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        frame = self.values[index] if self.movie else self.values
+        return np.asarray(frame if self.convert is None else self.convert(frame), dtype=np.float32)
+
+
+def denoised_frames(model: TrainedModel, source: FrameSource, pixel_size: float, settings: ApplySettings,
+                    dose: float | None = None) -> Iterator[np.ndarray]:
+    """The denoised frames of a normalised image or movie at the model's pixel size, one at a time
+    (at the source's size): memory bounded by one frame and one tile, not the frame count.
+
+    Each frame is read from ``source``, resampled to the model's pixel size when it differs by more
+    than :data:`PIXEL_SIZE_TOLERANCE` (refused beyond ``settings.max_resample``), denoised and
+    resampled back. Supervised nets: frame by frame, in tiles of ``settings.tile`` overlapping by
+    the model's field of view (measured at training, ``info["fov"]``, else measured here), so the
+    result equals whole-image inference (:func:`temdenoise.models.inference.denoise_image`, the
+    function the workflow's denoise step uses too). UDVD: sliding windows of its frame count with
+    the edge frames of training (:func:`temdenoise.models.udvd.denoise_video`), on chunks of frames
+    with the neighbours their windows need. With ``settings.gaintune`` the network is first adapted
+    (:func:`gaintuned`, on the central crop of every frame; needs ``dose``).
     """
     factor = resampling_factor(pixel_size, model, settings)
-    shape = image.shape[-2:]
+    shape = source.shape[-2:]
     scaled_shape = (max(2, round(shape[0] * factor)), max(2, round(shape[1] * factor)))
-    work = _zoom(image, scaled_shape) if factor != 1.0 else np.asarray(image, dtype=np.float32)
-    if model.takes_videos and work.ndim != 3:
-        raise ValueError(f"{model.name} (UDVD) denoises movies (T, H, W), got one image {work.shape}")
+    if model.takes_videos and not source.movie:
+        raise ValueError(f"{model.name} (UDVD) denoises movies (T, H, W), got one image {source.shape}")
+
+    def prepared(index: int) -> np.ndarray:
+        return _zoom(source[index], scaled_shape) if factor != 1.0 else source[index]
+
+    def back(out: np.ndarray) -> np.ndarray:
+        return _zoom(out, shape) if factor != 1.0 else out
+
     network = model.network
     if settings.gaintune:
+        from temdenoise.adapt.experiments import central_crop
+
         if dose is None:
             raise ValueError("GainTuning needs the recording's dose")
-        network = gaintuned(model, work, dose, settings)
+        multiple = getattr(network, "size_multiple", 1)
+        crops = [central_crop(prepared(index), settings.gaintune_crop, multiple) for index in range(len(source))]
+        network = gaintuned(model, np.stack(crops) if source.movie else crops[0], dose, settings)
     if model.takes_videos:
-        from temdenoise.models.udvd import denoise_video
-
-        out = denoise_video(network, work, settings.device)
-    else:
-        fov = int(model.info.get("fov") or 64)
-        tile = settings.tile if settings.tile is None else max(settings.tile, 2 * fov)
-        out = denoise_image(network, work, settings.device, tile, overlap=fov)
-    return _zoom(out, shape) if factor != 1.0 else out
+        yield from map(back, _video_frames(network, prepared, len(source), settings.device))
+        return
+    fov = int(model.info.get("fov") or field_of_view(network))
+    tile = settings.tile if settings.tile is None else max(settings.tile, 2 * fov)
+    for index in range(len(source)):
+        yield back(denoise_image(network, prepared(index), settings.device, tile, overlap=fov, fov=fov))
 
 
-def write_calibrated_tiff(path: str | os.PathLike, data: np.ndarray, pixel_size: float) -> None:
-    """float32 ImageJ TIFF with its pixel size (written in nm, read by Fiji and napari), atomically."""
+def _video_frames(network: torch.nn.Module, prepared: Callable[[int], np.ndarray], length: int, device: str,
+                  chunk: int = 8) -> Iterator[np.ndarray]:
+    """UDVD's denoised frames of a ``length``-frame movie whose frame ``i`` is ``prepared(i)``, by
+    chunks of ``chunk`` centre frames with the ``frames // 2`` neighbours each side their windows
+    reach (or more, up to ``frames``): the same windows as on the whole movie (mirrored only at its ends)."""
+    from temdenoise.models.udvd import denoise_video
+
+    frames = network.frames
+    chunk, half = max(chunk, frames), frames // 2
+    for start in range(0, length, chunk):
+        stop = min(start + chunk, length)
+        low, high = max(0, start - half), min(length, stop + half)
+        # at least ``frames`` frames (denoise_video's minimum; a short last chunk takes more before it)
+        low = max(0, min(low, high - frames))
+        window = np.stack([prepared(index) for index in range(low, high)])
+        yield from denoise_video(network, window, device, indices=range(start - low, stop - low))
+
+
+def apply_model(model: TrainedModel, image: np.ndarray, pixel_size: float, settings: ApplySettings,
+                dose: float | None = None) -> np.ndarray:
+    """Denoise a normalised ``(H, W)`` image or ``(T, H, W)`` movie held in memory
+    (:func:`denoised_frames`, stacked)."""
+    frames = list(denoised_frames(model, FrameSource(np.asarray(image)), pixel_size, settings, dose))
+    return np.stack(frames) if np.ndim(image) == 3 else frames[0]
+
+
+def write_calibrated_tiff(path: str | os.PathLike, data: np.ndarray | Iterable[np.ndarray], pixel_size: float,
+                          shape: Sequence[int] | None = None, frame_interval: float | None = None) -> None:
+    """float32 ImageJ TIFF with its pixel size (written in nm, read by Fiji and napari), atomically.
+
+    ``data``: the image or movie, or an iterable of its frames with the whole ``shape`` given (each
+    frame is written as it comes: a movie is never held whole). ``frame_interval`` (s) is written
+    as ImageJ's ``finterval``.
+    """
     size_nm = pixel_size / 10
-    axes = "TYX" if data.ndim == 3 else "YX"
+    if shape is None:
+        data = np.asarray(data, dtype=np.float32)
+        shape = data.shape
+    else:
+        data = (np.asarray(frame, dtype=np.float32) for frame in data)
+    metadata: dict[str, Any] = {"unit": "nm", "axes": "TYX" if len(shape) == 3 else "YX"}
+    if frame_interval and len(shape) == 3:
+        metadata["finterval"] = float(frame_interval)
     with atomic_path(path) as tmp:
-        tifffile.imwrite(tmp, np.asarray(data, dtype=np.float32), imagej=True, resolution=(1 / size_nm, 1 / size_nm),
-                         metadata={"unit": "nm", "axes": axes})
+        tifffile.imwrite(tmp, data, shape=tuple(shape), dtype=np.float32, imagej=True,
+                         resolution=(1 / size_nm, 1 / size_nm), metadata=metadata)
 
 
 def output_paths(input_path: Path, base: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -310,8 +389,8 @@ def denoise_file(path: Path, base: Path, model: TrainedModel, out_dir: str | os.
     recording = read_recording(path, stated.signal)
     resampling_factor(pixel_size_of(recording, stated), model, settings)  # refuse before any work
     calibration = calibrate(recording, stated)
-    normalised = calibration.counts(recording.data) / calibration.counts_per_intensity
-    denoised = apply_model(model, normalised, calibration.pixel_size, settings, calibration.dose)
+    source = FrameSource(recording.data, lambda values: calibration.counts(values) / calibration.counts_per_intensity)
+    denoised = denoised_frames(model, source, calibration.pixel_size, settings, calibration.dose)
     tiff, sidecar = output_paths(recording.path, base, Path(out_dir))
     record = {
         "input": {"path": str(recording.path.resolve()), "sha256": sha256_file(recording.path),
@@ -327,7 +406,7 @@ def denoise_file(path: Path, base: Path, model: TrainedModel, out_dir: str | os.
                    "frame_interval_s": recording.frame_interval},
         "provenance": provenance.record({"device": settings.device}),
     }
-    write_calibrated_tiff(tiff, denoised, calibration.pixel_size)
+    write_calibrated_tiff(tiff, denoised, calibration.pixel_size, source.shape, recording.frame_interval)
     save_json(sidecar, record)
     for line in calibration.assumptions:
         log.info("%s: %s", recording.path.name, line)
@@ -466,11 +545,9 @@ def ranking_table(scores: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for model, mean in pooled.items():
         gap = paired_difference(per_recording[model].to_numpy(), per_recording[best].to_numpy(), unit="recording")
-        differences = (per_recording[model] - per_recording[best]).dropna()
-        standard_error = float(differences.std(ddof=1) / np.sqrt(len(differences))) if len(differences) > 1 else np.nan
         rows.append({"rank": len(rows) + 1, "model": model, "psnr_estimate": psnr_from_mse(mean, 1.0),
                      "nmse_estimate": mean, "recordings": gap.items, "unit": gap.unit, "n_units": gap.units,
-                     "nmse_vs_best": gap.mean, "nmse_vs_best_se": standard_error, "nmse_vs_best_low": gap.low,
+                     "nmse_vs_best": gap.mean, "nmse_vs_best_se": gap.standard_error, "nmse_vs_best_low": gap.low,
                      "nmse_vs_best_high": gap.high, "nmse_vs_best_p": gap.p_value if model != best else np.nan,
                      "db_vs_best": psnr_from_mse(mean, 1.0) - psnr_from_mse(pooled[best], 1.0)})
     table = pd.DataFrame(rows)

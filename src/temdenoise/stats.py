@@ -19,7 +19,7 @@ PSNR table; averaging within units keeps correlated items from passing for indep
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -40,7 +40,9 @@ class PairedDifference:
 
     ``mean`` is the mean of the unit means; ``low``/``high`` the unadjusted interval at
     ``confidence``; ``p_value`` the two-sided paired t-test over units and ``p_adjusted`` its
-    Holm-adjusted value within the table's family (equal to ``p_value`` until adjusted).
+    Holm-adjusted value within the table's family (equal to ``p_value`` until adjusted);
+    ``standard_error`` that of ``mean`` over the units (NaN with fewer than two; not a table
+    column of :meth:`as_dict`).
     """
 
     mean: float
@@ -52,6 +54,7 @@ class PairedDifference:
     p_value: float = float("nan")
     p_adjusted: float = float("nan")
     confidence: float = 0.95
+    standard_error: float = field(default=float("nan"), compare=False)  # derived from the interval (from_record)
 
     @property
     def resolved(self) -> bool:
@@ -80,10 +83,18 @@ class PairedDifference:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], prefix: str = "diff") -> "PairedDifference":
-        """The difference stored in a table row by :meth:`as_dict` (same ``prefix``)."""
-        return cls(*(float(record[f"{prefix}_{key}"]) for key in ("mean", "low", "high")),
-                   int(record[f"{prefix}_items"]), int(record["n_units"]), str(record["unit"]),
-                   float(record[f"{prefix}_p"]), float(record[f"{prefix}_p_holm"]))
+        """The difference stored in a table row by :meth:`as_dict` (same ``prefix``); its standard
+        error, not a column, is the (95%, as :meth:`as_dict` stores) interval's half-width over
+        the Student-t quantile."""
+        mean, low, high = (float(record[f"{prefix}_{key}"]) for key in ("mean", "low", "high"))
+        units = int(record["n_units"])
+        standard_error = float("nan")
+        if units > 1 and np.isfinite(high):
+            from scipy import stats
+
+            standard_error = (high - mean) / float(stats.t.ppf(0.975, units - 1))
+        return cls(mean, low, high, int(record[f"{prefix}_items"]), units, str(record["unit"]),
+                   float(record[f"{prefix}_p"]), float(record[f"{prefix}_p_holm"]), standard_error=standard_error)
 
 
 def unit_means(values: Sequence[float], units: Sequence[Any] | None) -> np.ndarray:
@@ -146,14 +157,15 @@ def paired_difference(
         return PairedDifference(mean, -np.inf, np.inf, items, 1, unit, 1.0, 1.0, confidence)
     if np.ptp(diff) == 0:  # no spread: the t statistic is undefined, the sign is certain unless 0
         p_value = 1.0 if mean == 0 else 0.0
-        return PairedDifference(mean, mean, mean, items, n, unit, p_value, p_value, confidence)
+        return PairedDifference(mean, mean, mean, items, n, unit, p_value, p_value, confidence, 0.0)
     # imported here: scipy.stats costs ~1.3 s, paid by every denoise / evaluate job otherwise
     from scipy import stats
 
     test = stats.ttest_rel(mean_a, mean_b)
     low, high = test.confidence_interval(confidence)
     p_value = float(test.pvalue)
-    return PairedDifference(mean, float(low), float(high), items, n, unit, p_value, p_value, confidence)
+    standard_error = float(diff.std(ddof=1) / np.sqrt(n))
+    return PairedDifference(mean, float(low), float(high), items, n, unit, p_value, p_value, confidence, standard_error)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
