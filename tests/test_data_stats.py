@@ -78,3 +78,13 @@ def test_docs_fill_copies_result_files(tmp_path):
         "text\n<!-- fill: printed.txt -->\n```text\na | b\n1 | 2\n```\n<!-- /fill -->\nmore\n"
     with pytest.raises(FileNotFoundError, match="missing.md"):
         fill(page.replace("table.md", "missing.md"), tmp_path)
+
+
+def test_docs_fill_only_replaces_the_named_blocks(tmp_path):
+    """``only``: the blocks of other files (another run's) stay as they are, even when missing here."""
+    from temdenoise.docs_fill import fill
+
+    (tmp_path / "new.md").write_text("new figure\n")
+    page = "<!-- fill: other.md -->\nkept\n<!-- /fill -->\n<!-- fill: new.md -->\nold\n<!-- /fill -->\n"
+    assert fill(page, tmp_path, only=["new.md"]) == \
+        "<!-- fill: other.md -->\nkept\n<!-- /fill -->\n<!-- fill: new.md -->\nnew figure\n<!-- /fill -->\n"
