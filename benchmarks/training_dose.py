@@ -10,7 +10,7 @@ dose; it denoises the run's stored noisy **validation** split at each dose and p
 (`range` convention) of each training beside the run's Wiener filter:
 
     python benchmarks/training_dose.py --run RUN_DIR --dataset tem \\
-        --models dncnn unet_s2 unet_s3 --doses poisson-20 poisson-200 --out results/benchmarks/training_dose.md
+        --models dncnn unet_s2 unet_s4 --doses poisson-20 poisson-200 --out RUN_DIR/results/benchmarks/training_dose.md
 
 Validation only (this chooses nothing; it describes a deviation). The split is small (the quick
 config's: 2 structures, 6 images), so the columns are means over images with the smallest
