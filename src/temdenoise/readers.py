@@ -16,7 +16,10 @@ acquisition mode its metadata names; a file with no real-space image is refused 
 (a spectrum, a spectrum image, a diffraction pattern, an elemental map). Of several images, a TEM
 image is preferred to a STEM one, then the largest; ``signal`` chooses one by title.
 
-It returns float32 ``(H, W)`` or ``(T, H, W)`` data, the pixel size in angstroms (None when the
+It returns float32 ``(H, W)`` or ``(T, H, W)`` data, read lazily: a dask array whose frames are read
+from the file when computed (:func:`lazy_frames`; a movie is never loaded whole: rosettasciio's
+``lazy=True`` for DM and EMD, a memory map for MRC, the TIFF's pages through `tifffile`; only a
+TIA series is read in one piece, rosettasciio's SER reader having no partial read), the pixel size in angstroms (None when the
 file does not say), the kind of image (``tem`` or ``stem``) and its detector, whether the values
 are integers, the interval between frames, and the dose / exposure entries of the metadata. A
 file that cannot be read raises :class:`RecordingError` with one line naming the file and the reason.
@@ -33,6 +36,8 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any, Mapping
 
+import dask
+import dask.array as da
 import numpy as np
 
 # Length units -> angstroms (the spellings found in DM, EMD, TIA, ImageJ and OME metadata).
@@ -56,6 +61,10 @@ DOSE_KEYS = ("dose", "dose_rate", "exposure", "exposure_time", "integration_time
 SPECTRAL_TYPES = ("EELS", "EDS", "CL", "LUMI", "XRF", "PL")
 # Detector titles of scanning (STEM) detectors, as DM, Velox and TIA name them.
 STEM_DETECTORS = re.compile(r"^(HAADF|MAADF|LAADF|ADF|ABF|BF|DF|DF-?[SI]|BF-?S|DF\d|IDPC|DPC|SE|BSE)([-_ ]?\d*)$", re.I)
+
+LAZY_CHUNK_SIZE = "16MiB"
+"""Largest chunk a reader's own chunking ("auto") may give while reading lazily: with one frame
+the most read at a time, it bounds the memory a frame read takes, whatever the file's size."""
 
 KINDS = {
     "tem": "a real-space image from a camera (or with nothing in the file saying otherwise)",
@@ -86,7 +95,7 @@ class Recording:
     """A micrograph ``(H, W)`` or a stack / movie ``(T, H, W)`` with what its file says about it."""
 
     path: Path
-    data: np.ndarray
+    data: da.Array  # float32, lazy: each frame / chunk read from the file when computed
     pixel_size: float | None  # angstroms, along x; None when the file has no length calibration
     unit: str | None  # the length unit as the file wrote it
     integer: bool  # the stored values are integers
@@ -211,18 +220,70 @@ def classify(signal: Mapping[str, Any]) -> tuple[str, str]:
     return "tem", str(camera or detector or "")
 
 
-def _image_data(data: np.ndarray, path: Path) -> np.ndarray:
-    """Squeezed ``(H, W)`` or ``(T, H, W)`` data; other shapes, empty or non-finite data are errors."""
-    data = np.squeeze(np.asarray(data))
+def _image_data(data: Any, path: Path) -> da.Array:
+    """Squeezed ``(H, W)`` or ``(T, H, W)`` data as a lazy dask array; other shapes, empty or
+    non-finite data are errors. The first and last frames are read (a truncated file fails here,
+    not while denoising); float data are checked for NaN chunk by chunk."""
+    data = data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=-1)
+    data = da.squeeze(data)
     if data.size == 0:
         raise RecordingError(path, "the file holds no data")
     if data.dtype.kind not in "uif":
         raise RecordingError(path, f"unsupported data type {data.dtype} (expected real numbers)")
     if data.ndim not in (2, 3) or min(data.shape[-2:]) < 2:
         raise RecordingError(path, f"expected an image (H, W) or a stack (T, H, W), got shape {data.shape}")
-    if data.dtype.kind == "f" and not np.isfinite(data).all():
+    for index in ([0, -1] if data.ndim == 3 else [...]):
+        np.asarray(data[index])
+    if data.dtype.kind == "f" and not bool(da.isfinite(data).all().compute()):
         raise RecordingError(path, "the data hold NaN or infinite values")
     return data
+
+
+class _Slices:
+    """What :func:`dask.array.from_array` needs of a file's data (shape, dtype, slicing), each
+    slice read by ``read(key)`` when asked (a plain object: dask copies no ndarray it is given)."""
+
+    def __init__(self, read: Any, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.read, self.shape, self.dtype, self.ndim = read, tuple(shape), np.dtype(dtype), len(shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.read(key))
+
+
+def lazy_frames(read: Any, shape: tuple[int, ...], dtype: np.dtype) -> da.Array:
+    """A dask array of ``shape`` whose chunks are single frames (of a ``(..., H, W)`` stack; a 2-D
+    image is one chunk), each read by ``read(key)`` (a tuple of slices) only when computed."""
+    chunks = tuple(1 for _ in shape[:-2]) + tuple(shape[-2:])
+    return da.from_array(_Slices(read, shape, dtype), chunks=chunks, name=False, asarray=True, lock=False)
+
+
+def _tiff_frames(path: Path, shape: tuple[int, ...], dtype: np.dtype) -> da.Array | None:
+    """A TIFF's first series read page by page (rosettasciio's lazy TIFF is one chunk: the whole
+    file decoded for any frame); None when the series is not the ``shape`` rosettasciio read."""
+    import threading
+
+    import tifffile
+
+    tif = tifffile.TiffFile(path)
+    series = tif.series[0]
+    stored = tuple(series.shape)
+    if tuple(d for d in stored if d > 1) != tuple(d for d in shape if d > 1) or series.dtype != dtype \
+            or len(series.pages) != int(np.prod(stored[:-2], dtype=int)):
+        tif.close()
+        return None
+    lock = threading.Lock()
+    planes = (int(np.prod(stored[:-2], dtype=int)), *stored[-2:])
+
+    def read(key: Any) -> np.ndarray:
+        first, *rest = key if isinstance(key, tuple) else (key,)
+        single = isinstance(first, (int, np.integer))
+        pages = [range(planes[0])[first]] if single else list(range(planes[0])[first])
+        with lock:
+            data = tif.asarray(key=pages, series=0) if pages else np.empty((0, *planes[1:]), series.dtype)
+        data = data.reshape(len(pages), *planes[1:])
+        return data[0][tuple(rest)] if single else data[(slice(None), *rest)]
+
+    return lazy_frames(read, planes, series.dtype).reshape(stored)
 
 
 def _describe(title: str, kind: str, shape: tuple[int, ...]) -> str:
@@ -250,15 +311,17 @@ def _choose(path: Path, described: list[str], titles: list[str], kinds: list[str
 
 def _read_rsciio(path: Path, wanted: str | None) -> Recording:
     module = RSCIIO_READERS[path.suffix.lower()]
-    signals = importlib.import_module(f"rsciio.{module}").file_reader(str(path), lazy=False)
+    reader = importlib.import_module(f"rsciio.{module}").file_reader
+    with dask.config.set({"array.chunk-size": LAZY_CHUNK_SIZE}):
+        signals = reader(str(path), lazy=True)
     metas = [mapped_metadata(signal) for signal in signals]
     classes = [classify(signal) for signal in signals]
     titles = [str(meta.get("General.title") or "") for meta in metas]
     described = [_describe(title, kind, np.shape(s["data"])) for title, (kind, _), s in zip(titles, classes, signals)]
-    index = _choose(path, described, titles, [kind for kind, _ in classes], [np.size(s["data"]) for s in signals],
+    index = _choose(path, described, titles, [kind for kind, _ in classes], [int(np.prod(np.shape(s["data"]))) for s in signals],
                     wanted)
     signal, meta, (kind, detector) = signals[index], metas[index], classes[index]
-    raw = np.asarray(signal["data"])
+    raw = _frame_chunked(path, module, signal["data"], reader, index)
     axes = [axis for axis in signal["axes"] if int(axis.get("size", 1)) > 1]
     (y_axis, x_axis), frames = axes[-2:], axes[:-2]
     unit = x_axis.get("units")
@@ -276,6 +339,23 @@ def _read_rsciio(path: Path, wanted: str | None) -> Recording:
                    if key.rsplit(".", 1)[-1].lower() in DOSE_KEYS and _is_number(value)}}
     return Recording(path, _image_data(raw, path), pixel_size, unit, raw.dtype.kind in "ui", exposure,
                      f"rosettasciio.{module}", kind, titles[index], detector, pixel_size_y, interval, described)
+
+
+def _frame_chunked(path: Path, module: str, data: Any, reader: Any, index: int) -> Any:
+    """The chosen signal's data, lazy, with chunks of at most one frame where the reader allows:
+    DM read again with one frame per chunk (``chunks``), a TIFF page by page; EMD as its HDF5
+    chunks (or ``LAZY_CHUNK_SIZE``); a TIA series (one delayed piece) read once, whole."""
+    if not isinstance(data, da.Array):
+        return data
+    frames = [size for size in data.shape[:-2] if size > 1]
+    if module == "digitalmicrograph" and frames and max(data.chunks[0]) > 1:
+        return reader(str(path), lazy=True, chunks={axis: 1 for axis in range(data.ndim - 2)})[index]["data"]
+    if module == "tiff":
+        pages = _tiff_frames(path, data.shape, data.dtype)
+        return data.compute() if pages is None else pages
+    if module == "tia":
+        return data.compute()  # one delayed piece: read once rather than once per frame
+    return data
 
 
 def _is_number(value: Any) -> bool:
@@ -309,8 +389,9 @@ def _tifffile_pixel_size(path: Path) -> tuple[float | None, str | None]:
 def _read_mrc(path: Path) -> Recording:
     import mrcfile
 
-    with mrcfile.open(path, permissive=False) as mrc:
-        raw = np.array(mrc.data)
+    with mrcfile.mmap(path, mode="r", permissive=False) as mrc:
+        shape, dtype = mrc.data.shape, mrc.data.dtype
+        offset = mrc.header.nbytes + int(mrc.header.nsymbt)
         size = float(mrc.voxel_size.x)
         size_y = float(mrc.voxel_size.y)
         fei = mrc.indexed_extended_header if mrc.header.exttyp in (b"FEI1", b"FEI2") else None
@@ -320,6 +401,9 @@ def _read_mrc(path: Path) -> Recording:
         detector = fei["STEM Detector name"][0].decode().strip() if "STEM Detector name" in names else ""
         if not detector and "Illumination mode" in names and fei["Illumination mode"][0].decode().strip() == "Probe":
             detector = "scanning detector"
+    # a memory map of the data block, read a frame at a time (mrcfile's own closes with the file)
+    mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    raw = lazy_frames(lambda key: np.array(mapped[key]), shape, dtype)
     pixel_size = size if size > 0 else None  # MRC stores angstroms; 0 or negative means not calibrated
     return Recording(path, _image_data(raw, path), pixel_size, "angstrom" if pixel_size else None,
                      raw.dtype.kind in "ui", {}, "mrcfile", "stem" if detector else "tem", "", detector,

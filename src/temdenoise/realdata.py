@@ -137,6 +137,34 @@ class Calibration:
         return (np.asarray(values, dtype=np.float64) - self.offset) * self.counts_per_unit
 
 
+GAIN_PIXELS = 1 << 22
+"""Most pixels the detector gain is estimated from (:func:`gain_sample`): 4.2 M, one 2048 x 2048
+frame; a recording within it is used whole."""
+
+
+def gain_sample(values: Any) -> tuple[np.ndarray, str]:
+    """At most :data:`GAIN_PIXELS` of a recording's stored values for the gain estimate, read frame
+    by frame: a movie's frames spread evenly over it (first and last included), as many as fit; a
+    frame larger than the budget, its central rows. Returns them and a line saying which."""
+    frames = values.shape[0] if values.ndim == 3 else 1
+    height, width = values.shape[-2:]
+    count = int(min(frames, max(1, GAIN_PIXELS // (height * width))))
+    indices = np.unique(np.linspace(0, frames - 1, count).round().astype(int))
+    rows = int(min(height, max(2, GAIN_PIXELS // width // 2 * 2)))
+    top = (height - rows) // 2 // 2 * 2  # keeps the 2 x 2 blocks of the whole frame
+    crop = (slice(top, top + rows), slice(None))
+    sample = np.stack([np.asarray(values[(index, *crop)] if values.ndim == 3 else values[crop]) for index in indices])
+    used = f"{len(indices)} of {frames} frames, evenly spread" if values.ndim == 3 else "the image"
+    return sample, used + (f", central {rows} of {height} rows" if rows < height else "")
+
+
+def mean_value(values: Any) -> float:
+    """Mean of a recording's stored values, frame by frame (float64): never the movie whole."""
+    if values.ndim == 2:
+        return float(np.asarray(values, dtype=np.float64).mean())
+    return float(np.mean([np.asarray(values[index], dtype=np.float64).mean() for index in range(values.shape[0])]))
+
+
 def pixel_size_of(recording: Recording, stated: Stated) -> float:
     """The pixel size (A): stated, else the file's; a file without one, or with pixels that are
     not square, is refused."""
@@ -157,9 +185,10 @@ def calibrate(recording: Recording, stated: Stated = Stated()) -> Calibration:
 
     A STEM detector's values are not electron counts: its image is refused unless
     ``counts_per_unit`` is stated. Integer values become counts through the detector gain and
-    zero level estimated from the recording (:func:`temdenoise.gain.estimate_gain`; refused when
-    it is not determined); other data need ``counts_per_unit``, or ``dose`` with the mean intensity
-    taken as vacuum's. A missing dose is estimated from the mean counts the same way.
+    zero level estimated from the recording (:func:`temdenoise.gain.estimate_gain` on at most
+    :data:`GAIN_PIXELS` of it, :func:`gain_sample`; refused when it is not determined); other data need ``counts_per_unit``, or ``dose`` with the mean intensity
+    taken as vacuum's. A missing dose is estimated from the mean counts the same way (computed
+    frame by frame, :func:`mean_value`: the recording is read lazily and never held whole).
     """
     path = recording.path
     size = pixel_size_of(recording, stated)
@@ -173,23 +202,25 @@ def calibrate(recording: Recording, stated: Stated = Stated()) -> Calibration:
     if counts_per_unit is not None:
         assumptions.append(f"{counts_per_unit:g} counts per value as stated, zero level 0")
     elif recording.integer:
+        sample, used = gain_sample(recording.data)
         try:
-            estimate = estimate_gain(recording.data)
+            estimate = estimate_gain(sample)
         except GainError as error:
             raise RecordingError(path, f"the detector gain cannot be estimated from the recording ({error}); "
                                  "pass --counts-per-unit") from error
-        counts_per_unit, offset, not_poisson, gain = 1 / estimate.gain, estimate.offset, estimate.reason, asdict(estimate)
+        counts_per_unit, offset, not_poisson = 1 / estimate.gain, estimate.offset, estimate.reason
+        gain = {**asdict(estimate), "sample": used}
         assumptions.append(f"detector gain {estimate.gain:.4g} per electron and zero level {estimate.offset:.4g} "
-                           f"estimated from the recording ({estimate.method}; docs/thinning.md)")
+                           f"estimated from the recording ({estimate.method}; {used}; docs/thinning.md)")
         if not_poisson:
             assumptions.append(f"not Poisson counts after the gain: {not_poisson}")
     elif dose is not None:
-        counts_per_unit = dose * size**2 / float(recording.data.mean())
+        counts_per_unit = dose * size**2 / mean_value(recording.data)
         not_poisson = "float values scaled by the dose, not integer counts"
         assumptions.append(f"float values scaled to counts with the mean intensity taken as vacuum's (dose {dose:g})")
     else:
         raise RecordingError(path, "values are not integer counts; pass --counts-per-unit or --dose")
-    mean = float(recording.data.mean() - offset) * counts_per_unit
+    mean = (mean_value(recording.data) - offset) * counts_per_unit
     if mean <= 0:
         raise RecordingError(path, "mean count is not positive: not counts of electrons")
     if dose is None:
