@@ -36,20 +36,22 @@ def make_paper_natural_folders(workdir: Path) -> None:
 
 def run_workflow(
     workdir: Path,
-    config: dict | Path,
+    config: dict | Path | list[Path],
     *args: str,
     check: bool = True,
     env: dict | None = None,
     snakefile: Path = REPO / "Snakefile",
 ) -> subprocess.CompletedProcess:
-    """Run ``snakemake`` on ``snakefile`` (the repository's root Snakefile) in ``workdir`` with ``config``."""
+    """Run ``snakemake`` on ``snakefile`` (the repository's root Snakefile) in ``workdir`` with ``config``
+    (a list: several config files, merged in order by Snakemake, e.g. paper.yaml and an overlay)."""
     if isinstance(config, dict):
         path = workdir / "config.yaml"
         path.write_text(yaml.safe_dump(config))
         config = path
+    configs = [str(path) for path in config] if isinstance(config, list) else [str(config)]
     command = [
         sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
-        "--configfile", str(config), "--cores", "2", *args,
+        "--configfile", *configs, "--cores", "2", *args,
     ]
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:

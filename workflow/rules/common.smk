@@ -312,6 +312,22 @@ def resource(stage, key, model=None):
     return lookup
 
 
+def denoise_group(wildcards):
+    """The group of a denoise job that asks for a GPU: one per network and dataset, all its noise
+    conditions (paper.yaml: 285 GPU denoise jobs in its dry run); CPU denoise jobs are in none.
+
+    Each such group's jobs are unconnected, so Snakemake submits them as one only when group-components
+    names the group: every group here counts as "denoise_gpu" for it, as a group name with wildcards
+    counts as its pattern (Workflow.parent_groupids). profiles/slurm sets denoise_gpu=100 and one GPU per
+    submission, so a network's conditions run one after another in one SLURM job (docs/cluster.md,
+    "Denoise jobs in groups"). A local run ignores groups."""
+    if not resource("denoise", "gpu")(wildcards, 1):
+        return None
+    name = f"denoise_{wildcards.dataset}_{wildcards.model}"
+    workflow.parent_groupids[name] = "denoise_gpu"
+    return name
+
+
 # -- memory from the data (temdenoise.jobmemory, docs/cluster.md) --
 @functools.cache
 def split_size(dataset, split):

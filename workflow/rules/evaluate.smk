@@ -50,6 +50,8 @@ rule denoise:
     params:
         # the entry the weights were trained as (per-dataset overrides of the models_from dataset)
         entry=lambda wildcards: method_entry(wildcards.model, models_source(wildcards.dataset)),
+    group:
+        denoise_group
     script:
         "../../scripts/denoise.py"
 
