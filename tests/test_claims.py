@@ -41,7 +41,7 @@ def test_claims_are_read_from_the_tagged_rows_with_their_table(tmp_path):
     markdown = claims_markdown(rows, "config/config.yaml (seed 0)")
     summary = markdown.split("\n\n")[1]
     assert all(CLAIMS[key].statement in summary for key in CLAIMS) and "not measured" in summary
-    assert re.search(r"\| \+(0\.9\d|1\.0\d) to \+(0\.9\d|1\.0\d) dB, 1 rows over 6 structures \|", summary)
+    assert re.search(r"\| \+(0\.9\d|1\.0\d) to \+(0\.9\d|1\.0\d) dB, 1 row over 6 structures +\|", summary)
     assert re.search(r"\| tem_table_pairs.csv \| poisson-20 \| dncnn − wiener \| \+(0\.9\d|1\.0\d) dB \[", markdown)
     assert "6 structures" in markdown
 

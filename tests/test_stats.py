@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from temdenoise.stats import PairedDifference, across_seeds, holm, paired_difference, paired_table
+from temdenoise.stats import PairedDifference, across_seeds, count_units, holm, paired_difference, paired_table
 
 
 def test_interval_matches_the_paired_t_test():
@@ -138,3 +138,7 @@ def test_an_ordering_over_training_seeds_needs_every_seed_in_the_same_direction(
     assert summary.loc["flips", "verdict"] == "not resolved" and summary.loc["flips", "resolved_seeds"] == 3
     assert summary.loc["weak", "verdict"] == "not resolved" and summary.loc["weak", "resolved_seeds"] == 2
     assert (summary["seeds"] == 3).all() and summary.loc["steady", "seed_mean"] == pytest.approx(1.0)
+
+
+def test_unit_counts_read_in_the_singular_for_one():
+    assert count_units(1, "structure") == "1 structure" and count_units(8, "video") == "8 videos"

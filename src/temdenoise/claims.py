@@ -23,7 +23,7 @@ from typing import Sequence
 import pandas as pd
 
 from temdenoise.io import save_table, save_text
-from temdenoise.stats import TRAINING_SEED, across_seeds, format_interval
+from temdenoise.stats import TRAINING_SEED, across_seeds, count_units, format_interval
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def spread(rows: pd.DataFrame) -> str:
     if rows.empty:
         return "–"
     means = rows["seed_mean"] if "seed_mean" in rows else rows["diff_mean"]
-    units = ", ".join(sorted({f"{int(n)} {u}s" for n, u in zip(rows["n_units"], rows["unit"])}))
-    return f"{means.min():+.2f} to {means.max():+.2f} dB, {len(rows)} rows over {units}"
+    units = ", ".join(sorted({count_units(n, u) for n, u in zip(rows["n_units"], rows["unit"])}))
+    return f"{means.min():+.2f} to {means.max():+.2f} dB, {count_units(len(rows), 'row')} over {units}"
 
 
 def claims_summary(rows: pd.DataFrame, run: str) -> str:
@@ -134,7 +134,7 @@ def claims_markdown(rows: pd.DataFrame, run: str) -> str:
             **{column: part[column] for column in CONDITIONS if column in part and part[column].notna().any()},
             "A − B": [f"{a} − {b}" for a, b in zip(part["a"], part["b"])],
             "Δ PSNR": part["interval"],
-            "units": [f"{int(n)} {u}s" for n, u in zip(part["n_units"], part["unit"])],
+            "units": [count_units(n, u) for n, u in zip(part["n_units"], part["unit"])],
             "verdict": part["verdict"],
         })
         parts.append(f"\n{CLAIMS[key].statement}:\n\n{shown.to_markdown(index=False)}\n")

@@ -34,6 +34,11 @@ def format_interval(mean: float, low: float, high: float, unit: str = "dB") -> s
     return f"{mean:+.2f} {unit} [{low:+.2f}, {high:+.2f}]".replace(" ]", "]").strip()
 
 
+def count_units(count: int, unit: str) -> str:
+    """E.g. ``1 structure``, ``8 structures``: how many independent units a difference rests on."""
+    return f"{int(count)} {unit}{'' if int(count) == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class PairedDifference:
     """Mean of ``a - b`` over paired units with its confidence interval and p-values.

@@ -15,7 +15,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from temdenoise.registry import replicate_of
-from temdenoise.stats import DIFF_COLUMNS, ITEM, TRAINING_SEED, PairedDifference, adjust_family, paired_table
+from temdenoise.stats import DIFF_COLUMNS, ITEM, TRAINING_SEED, PairedDifference, adjust_family, count_units, paired_table
 
 PAIR_COLUMNS = ["a", "b", *DIFF_COLUMNS, "next_ranked", "named", "claim"]
 
@@ -109,7 +109,7 @@ def units_cell(row: Mapping[str, Any]) -> str:
     """``3 videos (21 items)``: the independent units of a difference and the items they hold
     (``6 items`` where each item is its own unit)."""
     units, unit, items = int(row["n_units"]), str(row["unit"]), int(row["diff_items"])
-    named = f"{units} {unit}{'' if units == 1 else 's'}"
+    named = count_units(units, unit)
     return named if unit == ITEM else f"{named} ({items} items)"
 
 
