@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,30 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_NATURAL = REPO.parent / "shared" / "data" / "natural"
+
+
+DRY_RUN_JOB = re.compile(r"^( *)(?:local)?rule (\w+):\n((?:\1    .*\n)*)", re.MULTILINE)
+
+
+def dry_run_jobs(text: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, printed fields such as ``input``, ``wildcards``, ``resources``) of every job of a
+    ``snakemake -n`` printout, the members of a group job included (printed indented under it)."""
+    return [(rule, dict(re.findall(rf"^{indent}    (\w+): (.*)$", body, re.MULTILINE)))
+            for indent, rule, body in DRY_RUN_JOB.findall(text)]
+
+
+OVERLAYS = {REPO / "tests" / "configs" / "paper_mini.yaml": REPO / "config" / "paper.yaml"}
+"""Config files that are overlays, each with the config it is read after (never a config alone)."""
+
+
+def load_config(path: Path) -> dict:
+    """The config at ``path`` as Snakemake reads it (an overlay merged into its base, key by key)."""
+    from snakemake.utils import update_config
+
+    config: dict = {}
+    for file in [OVERLAYS[path], path] if path in OVERLAYS else [path]:
+        update_config(config, yaml.safe_load(file.read_text()))
+    return config
 
 
 PAPER_NATURAL_FOLDERS = {"Train400": 4, "BSD68": 2, "Set12": 2}

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
-from conftest import REPO
+from conftest import REPO, load_config
 
 from temdenoise.models import build_model, count_parameters, homogeneity_facts, load_trained
 from temdenoise.registry import entry_on, method_kind
@@ -130,7 +129,7 @@ def configured_networks() -> dict[str, dict]:
     """Every distinct network (family + params, per-dataset overrides merged) of the project's configs."""
     found: dict[str, dict] = {}
     for path in sorted([*(REPO / "config").glob("*.yaml"), *(REPO / "tests/configs").glob("*.yaml")]):
-        for name, entry in yaml.safe_load(path.read_text()).get("methods", {}).items():
+        for name, entry in load_config(path).get("methods", {}).items():
             if method_kind(entry) != "network":
                 continue
             for dataset in [None, *entry.get("datasets", {})]:

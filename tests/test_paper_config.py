@@ -26,15 +26,13 @@ import pytest
 import torch
 import yaml
 
-from conftest import PAPER_NATURAL_FOLDERS, REPO, make_paper_natural_folders, run_workflow
+from conftest import PAPER_NATURAL_FOLDERS, REPO, dry_run_jobs, make_paper_natural_folders, run_workflow
 from temdenoise.families import declared_families
 from temdenoise.jobmemory import job_mem_mb
 from temdenoise.models import build_model, count_parameters
 from temdenoise.registry import replicate_of
 
 PAPER = REPO / "config" / "paper.yaml"
-JOB = re.compile(r"^(?:local)?rule (\w+):\n((?:    .*\n)*)", re.MULTILINE)
-
 LIGHT_RULES = {
     "evaluate", "evaluate_video", "denoise", "gaintuning_score", "gaintuning_curve_score",
     "tem_table", "udvd_table", "udvd_augmentation_table", "gaintuning_tables", "generalization",
@@ -62,8 +60,7 @@ def paper_config() -> dict:
 def job_resources(text: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
     """(rule, wildcards, resources with ``threads``) of every job of a ``snakemake -n`` printout."""
     jobs = []
-    for rule, body in JOB.findall(text):
-        fields = dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))
+    for rule, fields in dry_run_jobs(text):
         resources = dict(item.split("=", 1) for item in fields.get("resources", "").split(", ") if "=" in item)
         resources["threads"] = fields.get("threads", "1")  # printed only above 1
         wildcards = dict(item.split("=", 1) for item in fields.get("wildcards", "").split(", ") if "=" in item)
@@ -85,7 +82,7 @@ def paper_jobs(paper_dry_run) -> list[tuple[str, dict[str, str], dict[str, str]]
 
 
 def test_set12_is_scored_with_the_networks_of_natural_and_trains_nothing(paper_dry_run):
-    jobs = [(rule, dict(re.findall(r"^    (\w+): (.*)$", body, re.MULTILINE))) for rule, body in JOB.findall(paper_dry_run)]
+    jobs = dry_run_jobs(paper_dry_run)
     assert not [(rule, fields["wildcards"]) for rule, fields in jobs
                 if rule.startswith(("train", "fit_")) and "natural_set12" in fields.get("wildcards", "")]
     denoise = {re.search(r"model=(\w+)", fields["wildcards"])[1]: fields["input"] for rule, fields in jobs

@@ -525,7 +525,8 @@ def run_motion_study(
         log.info("flow on %s frames: smoothing %.1f px chosen on validation video 0 (%s)", kind, smoothing, scores)
 
     truth, regions = true_shifts(frames, centre_frames, offsets, pixels)
-    centroids = udvd_shifts(model, noisy, centre_frames, pixels, section.get("radius", 6), device)
+    centroids = udvd_shifts(model, noisy, centre_frames, pixels, section.get("radius", 6), device,
+                            chunk=section.get("chunk", 64))
     estimates = {
         UDVD_ESTIMATE: centroids[:, [k + half for k in offsets]],
         ZERO_MOTION: np.zeros_like(truth),
