@@ -39,6 +39,8 @@ rule denoise:
         "results/benchmarks/denoise/{dataset}-{noise}-{model}.tsv"
     wildcard_constraints:
         model=alternatives(list(config["methods"])),
+    group:
+        denoise_group
     conda:
         "../../envs/torch.yaml"
     threads: resource("denoise", "threads")
@@ -50,8 +52,6 @@ rule denoise:
     params:
         # the entry the weights were trained as (per-dataset overrides of the models_from dataset)
         entry=lambda wildcards: method_entry(wildcards.model, models_source(wildcards.dataset)),
-    group:
-        denoise_group
     script:
         "../../scripts/denoise.py"
 
