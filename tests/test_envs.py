@@ -41,6 +41,7 @@ CONDA_PACKAGE = {
     "threadpoolctl": "threadpoolctl",
     "tifffile": "tifffile",
     "rsciio": "rosettasciio",
+    "dask": "dask-core",
     "mrcfile": "mrcfile",
     "h5py": "h5py",
     "torch": "pytorch",
