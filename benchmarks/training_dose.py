@@ -29,6 +29,7 @@ import torch
 
 from temdenoise.benchmark import denoise_split, evaluate_split
 from temdenoise.conditions import parse_condition
+from temdenoise.io import save_text
 from temdenoise.train.supervised import train_supervised
 
 
@@ -44,10 +45,9 @@ def validation_psnr(run: Path, dataset: str, entry: dict, artifact: Path, noise:
     return pd.read_csv(scores)[["unit", "psnr"]]
 
 
-def train(run: Path, dataset: str, info: dict, dose_range: list[float], seed: int, out: Path) -> Path:
+def train(run: Path, dataset: str, entry: dict, recipe: dict, dose_range: list[float], seed: int, out: Path) -> Path:
     data = run / "results" / "data" / dataset
-    entry = {"family": info["family"], "params": info["params"]}
-    train_supervised(entry, info["recipe"], {"kind": "poisson", "range": dose_range}, "tem",
+    train_supervised(entry, recipe, {"kind": "poisson", "range": dose_range}, "tem",
                      str(data / "train.npz"), str(data / "validation.npz"), str(out),
                      train_metadata=str(data / "train.csv"), validation_metadata=str(data / "validation.csv"),
                      device="cpu", seed=seed)
@@ -67,8 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = args.run / "results" / "models" / args.dataset
-    wiener_entry = {"family": "wiener", "params": json.loads((models / args.wiener / "info.json").read_text())["params"]} \
-        if (models / args.wiener / "info.json").exists() else {"family": "wiener", "params": {"kernel_size": 11}}
+    wiener_entry = {"family": "wiener"}  # its fitted state (fit-<noise>.npz) holds the kernel it applies
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -76,12 +75,13 @@ def main() -> None:
                                          noise, work) for noise in args.doses}
         for model in args.models:
             info = json.loads((models / model / "info.json").read_text())
+            entry = {"family": info["family"], "params": info["params"]}
             blind = info["train_noise"]["range"]
             trainings = {f"blind {blind[0]:g}-{blind[1]:g}": blind}
             trainings |= {f"at {noise}": [parse_condition(noise).level] * 2 for noise in args.doses}
             for label, dose_range in trainings.items():
-                weights = train(args.run, args.dataset, info, dose_range, args.seed, work / f"{model}-{label.replace(' ', '_')}")
-                entry = {"family": info["family"], "params": info["params"]}
+                weights = train(args.run, args.dataset, entry, info["recipe"], dose_range, args.seed,
+                                work / f"{model}-{label.replace(' ', '_')}")
                 row = {"model": model, "training noise": label}
                 for noise in args.doses:
                     scores = validation_psnr(args.run, args.dataset, entry, weights, noise, work)
@@ -93,13 +93,12 @@ def main() -> None:
                 print(row, flush=True)
     provenance = args.run / "results" / "provenance.json"
     stamp = json.loads(provenance.read_text()) if provenance.exists() else {}
-    header = (f"Run of commit {stamp.get('git_commit', '?')[:7]}, config sha256 {stamp.get('config_sha256', '?')[:12]} (its data, noisy validation sets and Wiener fits): validation split of `{args.dataset}` ({len(per_unit)} structures), training seed "
+    header = (f"Run of commit {stamp.get('git_commit', '?')[:7]}, config sha256 {stamp.get('config_sha256', '?')[:12]} (its data, noisy validation sets and Wiener fits): validation split of `{args.dataset}` ({wiener[args.doses[0]]['unit'].nunique()} structures), training seed "
               f"{args.seed}; Wiener fitted per dose: " + ", ".join(f"{n} {wiener[n]['psnr'].mean():.2f} dB" for n in args.doses))
     table = header + "\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n"
     print(table)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table)
+        save_text(args.out, table)
 
 
 if __name__ == "__main__":
