@@ -74,3 +74,14 @@ def test_a_movie_is_read_as_frames_on_demand(tmp_path):
     assert recording.data.dtype == np.float32 and recording.data.chunks[0] == (1, 1, 1, 1)
     with __import__("mrcfile").open(path) as mrc:
         assert np.array_equal(np.asarray(recording.data[2]), mrc.data[2].astype(np.float32))
+
+
+def test_a_float_movie_scaled_by_its_dose_is_read_once_for_its_mean(tmp_path, monkeypatch):
+    """Float values with a stated dose: the mean that scales them to counts is the mean the dose
+    check uses: one pass over the file, not two."""
+    path = tmp_path / "float.mrc"
+    write_mrc(path, np.random.default_rng(0).uniform(0.5, 1.5, (6, 32, 32)).astype(np.float32), PIXEL_SIZE)
+    passes = []
+    monkeypatch.setattr(realdata, "mean_value", lambda values: passes.append(1) or mean_value(values))
+    calibration = realdata.calibrate(read_recording(path), realdata.Stated(dose=100.0))
+    assert calibration.dose == 100.0 and len(passes) == 1

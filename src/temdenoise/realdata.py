@@ -22,6 +22,7 @@ workflow's real-data rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -199,6 +200,7 @@ def calibrate(recording: Recording, stated: Stated = Stated()) -> Calibration:
     file_dose = next((value for key, value in recording.exposure.items() if key.lower().endswith("dose")), None)
     dose = stated.dose or file_dose
     counts_per_unit, offset, not_poisson, gain = stated.counts_per_unit, 0.0, "", None
+    stored_mean = functools.cache(lambda: mean_value(recording.data))  # one pass over the file, when needed
     if counts_per_unit is not None:
         assumptions.append(f"{counts_per_unit:g} counts per value as stated, zero level 0")
     elif recording.integer:
@@ -215,12 +217,12 @@ def calibrate(recording: Recording, stated: Stated = Stated()) -> Calibration:
         if not_poisson:
             assumptions.append(f"not Poisson counts after the gain: {not_poisson}")
     elif dose is not None:
-        counts_per_unit = dose * size**2 / mean_value(recording.data)
+        counts_per_unit = dose * size**2 / stored_mean()
         not_poisson = "float values scaled by the dose, not integer counts"
         assumptions.append(f"float values scaled to counts with the mean intensity taken as vacuum's (dose {dose:g})")
     else:
         raise RecordingError(path, "values are not integer counts; pass --counts-per-unit or --dose")
-    mean = (mean_value(recording.data) - offset) * counts_per_unit
+    mean = (stored_mean() - offset) * counts_per_unit
     if mean <= 0:
         raise RecordingError(path, "mean count is not positive: not counts of electrons")
     if dose is None:
