@@ -55,8 +55,9 @@ from temdenoise.metrics import (  # noqa: E402
 )
 from temdenoise.models import load_trained  # noqa: E402
 from temdenoise.models.udvd import frame_windows  # noqa: E402
-from temdenoise.noise import NoiseCondition, item_pixel_sizes, parse_condition  # noqa: E402
+from temdenoise.noise import NoiseCondition, parse_condition  # noqa: E402
 from temdenoise.stats import format_interval, holm, metadata_units, paired_table  # noqa: E402
+from temdenoise.train.supervised import load_split  # noqa: E402
 
 SELECTION_CRITERION = "highest mean clean PSNR over the validation crops and the case's noise conditions"
 
@@ -217,12 +218,8 @@ def choose_setting(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
 def _noisy_items(noisy_paths: dict[str, str], metadata_path: str, images: int):
     """The first ``images`` (0 = all) noisy items of each condition and their pixel sizes (from the
     metadata: the microscope's calibration, which a user knows for every recording)."""
-    noisy = {}
-    for name, path in noisy_paths.items():
-        with StackReader(path) as stack:  # the items used, not the split
-            total = len(stack)
-            noisy[name] = stack[: images or total]
-    return noisy, item_pixel_sizes(pd.read_csv(metadata_path), total)[: images or total]
+    loaded = {name: load_split(path, metadata_path, images or None) for name, path in noisy_paths.items()}
+    return {name: items for name, (items, _) in loaded.items()}, next(iter(loaded.values()))[1]
 
 
 def select_job(

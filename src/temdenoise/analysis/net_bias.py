@@ -104,13 +104,10 @@ def write_jacobian_statistics(
     out: str,
 ) -> None:
     """Rule body: load a trained network and write :func:`jacobian_statistics` of its test crops."""
-    from temdenoise.io import StackReader
     from temdenoise.models import load_trained
-    from temdenoise.noise import item_pixel_sizes
+    from temdenoise.train.supervised import load_split
 
-    with StackReader(clean_path) as stack:  # the items analysed, not the split
-        sizes = item_pixel_sizes(pd.read_csv(metadata_path), len(stack))[: settings["images"]]
-        clean = stack[: settings["images"]]
+    clean, sizes = load_split(clean_path, metadata_path, settings["images"])  # the items analysed, not the split
     model = load_trained(weights, dict(entry), device)
     table = jacobian_statistics(model, clean, sizes, conditions, settings["patch"], seed, settings["chunk_size"])
     table.insert(0, "method", model_name)
