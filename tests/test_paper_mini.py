@@ -17,10 +17,10 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from conftest import REPO, SHARED_NATURAL, make_paper_natural_folders, run_workflow
+from conftest import OVERLAYS, REPO, SHARED_NATURAL, make_paper_natural_folders, run_workflow
 
-PAPER = REPO / "config" / "paper.yaml"
 MINI = REPO / "tests" / "configs" / "paper_mini.yaml"
+PAPER = OVERLAYS[MINI]  # config/paper.yaml: the overlay's base, named once (conftest)
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 NATURAL_FOLDER_KEYS = {"train_folder", "test_folder"}
 """The only strings the overlay may change: paper.yaml's natural-image folders, to ../shared/data/natural."""

@@ -26,6 +26,7 @@ import tifffile
 from temdenoise import provenance
 from temdenoise.imagefiles import IMAGE_SUFFIXES, image_files
 
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
