@@ -117,6 +117,12 @@ def supervised_biased(entries: Mapping[str, Mapping[str, Any]], family: str) -> 
             if e["family"] == family and not e.get("params", {}).get("bias_free") and "objective" not in e]
 
 
+def supervised_networks(entries: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The entries trained supervised image by image (the workflow's `train` rule): networks whose
+    family does not denoise videos and that have no self-supervised ``objective``."""
+    return [name for name, e in entries.items() if method_kind(e) == "network" and not takes_videos(e) and "objective" not in e]
+
+
 REPLICATE_MARK = "~seed"
 """What separates a network's name from the training seed of one of its replicates (``unet_s4~seed1``)."""
 

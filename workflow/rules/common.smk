@@ -27,6 +27,7 @@ from temdenoise.registry import (
     replicate_name,
     replicate_of,
     supervised_biased,
+    supervised_networks,
     takes_videos,
 )
 from temdenoise.runtime import derive_seed
@@ -226,7 +227,7 @@ def classical_methods():
 def supervised_methods():
     """Networks trained supervised by the `train` rule (video families use `train_udvd`, entries
     with an `objective` `train_noisy_images`)."""
-    return [m for m in image_network_methods() if "objective" not in method_entry(m)]
+    return supervised_networks({m: method_entry(m) for m in config["methods"]})
 
 
 def image_network_methods():

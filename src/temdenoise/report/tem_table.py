@@ -27,7 +27,7 @@ from temdenoise.claims import CNN_CLASSICAL
 from temdenoise.benchmark import collect_metrics, noise_order, score_statistics, tex_escape
 from temdenoise.fov_units import FovScale, fov_scale, fov_units_note
 from temdenoise.io import save_table, save_text
-from temdenoise.registry import method_kind, supervised_biased, takes_videos
+from temdenoise.registry import supervised_biased, supervised_networks
 from temdenoise.stats import DIFF_COLUMNS
 from temdenoise.report.pairs import (
     bias_free_twins, compare_pairs, delta_note, format_delta, homogeneity_label, pairs_display,
@@ -51,9 +51,11 @@ def claim_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str
     supervised networks), every supervised CNN vs every Wiener filter (:func:`cnn_classical_pairs`),
     Wiener vs wavelet, then each bias-free network vs its biased twin. Self-supervised networks (an
     ``objective``) are compared with their neighbours in the table."""
-    fov = [(a, b) for a in supervised_biased(entries, "unet") for b in supervised_biased(entries, "dncnn")]
-    classical = [(a, b) for a in supervised_biased(entries, "wiener") for b in supervised_biased(entries, "wavelet")]
-    return fov + cnn_classical_pairs(entries) + classical + bias_free_twins(entries)
+    def family_pairs(upper: str, lower: str) -> list[tuple[str, str]]:
+        return [(a, b) for a in supervised_biased(entries, upper) for b in supervised_biased(entries, lower)]
+
+    return (family_pairs("unet", "dncnn") + cnn_classical_pairs(entries) + family_pairs("wiener", "wavelet")
+            + bias_free_twins(entries))
 
 
 def cnn_classical_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, str]]:
@@ -61,9 +63,7 @@ def cnn_classical_pairs(entries: Mapping[str, Mapping[str, Any]]) -> list[tuple[
     Wiener filter: the claim that a supervised CNN beats the Wiener filter, made for every CNN of the
     table, not for the best one on the test images. The Wiener filter is fitted per noise condition
     on the training split (it knows the dose; the networks are blind over their training range)."""
-    networks = [name for name, e in entries.items()
-                if method_kind(e) == "network" and not takes_videos(e) and "objective" not in e]
-    return [(a, b) for a in networks for b in supervised_biased(entries, "wiener")]
+    return [(a, b) for a in supervised_networks(entries) for b in supervised_biased(entries, "wiener")]
 
 
 def claim_tags(entries: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], str]:
